@@ -1,0 +1,56 @@
+#include "core/sketch.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace infergrid::core {
+
+QuantileSketch::QuantileSketch(double relative_accuracy)
+    : gamma_((1 + relative_accuracy) / (1 - relative_accuracy)), log_gamma_(std::log(gamma_)) {}
+
+void QuantileSketch::add(double v) {
+  if (count_ == 0) {
+    min_ = max_ = v;
+  } else {
+    min_ = std::min(min_, v);
+    max_ = std::max(max_, v);
+  }
+  ++count_;
+  sum_ += v;
+  if (v <= kMinValue) {
+    ++zeros_;
+    return;
+  }
+  const int idx = static_cast<int>(std::ceil(std::log(v) / log_gamma_));
+  if (buckets_.empty()) {
+    offset_ = idx;
+    buckets_.assign(1, 0);
+  } else if (idx < offset_) {
+    buckets_.insert(buckets_.begin(), static_cast<std::size_t>(offset_ - idx), 0);
+    offset_ = idx;
+  } else if (idx >= offset_ + static_cast<int>(buckets_.size())) {
+    buckets_.resize(static_cast<std::size_t>(idx - offset_ + 1), 0);
+  }
+  ++buckets_[static_cast<std::size_t>(idx - offset_)];
+}
+
+double QuantileSketch::quantile(double q) const {
+  if (count_ == 0) return 0.0;
+  if (q <= 0) return min_;
+  if (q >= 1) return max_;
+  // Rank of the q-quantile among count_ values (nearest-rank definition).
+  const auto rank = static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(count_)));
+  std::uint64_t seen = zeros_;
+  if (seen >= rank) return 0.0;
+  for (std::size_t i = 0; i < buckets_.size(); ++i) {
+    seen += buckets_[i];
+    if (seen >= rank) {
+      const int idx = offset_ + static_cast<int>(i);
+      const double v = 2 * std::pow(gamma_, idx) / (gamma_ + 1);
+      return std::clamp(v, min_, max_);
+    }
+  }
+  return max_;
+}
+
+}  // namespace infergrid::core

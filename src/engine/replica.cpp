@@ -1,0 +1,352 @@
+#include "engine/replica.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.hpp"
+
+namespace infergrid::engine {
+
+using core::Ns;
+
+void EngineConfig::validate() const {
+  if (max_num_seqs < 1) core::fail_flag("max-num-seqs", "must be at least 1");
+  if (max_num_batched_tokens < max_num_seqs)
+    core::fail_flag("max-num-batched-tokens", "must be at least --max-num-seqs (as in vLLM)");
+  if (block_size < 1 || block_size > 4096) core::fail_flag("block-size", "must be in [1, 4096]");
+  if (!(gpu_memory_utilization > 0 && gpu_memory_utilization <= 1))
+    core::fail_flag("gpu-memory-utilization", "must be in (0, 1]");
+}
+
+Replica::Replica(int id, std::shared_ptr<const model::StepModel> step, const EngineConfig& cfg,
+                 std::int64_t kv_capacity_tokens)
+    : id_(id), step_(std::move(step)), cfg_(cfg) {
+  total_blocks_ = kv_capacity_tokens / cfg_.block_size;
+  if (cfg_.enable_prefix_caching) {
+    cache_.emplace(cfg_.prefix_cache_tokens != 0 ? cfg_.prefix_cache_tokens
+                                                 : total_blocks_ * cfg_.block_size);
+  }
+}
+
+int Replica::alloc_seq(workload::Request&& r) {
+  int idx;
+  if (!free_.empty()) {
+    idx = free_.back();
+    free_.pop_back();
+  } else {
+    idx = static_cast<int>(pool_.size());
+    pool_.emplace_back();
+  }
+  Seq& s = pool_[static_cast<std::size_t>(idx)];
+  s = Seq{};
+  s.req = std::move(r);
+  s.target = s.req.prompt_tokens;
+  return idx;
+}
+
+void Replica::push_waiting(int seq, bool front) {
+  if (!cfg_.priority_scheduling) {
+    if (front) waiting_.push_front(seq);
+    else waiting_.push_back(seq);
+    return;
+  }
+  // Ordered by (priority, arrival id): preempted sequences regain their place.
+  auto key = [&](int i) {
+    const auto& r = pool_[static_cast<std::size_t>(i)].req;
+    return std::pair(static_cast<int>(r.priority), r.id);
+  };
+  const auto k = key(seq);
+  auto it = std::upper_bound(waiting_.begin(), waiting_.end(), k,
+                             [&](const auto& kk, int i) { return kk < key(i); });
+  waiting_.insert(it, seq);
+}
+
+void Replica::enqueue(workload::Request&& r, Ns now) {
+  const int seq = alloc_seq(std::move(r));
+  push_waiting(seq, false);
+  if (busy_until_ == core::kNever) {
+    plan(now);
+    return;
+  }
+  if (seg_steps_ > 1) {
+    // A decode segment is running: cut it at the first iteration boundary at or after now,
+    // where the scheduler will next see the new request.
+    std::int64_t lo = 1, hi = seg_steps_;
+    while (lo < hi) {
+      const std::int64_t mid = (lo + hi) / 2;
+      if (work_start_ + core::from_seconds(segment_seconds(mid)) >= now) hi = mid;
+      else lo = mid + 1;
+    }
+    seg_steps_ = lo;
+    busy_until_ = work_start_ + core::from_seconds(segment_seconds(lo));
+  }
+}
+
+double Replica::segment_seconds(std::int64_t k) const {
+  // sum_{j<k} fixed + per_token * (context0 + n j)
+  const double n = static_cast<double>(batch_.size());
+  const double kk = static_cast<double>(k);
+  return kk * seg_fixed_s_ + seg_per_token_s_ * (kk * seg_context0_ + n * kk * (kk - 1) / 2);
+}
+
+int Replica::pick_victim(std::size_t from) const {
+  if (!cfg_.priority_scheduling) return running_.back();
+  // Sequences before `from` are already in this iteration's batch and keep their blocks.
+  int best = running_.back();
+  for (std::size_t k = from; k < running_.size(); ++k) {
+    const int i = running_[k];
+    const auto& a = pool_[static_cast<std::size_t>(i)].req;
+    const auto& b = pool_[static_cast<std::size_t>(best)].req;
+    if (std::pair(static_cast<int>(a.priority), a.id) > std::pair(static_cast<int>(b.priority), b.id))
+      best = i;
+  }
+  return best;
+}
+
+void Replica::preempt(int seq) {
+  Seq& s = pool_[static_cast<std::size_t>(seq)];
+  used_blocks_ -= s.blocks;
+  s.blocks = 0;
+  s.computed = 0;
+  s.target = s.req.prompt_tokens + s.generated;  // recompute prompt and output so far
+  ++s.preemptions;
+  ++stats_.preemptions;
+  running_.erase(std::find(running_.begin(), running_.end(), seq));
+  push_waiting(seq, true);
+  preempted_in_plan_ = true;
+}
+
+bool Replica::head_admissible(std::int64_t budget, std::int64_t free_blocks) const {
+  if (waiting_.empty() || budget <= 0 || static_cast<int>(running_.size()) >= cfg_.max_num_seqs)
+    return false;
+  const Seq& s = pool_[static_cast<std::size_t>(waiting_.front())];
+  const std::int64_t want = std::min(s.target - s.computed, budget);
+  return blocks_for(s.computed + want) <= free_blocks;
+}
+
+// Builds this iteration's batch; false when nothing can run.
+bool Replica::build_batch() {
+  batch_.clear();
+  preempted_in_plan_ = false;
+  std::int64_t budget = cfg_.max_num_batched_tokens;
+  for (std::size_t i = 0; i < running_.size();) {
+    const int seq = running_[i];
+    Seq& s = pool_[static_cast<std::size_t>(seq)];
+    const bool decoding = s.computed >= s.target;
+    const std::int64_t want = decoding ? 1 : std::min(s.target - s.computed, budget);
+    if (want <= 0) {
+      ++i;
+      continue;
+    }
+    const std::int64_t need = blocks_for(s.computed + want) - s.blocks;
+    bool self_preempted = false;
+    while (need > total_blocks_ - used_blocks_) {
+      const int victim = pick_victim(i);
+      preempt(victim);
+      if (victim == seq) {
+        self_preempted = true;
+        break;
+      }
+    }
+    if (self_preempted) continue;  // running_[i] now holds the next sequence
+    s.blocks += need;
+    used_blocks_ += need;
+    batch_.push_back({seq, want, !decoding});
+    budget -= want;
+    ++i;
+  }
+  if (!preempted_in_plan_) {
+    while (head_admissible(budget, total_blocks_ - used_blocks_)) {
+      const int seq = waiting_.front();
+      Seq& s = pool_[static_cast<std::size_t>(seq)];
+      waiting_.pop_front();
+      if (cache_ && !s.req.block_hashes.empty()) {
+        const std::size_t hits = cache_->match(s.req.block_hashes);
+        if (!s.looked_up) {
+          stats_.prefix_lookup_blocks += s.req.block_hashes.size();
+          stats_.prefix_hit_blocks += hits;
+        }
+        // At least the last prompt token is computed, to sample from.
+        const std::int64_t cached = std::min<std::int64_t>(
+            static_cast<std::int64_t>(hits) * s.req.hash_block_tokens, s.target - 1);
+        if (!s.looked_up) s.cached = static_cast<std::int32_t>(cached);
+        s.computed = std::max<std::int64_t>(s.computed, cached);
+        cache_->insert(s.req.block_hashes, s.req.hash_block_tokens);
+      }
+      if (!s.looked_up) {
+        stats_.prompt_tokens += static_cast<std::uint64_t>(s.req.prompt_tokens);
+        stats_.cached_tokens += static_cast<std::uint64_t>(s.cached);
+      }
+      s.looked_up = true;
+      const std::int64_t want = std::min(s.target - s.computed, budget);
+      const std::int64_t need = blocks_for(s.computed + want) - s.blocks;
+      s.blocks += need;
+      used_blocks_ += need;
+      running_.push_back(seq);
+      batch_.push_back({seq, want, true});
+      budget -= want;
+    }
+  }
+  return !batch_.empty();
+}
+
+void Replica::reject_head(Ns now) {
+  const int seq = waiting_.front();
+  waiting_.pop_front();
+  Seq& s = pool_[static_cast<std::size_t>(seq)];
+  Completion c;
+  c.id = s.req.id;
+  c.arrival = s.req.arrival;
+  c.first_scheduled = c.first_token = c.finish = now;
+  c.prompt_tokens = s.req.prompt_tokens;
+  c.output_tokens = 0;
+  c.priority = s.req.priority;
+  c.replica = id_;
+  c.rejected = true;
+  done_.push_back(c);
+  s.req.block_hashes = {};
+  free_.push_back(seq);
+}
+
+// Number of decode steps (<= k_max) whose KV blocks fit in the free blocks.
+std::int64_t Replica::kv_limited_steps(std::int64_t k_max) const {
+  const std::int64_t free_blocks = total_blocks_ - used_blocks_;
+  auto extra = [&](std::int64_t k) {
+    std::int64_t e = 0;
+    for (const Item& it : batch_) {
+      const Seq& s = pool_[static_cast<std::size_t>(it.seq)];
+      e += blocks_for(s.computed + k) - s.blocks;
+    }
+    return e;
+  };
+  if (extra(k_max) <= free_blocks) return k_max;
+  std::int64_t lo = 1, hi = k_max;  // extra(1) == 0 <= free: blocks for step 1 are allocated
+  while (lo < hi) {
+    const std::int64_t mid = (lo + hi + 1) / 2;
+    if (extra(mid) <= free_blocks) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+void Replica::plan(Ns now) {
+  while (true) {
+    if (running_.empty() && waiting_.empty()) {
+      busy_until_ = core::kNever;
+      idle_since_ = now;
+      return;
+    }
+    if (build_batch()) break;
+    // Nothing runs: the head of the queue cannot fit even in an empty cache.
+    if (running_.empty()) reject_head(now);
+  }
+  if (busy_until_ == core::kNever && now > idle_since_)
+    stats_.energy_j += step_->idle_power_w() * step_->accelerators() * core::to_seconds(now - idle_since_);
+  for (const Item& it : batch_) {
+    Seq& s = pool_[static_cast<std::size_t>(it.seq)];
+    if (s.first_scheduled < 0) s.first_scheduled = now;
+  }
+  work_start_ = now;
+  const bool all_decode =
+      std::all_of(batch_.begin(), batch_.end(), [](const Item& it) { return !it.prefill; });
+  const std::int64_t budget_left =
+      cfg_.max_num_batched_tokens - static_cast<std::int64_t>(batch_.size());
+  const bool stable = all_decode && !preempted_in_plan_ &&
+                      !head_admissible(budget_left, total_blocks_ - used_blocks_);
+  if (stable && cfg_.fast_forward) {
+    std::int64_t k_max = INT64_MAX;
+    double context = 0;
+    for (const Item& it : batch_) {
+      const Seq& s = pool_[static_cast<std::size_t>(it.seq)];
+      k_max = std::min<std::int64_t>(k_max, s.req.output_tokens - s.generated);
+      context += static_cast<double>(s.computed + 1);
+    }
+    const model::DecodeLine line = step_->decode_line(static_cast<int>(batch_.size()));
+    seg_fixed_s_ = line.fixed_s;
+    seg_per_token_s_ = line.per_token_s;
+    seg_context0_ = context;
+    seg_steps_ = kv_limited_steps(std::max<std::int64_t>(k_max, 1));
+    work_power_w_ = line.power_w;
+    busy_until_ = now + core::from_seconds(segment_seconds(seg_steps_));
+    ++stats_.segments;
+    return;
+  }
+  model::BatchShape shape;
+  for (const Item& it : batch_) {
+    const Seq& s = pool_[static_cast<std::size_t>(it.seq)];
+    if (it.prefill) {
+      shape.prefill_tokens += static_cast<double>(it.tokens);
+      shape.prefill_pairs += static_cast<double>(it.tokens) *
+                             (static_cast<double>(s.computed) + (static_cast<double>(it.tokens) + 1) / 2);
+      ++shape.prefill_seqs;
+    } else {
+      ++shape.decode_seqs;
+      shape.decode_context += static_cast<double>(s.computed + 1);
+    }
+  }
+  const model::IterationCost cost = step_->iteration(shape);
+  seg_steps_ = 0;
+  work_power_w_ = cost.power_w;
+  busy_until_ = now + std::max<Ns>(1, core::from_seconds(cost.seconds));
+  ++stats_.iterations;
+}
+
+void Replica::complete(int seq, Ns t) {
+  Seq& s = pool_[static_cast<std::size_t>(seq)];
+  Completion c;
+  c.id = s.req.id;
+  c.arrival = s.req.arrival;
+  c.first_scheduled = s.first_scheduled;
+  c.first_token = s.first_token;
+  c.finish = t;
+  c.prompt_tokens = s.req.prompt_tokens;
+  c.output_tokens = s.generated;
+  c.cached_tokens = s.cached;
+  c.preemptions = s.preemptions;
+  c.priority = s.req.priority;
+  c.replica = id_;
+  done_.push_back(c);
+  used_blocks_ -= s.blocks;
+  s.req.block_hashes = {};
+  free_.push_back(seq);
+}
+
+void Replica::advance(Ns now) {
+  const double dt = core::to_seconds(now - work_start_);
+  stats_.energy_j += work_power_w_ * step_->accelerators() * dt;
+  stats_.busy_s += dt;
+  const std::int64_t steps = seg_steps_ > 0 ? seg_steps_ : 1;
+  std::vector<int> finished;
+  for (const Item& it : batch_) {
+    Seq& s = pool_[static_cast<std::size_t>(it.seq)];
+    if (it.prefill) {
+      s.computed += it.tokens;
+      if (s.computed < s.target) continue;  // more chunks to go
+      ++s.generated;                         // the prefill samples a token
+    } else {
+      s.computed += steps;
+      s.generated += static_cast<std::int32_t>(steps);
+    }
+    if (s.first_token < 0) s.first_token = now;
+    if (s.generated >= s.req.output_tokens) finished.push_back(it.seq);
+  }
+  if (!finished.empty()) {
+    for (int seq : finished) {
+      running_.erase(std::find(running_.begin(), running_.end(), seq));
+      complete(seq, now);
+    }
+  }
+  seg_steps_ = 0;
+  plan(now);
+}
+
+void Replica::finish(Ns end) {
+  if (busy_until_ == core::kNever && end > idle_since_) {
+    stats_.energy_j += step_->idle_power_w() * step_->accelerators() * core::to_seconds(end - idle_since_);
+    idle_since_ = end;
+  }
+}
+
+}  // namespace infergrid::engine

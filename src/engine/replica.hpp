@@ -1,0 +1,136 @@
+#pragma once
+// One model-server replica, scheduled as vLLM (v1) schedules: continuous batching, chunked
+// prefill under a token budget, a cap on running sequences, a paged KV cache, prefix caching,
+// preemption by recompute, FCFS or priority order. Advanced by the event kernel through
+// next_event_time() / advance(t); between changes of the batch, decode iterations are advanced
+// in closed form to the next completion, KV limit or arrival.
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "core/units.hpp"
+#include "engine/prefix_cache.hpp"
+#include "model/perf_model.hpp"
+#include "workload/request.hpp"
+
+namespace infergrid::engine {
+
+struct EngineConfig {
+  int max_num_seqs = 256;
+  int max_num_batched_tokens = 8192;
+  int block_size = 16;
+  double gpu_memory_utilization = 0.9;
+  bool enable_prefix_caching = false;
+  // Prefix-cache capacity in tokens: 0 = the KV cache's size, < 0 = unlimited (host tier).
+  std::int64_t prefix_cache_tokens = 0;
+  bool priority_scheduling = false;
+  bool fast_forward = true;  // closed-form decode; off only to cross-check it in tests
+  // KV capacity in tokens; 0 = derived from the performance model's memory budget.
+  std::int64_t kv_capacity_tokens = 0;
+  // Throws InputError naming the flag when a knob is out of range.
+  void validate() const;
+};
+
+struct Completion {
+  std::uint64_t id = 0;
+  core::Ns arrival = 0, first_scheduled = 0, first_token = 0, finish = 0;
+  std::int32_t prompt_tokens = 0, output_tokens = 0, cached_tokens = 0, preemptions = 0;
+  workload::Priority priority = workload::Priority::kInteractive;
+  int replica = 0;
+  bool rejected = false;  // could never fit in this replica's KV cache
+};
+
+struct ReplicaStats {
+  std::uint64_t iterations = 0, segments = 0, preemptions = 0;
+  std::uint64_t prefix_lookup_blocks = 0, prefix_hit_blocks = 0;
+  std::uint64_t prompt_tokens = 0, cached_tokens = 0;
+  double energy_j = 0;
+  double busy_s = 0;
+};
+
+class Replica {
+ public:
+  Replica(int id, std::shared_ptr<const model::StepModel> step, const EngineConfig& cfg,
+          std::int64_t kv_capacity_tokens);
+
+  // A request arrives at `now` (not before the last event this replica handled).
+  void enqueue(workload::Request&& r, core::Ns now);
+  core::Ns next_event_time() const { return busy_until_; }
+  // Completes the work due at next_event_time() and plans the next iteration.
+  void advance(core::Ns now);
+  // Finished requests since the last call.
+  std::vector<Completion>& completions() { return done_; }
+  // Accounts idle power up to `end` (call once at the end of a run).
+  void finish(core::Ns end);
+
+  int id() const { return id_; }
+  int running() const { return static_cast<int>(running_.size()); }
+  int waiting() const { return static_cast<int>(waiting_.size()); }
+  int outstanding() const { return running() + waiting(); }
+  double kv_usage() const { return total_blocks_ ? double(used_blocks_) / total_blocks_ : 0; }
+  std::int64_t total_blocks() const { return total_blocks_; }
+  const ReplicaStats& stats() const { return stats_; }
+  const EngineConfig& config() const { return cfg_; }
+
+ private:
+  struct Seq {
+    workload::Request req;
+    std::int64_t target = 0;    // tokens to hold computed before the next token is sampled
+    std::int64_t computed = 0;  // tokens whose KV is in the cache
+    std::int32_t generated = 0;
+    std::int64_t blocks = 0;
+    std::int32_t cached = 0;
+    std::int32_t preemptions = 0;
+    core::Ns first_scheduled = -1, first_token = -1;
+    bool looked_up = false;
+  };
+  struct Item {
+    int seq;
+    std::int64_t tokens;
+    bool prefill;
+  };
+
+  std::int64_t blocks_for(std::int64_t tokens) const {
+    return (tokens + cfg_.block_size - 1) / cfg_.block_size;
+  }
+  int alloc_seq(workload::Request&& r);
+  void plan(core::Ns now);
+  bool build_batch();
+  void preempt(int seq);
+  int pick_victim(std::size_t from) const;
+  void push_waiting(int seq, bool front);
+  bool head_admissible(std::int64_t budget, std::int64_t free_blocks) const;
+  std::int64_t kv_limited_steps(std::int64_t k_max) const;
+  double segment_seconds(std::int64_t k) const;
+  void complete(int seq, core::Ns t);
+  void reject_head(core::Ns now);
+
+  int id_;
+  std::shared_ptr<const model::StepModel> step_;
+  EngineConfig cfg_;
+  std::int64_t total_blocks_ = 0, used_blocks_ = 0;
+  std::optional<PrefixCache> cache_;
+
+  std::vector<Seq> pool_;
+  std::vector<int> free_;
+  std::vector<int> running_;
+  std::deque<int> waiting_;
+  std::vector<Item> batch_;
+  bool preempted_in_plan_ = false;
+
+  // The work in progress: one iteration, or a decode segment of seg_steps_ iterations.
+  core::Ns busy_until_ = core::kNever;
+  core::Ns work_start_ = 0;
+  core::Ns idle_since_ = 0;
+  double work_power_w_ = 0;
+  std::int64_t seg_steps_ = 0;  // 0: a single (possibly mixed) iteration
+  double seg_fixed_s_ = 0, seg_per_token_s_ = 0;
+  double seg_context0_ = 0;  // total context of the segment's first iteration
+
+  std::vector<Completion> done_;
+  ReplicaStats stats_;
+};
+
+}  // namespace infergrid::engine

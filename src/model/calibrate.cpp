@@ -1,0 +1,235 @@
+#include "model/calibrate.hpp"
+
+#include <algorithm>
+#include <array>
+#include <functional>
+#include <cmath>
+#include <fmt/format.h>
+#include <map>
+#include <tuple>
+
+#include "core/csv.hpp"
+#include "core/error.hpp"
+#include "core/rng.hpp"
+
+namespace infergrid::model {
+
+namespace {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+}  // namespace
+
+std::vector<MeasuredGroup> load_measurements(const std::string& path) {
+  core::LineReader in(path);
+  std::string line;
+  std::vector<std::string> f;
+  if (!in.next(line)) core::fail_input(path, 1, "", "empty file");
+  core::split_csv(line, f);
+  std::map<std::string, std::size_t> col;
+  for (std::size_t i = 0; i < f.size(); ++i) col[std::string(core::trim(f[i]))] = i;
+  const char* need[] = {"model", "hardware", "prompt_size", "batch_size", "token_size",
+                        "prompt_time", "token_time", "e2e_time", "tensor_parallel"};
+  for (const char* n : need)
+    if (!col.count(n)) core::fail_input(path, 1, n, "missing column");
+  using Key = std::tuple<std::string, std::string, int, int, int, int>;
+  std::map<Key, std::array<std::vector<double>, 3>> acc;
+  while (in.next(line)) {
+    if (core::trim(line).empty()) continue;
+    if (!core::split_csv(line, f) || f.size() < col.size())
+      core::fail_input(path, in.line_number(), "", "wrong number of fields");
+    auto geti = [&](const char* name) {
+      std::int64_t v = 0;
+      if (!core::parse_int(f[col[name]], v) || v < 1)
+        core::fail_input(path, in.line_number(), name, "expected a positive integer");
+      return static_cast<int>(v);
+    };
+    auto getd = [&](const char* name) {
+      double v = 0;
+      if (!core::parse_double(f[col[name]], v) || v <= 0)
+        core::fail_input(path, in.line_number(), name, "expected a positive number");
+      return v;
+    };
+    Key k{f[col["model"]], f[col["hardware"]], geti("tensor_parallel"), geti("prompt_size"),
+          geti("batch_size"), geti("token_size")};
+    auto& a = acc[k];
+    a[0].push_back(getd("prompt_time"));
+    a[1].push_back(getd("token_time"));
+    a[2].push_back(getd("e2e_time"));
+  }
+  std::vector<MeasuredGroup> out;
+  for (auto& [k, a] : acc) {
+    MeasuredGroup g;
+    std::tie(g.model, g.gpu, g.tp, g.prompt, g.batch, g.output) = k;
+    g.repetitions = static_cast<int>(a[0].size());
+    g.prompt_ms = median(a[0]);
+    g.token_ms = median(a[1]);
+    g.e2e_ms = median(a[2]);
+    g.isolated = g.e2e_ms <= 2 * (g.prompt_ms + g.output * g.token_ms);
+    out.push_back(g);
+  }
+  return out;
+}
+
+namespace {
+Validation validate_with(const Catalog& catalog, const std::vector<MeasuredGroup>& groups,
+                         const Harness& h, const std::string& only_gpu, const Calibration* calib) {
+  Validation v;
+  for (const auto& g : groups) {
+    if (!only_gpu.empty() && g.gpu != only_gpu) continue;
+    Accelerator a = catalog.accelerator(g.gpu);
+    if (calib) a.calib = *calib;
+    const PerfModel pm(catalog.llm(g.model), a, g.tp);
+    GroupResult r;
+    r.measured = g;
+    r.predicted = predict_isolated_batch(pm, g.prompt, g.batch, g.output, h.reservation,
+                                         h.max_model_len, h.gpu_memory_utilization);
+    r.prompt_err = std::fabs(r.predicted.prompt_time_ms - g.prompt_ms) / g.prompt_ms;
+    r.token_err = std::fabs(r.predicted.token_time_ms - g.token_ms) / g.token_ms;
+    if (g.isolated) {
+      v.mape_prompt += r.prompt_err;
+      v.mape_token += r.token_err;
+      ++v.counted;
+    }
+    v.groups.push_back(r);
+  }
+  if (v.counted) {
+    v.mape_prompt /= double(v.counted);
+    v.mape_token /= double(v.counted);
+  }
+  return v;
+}
+
+constexpr int kDims = 7;
+using Vec = std::array<double, kDims>;
+
+// Parameters in units that keep the simplex well scaled (microseconds, milliseconds).
+Calibration to_calib(const Vec& x) {
+  Calibration c;
+  c.compute_eff = x[0];
+  c.memory_eff = x[1];
+  c.allreduce_latency_s = x[2] * 1e-6;
+  c.allreduce_bw_eff = x[3];
+  c.decode_overhead_s = x[4] * 1e-3;
+  c.prefill_overhead_s = x[5] * 1e-3;
+  c.prefill_seq_overhead_s = x[6] * 1e-3;
+  return c;
+}
+bool feasible(const Vec& x) {
+  for (double v : x)
+    if (v < 0) return false;
+  return x[0] > 0.02 && x[0] <= 1 && x[1] > 0.02 && x[1] <= 1 && x[3] > 0.01 && x[3] <= 1;
+}
+
+Vec nelder_mead(const std::function<double(const Vec&)>& f, Vec x0, int iters) {
+  std::array<Vec, kDims + 1> p;
+  std::array<double, kDims + 1> fv;
+  p[0] = x0;
+  for (int i = 0; i < kDims; ++i) {
+    p[i + 1] = x0;
+    p[i + 1][i] = x0[i] != 0 ? x0[i] * 1.2 : 0.2;
+  }
+  for (int i = 0; i <= kDims; ++i) fv[i] = f(p[i]);
+  std::array<int, kDims + 1> idx;
+  for (int it = 0; it < iters; ++it) {
+    for (int i = 0; i <= kDims; ++i) idx[i] = i;
+    std::sort(idx.begin(), idx.end(), [&](int a, int b) { return fv[a] < fv[b]; });
+    const int best = idx[0], worst = idx[kDims], second = idx[kDims - 1];
+    Vec c{};
+    for (int i = 0; i < kDims; ++i)
+      for (int j = 0; j < kDims; ++j) c[j] += p[idx[i]][j] / kDims;
+    auto along = [&](double t) {
+      Vec r;
+      for (int j = 0; j < kDims; ++j) r[j] = c[j] + t * (p[worst][j] - c[j]);
+      return r;
+    };
+    const Vec xr = along(-1);
+    const double fr = f(xr);
+    if (fr < fv[best]) {
+      const Vec xe = along(-2);
+      const double fe = f(xe);
+      if (fe < fr) p[worst] = xe, fv[worst] = fe;
+      else p[worst] = xr, fv[worst] = fr;
+    } else if (fr < fv[second]) {
+      p[worst] = xr, fv[worst] = fr;
+    } else {
+      const Vec xc = along(0.5);
+      const double fc = f(xc);
+      if (fc < fv[worst]) {
+        p[worst] = xc, fv[worst] = fc;
+      } else {
+        for (int i = 0; i <= kDims; ++i) {
+          if (i == best) continue;
+          for (int j = 0; j < kDims; ++j) p[i][j] = p[best][j] + 0.5 * (p[i][j] - p[best][j]);
+          fv[i] = f(p[i]);
+        }
+      }
+    }
+  }
+  int b = 0;
+  for (int i = 1; i <= kDims; ++i)
+    if (fv[i] < fv[b]) b = i;
+  return p[b];
+}
+}  // namespace
+
+Validation validate(const Catalog& catalog, const std::vector<MeasuredGroup>& groups,
+                    const Harness& harness) {
+  return validate_with(catalog, groups, harness, "", nullptr);
+}
+
+Calibration fit_calibration(const Catalog& catalog, const std::string& gpu,
+                            const std::vector<MeasuredGroup>& groups, const Harness& harness,
+                            int restarts) {
+  auto objective = [&](const Vec& x) {
+    if (!feasible(x)) return 1e9;
+    const Calibration c = to_calib(x);
+    const Validation v = validate_with(catalog, groups, harness, gpu, &c);
+    return v.mape_prompt + v.mape_token;
+  };
+  core::Rng rng(1, "calibrate/" + gpu);
+  Vec best{};
+  double best_f = 1e18;
+  for (int r = 0; r < restarts; ++r) {
+    Vec x{0.3 + 0.6 * rng.uniform(), 0.5 + 0.45 * rng.uniform(), 10 + 50 * rng.uniform(),
+          0.05 + 0.45 * rng.uniform(), 2 + 13 * rng.uniform(), 20 * rng.uniform(),
+          5 * rng.uniform()};
+    for (int rep = 0; rep < 3; ++rep) x = nelder_mead(objective, x, 1500);
+    const double fx = objective(x);
+    if (fx < best_f) best_f = fx, best = x;
+  }
+  return to_calib(best);
+}
+
+std::string validation_markdown(const Validation& v) {
+  std::string s =
+      "| accelerator | TP | prompt | batch | output | prompt_time measured ms | predicted | error "
+      "| token_time measured ms | predicted | error |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+  std::map<std::pair<std::string, int>, std::array<double, 3>> per;
+  for (const auto& r : v.groups) {
+    const auto& g = r.measured;
+    s += fmt::format("| {} | {} | {} | {} | {} | {:.1f} | {:.1f} | {:.1f}% | {:.2f} | {:.2f} | {:.1f}% |\n",
+                     g.gpu, g.tp, g.prompt, g.batch, g.output, g.prompt_ms,
+                     r.predicted.prompt_time_ms, 100 * r.prompt_err, g.token_ms,
+                     r.predicted.token_time_ms, 100 * r.token_err);
+    if (!g.isolated) {
+      s.insert(s.size() - 1, fmt::format(" not isolated: e2e {:.0f} ms |", g.e2e_ms));
+      continue;
+    }
+    auto& a = per[{g.gpu, g.tp}];
+    a[0] += r.prompt_err;
+    a[1] += r.token_err;
+    a[2] += 1;
+  }
+  s += "\n| accelerator | TP | isolated groups | MAPE prompt_time | MAPE token_time |\n|---|---|---|---|---|\n";
+  for (auto& [k, a] : per)
+    s += fmt::format("| {} | {} | {:.0f} | {:.1f}% | {:.1f}% |\n", k.first, k.second, a[2],
+                     100 * a[0] / a[2], 100 * a[1] / a[2]);
+  s += fmt::format("| all | | {} | {:.1f}% | {:.1f}% |\n", v.counted, 100 * v.mape_prompt,
+                   100 * v.mape_token);
+  return s;
+}
+
+}  // namespace infergrid::model

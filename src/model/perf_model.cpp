@@ -1,0 +1,138 @@
+#include "model/perf_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+
+namespace infergrid::model {
+
+namespace {
+// Dynamic power goes as f * V^2 and V tracks f, so a phase that wants p watts runs at a clock
+// fraction of ((cap - idle) / (p - idle))^(1/3) under a cap below p, and at full clock above.
+double clock_fraction(double demand_w, double cap_w, double idle_w) {
+  if (demand_w <= cap_w) return 1.0;
+  const double f = (cap_w - idle_w) / (demand_w - idle_w);
+  return f <= 0 ? 0.05 : std::cbrt(f);
+}
+}  // namespace
+
+PerfModel::PerfModel(const LlmModel& m, const Accelerator& a, int tp, double power_cap)
+    : model_(m), accel_(a), tp_(tp), cap_w_(power_cap * a.tdp_w) {
+  if (tp < 1) core::fail_flag("tp", "must be at least 1");
+  if (!(power_cap > 0 && power_cap <= 1)) core::fail_flag("power-cap", "must be in (0, 1]");
+  if (cap_w_ <= a.idle_w)
+    core::fail_flag("power-cap", fmt::format("{:.0f} W is below the idle power {:.0f} W of {}",
+                                             cap_w_, a.idle_w, a.name));
+  // Compute-bound work draws prefill power and slows with the clock; memory-bound work draws
+  // decode power, and HBM bandwidth only suffers when even that demand exceeds the cap.
+  clock_compute_ = clock_fraction(a.prefill_w, cap_w_, a.idle_w);
+  clock_memory_ = clock_fraction(a.decode_w, cap_w_, a.idle_w);
+  flops_ = tp * a.dense_flops * a.calib.compute_eff * clock_compute_;
+  bytes_s_ = tp * a.hbm_bandwidth * a.calib.memory_eff * clock_memory_;
+  if (kv_capacity_tokens(0.9) < 1) {
+    core::fail_flag("tp", fmt::format("{} needs {:.1f} GB of weights: it does not fit on {} x {} "
+                                      "({:.0f} GB each, 90% usable, {:.1f} GB runtime reserve)",
+                                      m.name, m.weight_bytes() / 1e9, tp, a.name,
+                                      a.hbm_bytes / 1e9, a.runtime_reserve_bytes / 1e9));
+  }
+}
+
+double PerfModel::kv_bytes_per_token_per_gpu() const {
+  if (model_.kv_lora_rank > 0) return model_.kv_bytes_per_token();  // latent replicated per GPU
+  // KV heads are split across the TP group; with fewer heads than GPUs they are replicated.
+  return model_.kv_bytes_per_token() / std::min(tp_, model_.kv_heads);
+}
+
+double PerfModel::kv_capacity_tokens(double util) const {
+  const double free = accel_.hbm_bytes * util - model_.weight_bytes() / tp_ -
+                      accel_.runtime_reserve_bytes;
+  return free <= 0 ? 0 : std::floor(free / kv_bytes_per_token_per_gpu());
+}
+
+double PerfModel::allreduce_s(double tokens) const {
+  if (tp_ == 1) return 0;
+  // Two all-reduces per layer (after attention and after the MLP), ring bandwidth term plus a
+  // latency that grows with the steps of the reduction tree.
+  const auto& c = accel_.calib;
+  const double bytes = tokens * model_.hidden * 2.0;
+  const double bw = accel_.interconnect_bw * c.allreduce_bw_eff;
+  const double one = c.allreduce_latency_s * std::log2(double(tp_)) +
+                     2.0 * (tp_ - 1) / tp_ * bytes / bw;
+  return 2.0 * model_.layers * one;
+}
+
+IterationCost PerfModel::iteration(const BatchShape& s) const {
+  const double tokens = s.prefill_tokens + s.decode_seqs;
+  if (tokens <= 0) return {0, accel_.idle_w};
+  const auto& c = accel_.calib;
+  const double sampled = s.prefill_seqs + s.decode_seqs;
+  const double lin_flops = model_.linear_flops_per_token() * tokens + model_.lm_head_flops() * sampled;
+  const double linear = std::max(lin_flops / flops_, model_.weight_bytes_read(tokens) / bytes_s_);
+  const double attention = model_.attention_flops_per_pair() * s.prefill_pairs / flops_ +
+                           model_.kv_bytes_per_token() * s.decode_context / bytes_s_;
+  const bool prefill = s.prefill_tokens > 0;
+  const double overhead = prefill ? c.prefill_overhead_s + c.prefill_seq_overhead_s * s.prefill_seqs
+                                  : c.decode_overhead_s;
+  IterationCost out;
+  out.seconds = linear + attention + allreduce_s(tokens) + overhead;
+  out.power_w = std::min(prefill ? accel_.prefill_w : accel_.decode_w, cap_w_);
+  return out;
+}
+
+DecodeLine PerfModel::decode_line(int n) const {
+  BatchShape s;
+  s.decode_seqs = n;
+  DecodeLine d;
+  const IterationCost base = iteration(s);
+  d.fixed_s = base.seconds;
+  d.per_token_s = model_.kv_bytes_per_token() / bytes_s_;
+  d.power_w = base.power_w;
+  return d;
+}
+
+IsolatedBatch predict_isolated_batch(const PerfModel& pm, int prompt, int batch, int output,
+                                     KvReservation reservation, int max_model_len,
+                                     double gpu_memory_utilization) {
+  if (prompt < 1) core::fail_flag("prompt", "must be at least 1");
+  if (batch < 1) core::fail_flag("batch", "must be at least 1");
+  if (output < 1) core::fail_flag("output-tokens", "must be at least 1");
+  const double capacity = pm.kv_capacity_tokens(gpu_memory_utilization);
+  const double per_seq = reservation == KvReservation::kStatic
+                             ? std::max<double>(max_model_len, prompt + output)
+                             : double(prompt + output);
+  const int fit = static_cast<int>(std::min<double>(batch, std::floor(capacity / per_seq)));
+  if (fit < 1)
+    core::fail_flag("prompt", fmt::format("one sequence of {} tokens needs more KV cache than the "
+                                          "{:.0f} tokens available",
+                                          per_seq, capacity));
+  IsolatedBatch r;
+  r.wave = fit;
+  double total_s = 0;
+  double energy = 0;
+  for (int left = batch; left > 0; left -= fit) {
+    const int n = std::min(left, fit);
+    BatchShape p;
+    p.prefill_tokens = double(n) * prompt;
+    p.prefill_pairs = double(n) * prompt * (prompt + 1) / 2.0;
+    p.prefill_seqs = n;
+    const IterationCost pc = pm.iteration(p);
+    const DecodeLine d = pm.decode_line(n);
+    // Decode iterations k = 1..output-1 see context prompt + k per sequence.
+    const int steps = output - 1;
+    const double mean_ctx = steps > 0 ? double(n) * (prompt + (1.0 + steps) / 2.0) : 0;
+    const double token_s = steps > 0 ? d.fixed_s + d.per_token_s * mean_ctx : 0;
+    if (left == batch) {
+      r.prompt_time_ms = pc.seconds * 1e3;
+      r.token_time_ms = token_s * 1e3;
+    }
+    total_s += pc.seconds + steps * token_s;
+    energy += (pc.seconds * pc.power_w + steps * token_s * d.power_w) * pm.tp();
+  }
+  r.e2e_time_ms = total_s * 1e3;
+  r.energy_j = energy;
+  return r;
+}
+
+}  // namespace infergrid::model

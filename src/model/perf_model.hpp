@@ -1,0 +1,91 @@
+#pragma once
+// The engine performance model: time and power of one iteration of a batch that mixes prefill
+// chunks and decodes, on one replica of TP accelerators. Pure functions of the batch shape.
+#include <string>
+
+#include "model/catalog.hpp"
+
+namespace infergrid::model {
+
+// What one iteration computes. prefill_pairs counts (query token, context token) pairs of the
+// prefill chunks: a chunk of c tokens after h cached ones contributes c * (h + (c + 1) / 2).
+struct BatchShape {
+  double prefill_tokens = 0;
+  double prefill_pairs = 0;
+  int prefill_seqs = 0;
+  int decode_seqs = 0;
+  double decode_context = 0;  // sum of the decoding sequences' context lengths
+};
+
+struct IterationCost {
+  double seconds = 0;
+  double power_w = 0;  // per accelerator, while this iteration runs
+};
+
+// A pure-decode iteration of n sequences with total context S takes fixed_s + per_token_s * S:
+// the replica uses this line to advance many decode iterations in closed form.
+struct DecodeLine {
+  double fixed_s = 0;
+  double per_token_s = 0;
+  double power_w = 0;
+};
+
+// The narrow interface the replica scheduler needs; tests substitute simple service laws.
+class StepModel {
+ public:
+  virtual ~StepModel() = default;
+  virtual IterationCost iteration(const BatchShape& shape) const = 0;
+  virtual DecodeLine decode_line(int n) const = 0;
+  virtual double idle_power_w() const = 0;
+  virtual int accelerators() const = 0;
+};
+
+class PerfModel final : public StepModel {
+ public:
+  // power_cap: fraction of board power (1 = uncapped). Throws InputError if the weights do
+  // not fit at this tensor-parallel degree.
+  PerfModel(const LlmModel& m, const Accelerator& a, int tp, double power_cap = 1.0);
+
+  IterationCost iteration(const BatchShape& shape) const override;
+  DecodeLine decode_line(int n) const override;
+  double idle_power_w() const override { return accel_.idle_w; }
+  int accelerators() const override { return tp_; }
+
+  // KV cache capacity in tokens at the given memory utilization (vLLM's rule: utilization x
+  // memory, minus weights, minus the runtime reserve, per accelerator).
+  double kv_capacity_tokens(double gpu_memory_utilization) const;
+  double kv_bytes_per_token_per_gpu() const;
+  const LlmModel& llm() const { return model_; }
+  const Accelerator& accel() const { return accel_; }
+  int tp() const { return tp_; }
+  // Clock fractions under the power cap for compute-bound and memory-bound work.
+  double compute_clock() const { return clock_compute_; }
+  double memory_clock() const { return clock_memory_; }
+
+ private:
+  double allreduce_s(double tokens) const;
+  LlmModel model_;
+  Accelerator accel_;
+  int tp_;
+  double cap_w_;
+  double clock_compute_ = 1, clock_memory_ = 1;
+  double flops_, bytes_s_;  // effective replica-wide FLOP/s and bytes/s, cap included
+};
+
+// The prediction `infergrid perf` prints: an isolated batch of `batch` prompts of `prompt`
+// tokens that then decode to `output` tokens each.
+struct IsolatedBatch {
+  double prompt_time_ms = 0;  // the prefill iteration of the first wave
+  double token_time_ms = 0;   // mean decode iteration of the first wave
+  double e2e_time_ms = 0;     // until the last sequence finishes
+  int wave = 0;               // sequences that fit in KV at once
+  double energy_j = 0;
+};
+
+enum class KvReservation { kPaged, kStatic };  // paged: prompt+output; static: max_model_len
+
+IsolatedBatch predict_isolated_batch(const PerfModel& pm, int prompt, int batch, int output,
+                                     KvReservation reservation = KvReservation::kPaged,
+                                     int max_model_len = 0, double gpu_memory_utilization = 0.9);
+
+}  // namespace infergrid::model

@@ -1,0 +1,165 @@
+#include "workload/generator.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <sstream>
+
+#include "core/csv.hpp"
+#include "core/error.hpp"
+
+namespace infergrid::workload {
+
+namespace {
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  std::istringstream in(s);
+  while (std::getline(in, cur, sep)) out.push_back(cur);
+  return out;
+}
+}  // namespace
+
+LengthDist LengthDist::parse(const std::string& spec, const std::string& flag) {
+  const auto parts = split(spec, ':');
+  auto num = [&](std::size_t i) {
+    double v = 0;
+    if (i >= parts.size() || !core::parse_double(parts[i], v) || v <= 0)
+      core::fail_flag(flag, fmt::format("bad distribution '{}' (fixed:N, uniform:A:B, "
+                                        "lognormal:MEAN:CV, exponential:MEAN)", spec));
+    return v;
+  };
+  LengthDist d;
+  const std::string kind = parts.empty() ? "" : parts[0];
+  std::size_t want = 0;
+  if (kind == "fixed") {
+    d.kind = Kind::kFixed, d.a = num(1), want = 2;
+  } else if (kind == "uniform") {
+    d.kind = Kind::kUniform, d.a = num(1), d.b = num(2), want = 3;
+    if (d.b < d.a) core::fail_flag(flag, "uniform:A:B needs A <= B");
+  } else if (kind == "lognormal") {
+    d.kind = Kind::kLogNormal, d.a = num(1), d.b = num(2), want = 3;
+  } else if (kind == "exponential") {
+    d.kind = Kind::kExponential, d.a = num(1), want = 2;
+  } else {
+    num(99);
+  }
+  if (parts.size() != want) num(99);
+  return d;
+}
+
+std::int32_t LengthDist::sample(core::Rng& rng) const {
+  double v = a;
+  switch (kind) {
+    case Kind::kFixed:
+      break;
+    case Kind::kUniform:
+      v = std::floor(a + (b - a + 1) * rng.uniform());
+      break;
+    case Kind::kLogNormal: {
+      const double s2 = std::log(1 + b * b);
+      const double mu = std::log(a) - s2 / 2;
+      std::normal_distribution<double> n(mu, std::sqrt(s2));
+      v = std::round(std::exp(n(rng)));
+      break;
+    }
+    case Kind::kExponential:
+      // Geometric on {1, 2, ...} with mean a: the discrete exponential.
+      v = a <= 1 ? 1 : std::ceil(std::log(rng.uniform()) / std::log(1 - 1 / a));
+      break;
+  }
+  return static_cast<std::int32_t>(std::clamp(v, 1.0, 10'000'000.0));
+}
+
+double LengthDist::mean() const {
+  switch (kind) {
+    case Kind::kUniform:
+      return (a + b) / 2;
+    default:
+      return a;
+  }
+}
+
+std::vector<std::pair<double, double>> GeneratorSpec::parse_schedule(const std::string& spec) {
+  std::vector<std::pair<double, double>> out;
+  for (const auto& item : split(spec, ',')) {
+    const auto kv = split(item, ':');
+    double t = 0, r = 0;
+    if (kv.size() != 2 || !core::parse_double(kv[0], t) || !core::parse_double(kv[1], r) ||
+        t < 0 || r < 0 || (!out.empty() && t <= out.back().first))
+      core::fail_flag("rate-schedule", fmt::format("bad item '{}' (want increasing SECONDS:RATE "
+                                                   "pairs, e.g. 0:10,600:50)", item));
+    out.emplace_back(t, r);
+  }
+  if (out.empty() || out[0].first != 0) core::fail_flag("rate-schedule", "must start at 0");
+  double total = 0;
+  for (auto& p : out) total += p.second;
+  if (total <= 0) core::fail_flag("rate-schedule", "needs a positive rate somewhere");
+  return out;
+}
+
+namespace {
+
+// Arrivals are a renewal process of unit rate (exponential, or Gamma with the given CV) in
+// operational time, mapped through the inverse of the cumulative rate: this gives a Poisson
+// process of the scheduled rate when CV = 1, and keeps burstiness otherwise.
+class Generator final : public RequestSource {
+ public:
+  explicit Generator(const GeneratorSpec& s)
+      : spec_(s), arrivals_(s.seed, "arrivals"), lengths_(s.seed, "lengths"),
+        gamma_(1 / (s.cv * s.cv), s.cv * s.cv) {
+    if (spec_.schedule.empty()) spec_.schedule = {{0.0, s.rate}};
+    if (!(s.cv > 0)) core::fail_flag("cv", "must be positive");
+    if (spec_.schedule.size() == 1 && !(spec_.schedule[0].second > 0))
+      core::fail_flag("rate", "must be positive");
+  }
+
+  bool next(Request& r) override {
+    if (issued_ >= spec_.count) return false;
+    const double step = spec_.cv == 1 ? -std::log(arrivals_.uniform()) : gamma_(arrivals_);
+    op_time_ += step;
+    r = Request{};
+    r.id = issued_++;
+    r.arrival = core::from_seconds(wall_time(op_time_));
+    r.prompt_tokens = spec_.prompt.sample(lengths_);
+    r.output_tokens = spec_.output.sample(lengths_);
+    return true;
+  }
+  double progress() const override { return double(issued_) / double(spec_.count); }
+
+ private:
+  // Inverse of the cumulative rate Lambda(t); the last piece extends forever.
+  double wall_time(double op) {
+    const auto& sch = spec_.schedule;
+    while (true) {
+      const double rate = sch[piece_].second;
+      const bool last = piece_ + 1 == sch.size();
+      const double len = last ? INFINITY : sch[piece_ + 1].first - sch[piece_].first;
+      const double mass = rate * len;
+      if (last || op - piece_op_ < mass) {
+        if (rate <= 0) return INFINITY;
+        return sch[piece_].first + (op - piece_op_) / rate;
+      }
+      piece_op_ += mass;
+      ++piece_;
+    }
+  }
+
+  GeneratorSpec spec_;
+  core::Rng arrivals_, lengths_;
+  std::gamma_distribution<double> gamma_;
+  std::uint64_t issued_ = 0;
+  double op_time_ = 0;
+  std::size_t piece_ = 0;
+  double piece_op_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<RequestSource> make_generator(const GeneratorSpec& spec) {
+  return std::make_unique<Generator>(spec);
+}
+
+}  // namespace infergrid::workload
