@@ -173,7 +173,8 @@ bool Replica::build_batch() {
             static_cast<std::int64_t>(hits) * s.req.hash_block_tokens, s.target - 1);
         if (!s.looked_up) s.cached = static_cast<std::int32_t>(cached);
         s.computed = std::max<std::int64_t>(s.computed, cached);
-        cache_->insert(s.req.block_hashes, s.req.hash_block_tokens);
+        // Blocks enter the cache when first computed; a recompute after preemption rereads them.
+        if (!s.looked_up) cache_->insert(s.req.block_hashes, s.req.hash_block_tokens);
       }
       if (!s.looked_up) {
         stats_.prompt_tokens += static_cast<std::uint64_t>(s.req.prompt_tokens);

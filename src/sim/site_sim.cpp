@@ -45,14 +45,16 @@ void SiteSim::dispatch(workload::Request&& req, Ns now) {
   sync(*pick);
 }
 
-void SiteSim::drain(std::size_t r, Metrics& metrics) {
+void SiteSim::drain(std::size_t r, Metrics& metrics, std::vector<engine::Completion>* keep) {
   auto& done = replicas_[r].completions();
   for (const auto& c : done) metrics.record(c);
+  if (keep) keep->insert(keep->end(), done.begin(), done.end());
   done.clear();
 }
 
 SiteResult SiteSim::run(workload::RequestSource& source, Metrics& metrics,
-                        const std::function<void(double)>& progress) {
+                        const std::function<void(double)>& progress,
+                        std::vector<engine::Completion>* keep) {
   SiteResult res;
   workload::Request pending;
   bool has_pending = source.next(pending);
@@ -80,7 +82,7 @@ SiteResult SiteSim::run(workload::RequestSource& source, Metrics& metrics,
       if (ev.generation != generation_[r]) continue;  // superseded
       scheduled_[r] = core::kNever;
       replicas_[r].advance(now);
-      drain(r, metrics);
+      drain(r, metrics, keep);
       sync(r);
     }
     // The router may have held requests for lack of capacity; offer them again in order.
@@ -96,7 +98,7 @@ SiteResult SiteSim::run(workload::RequestSource& source, Metrics& metrics,
       }
     }
   }
-  for (std::size_t r = 0; r < replicas_.size(); ++r) drain(r, metrics);
+  for (std::size_t r = 0; r < replicas_.size(); ++r) drain(r, metrics, keep);
   res.end = now;
   for (auto& rep : replicas_) {
     rep.finish(now);

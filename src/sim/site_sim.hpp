@@ -34,14 +34,15 @@ class SiteSim {
   SiteSim(std::shared_ptr<const model::StepModel> step, std::int64_t kv_capacity_tokens,
           const SiteConfig& cfg);
   // Runs the stream to the end. `progress` (optional) is called now and then with the
-  // source's progress fraction.
+  // source's progress fraction. `keep` (optional, for tests) receives every completion.
   SiteResult run(workload::RequestSource& source, Metrics& metrics,
-                 const std::function<void(double)>& progress = {});
+                 const std::function<void(double)>& progress = {},
+                 std::vector<engine::Completion>* keep = nullptr);
 
  private:
   void sync(std::size_t r);  // re-schedules replica r's event if its time changed
   void dispatch(workload::Request&& req, core::Ns now);
-  void drain(std::size_t r, Metrics& metrics);
+  void drain(std::size_t r, Metrics& metrics, std::vector<engine::Completion>* keep);
 
   SiteConfig cfg_;
   std::vector<engine::Replica> replicas_;

@@ -1,0 +1,94 @@
+// The command line end to end: real processes, real files.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <sys/wait.h>
+
+using std::string;
+
+namespace {
+struct Result {
+  int code;
+  string out;
+};
+Result sh(const string& args) {
+  const string cmd = string(INFERGRID_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  string out;
+  char buf[4096];
+  while (std::size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+string slurp(const string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+const string kTmp = testing::TempDir();
+}  // namespace
+
+TEST(Cli, SameSeedSameBytes) {
+  const string common = " --model llama3-8b --gpu h100-80gb --tp 1 --replicas 3 --router power-of-two"
+                        " --generate 20000 --rate 40 --cv 2 --no-progress";
+  ASSERT_EQ(sh("sim" + common + " --seed 9 --out " + kTmp + "/d1").code, 0);
+  ASSERT_EQ(sh("sim" + common + " --seed 9 --out " + kTmp + "/d2").code, 0);
+  const string s1 = slurp(kTmp + "/d1/summary.json"), r1 = slurp(kTmp + "/d1/requests.csv");
+  EXPECT_GT(r1.size(), 100000u);
+  EXPECT_EQ(s1, slurp(kTmp + "/d2/summary.json"));
+  EXPECT_EQ(r1, slurp(kTmp + "/d2/requests.csv"));
+  ASSERT_EQ(sh("sim" + common + " --seed 10 --out " + kTmp + "/d3").code, 0);
+  EXPECT_NE(s1, slurp(kTmp + "/d3/summary.json"));
+}
+
+TEST(Cli, SimWritesSummaryWithEveryField) {
+  const auto r = sh("sim --trace " + string(INFERGRID_DATA_DIR) +
+                    "/traces/AzureLLMInferenceTrace_code.csv --model llama2-70b --gpu h100-80gb --tp 8"
+                    " --replicas 2 --router least-outstanding --slo-ttft-ms 500 --slo-tpot-ms 50"
+                    " --no-progress --out " + kTmp + "/code");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const string s = slurp(kTmp + "/code/summary.json");
+  for (const char* key : {"\"requests\": 8819", "\"completed\": 8819", "ttft_ms", "tpot_ms", "e2e_ms",
+                          "queue_ms", "\"p99\"", "output_tokens_per_s", "goodput_rps", "slo_attainment",
+                          "block_hit_rate", "preemptions", "energy_j", "j_per_output_token"})
+    EXPECT_NE(s.find(key), string::npos) << key;
+  EXPECT_NE(r.out.find("TTFT"), string::npos);
+}
+
+TEST(Cli, PerfPrintsTheMeasuredQuantities) {
+  const auto r = sh("perf --model llama2-70b --gpu a100-80gb --tp 4 --prompt 512 --batch 8 --output-tokens 128");
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* key : {"prompt_time_ms", "token_time_ms", "e2e_time_ms"})
+    EXPECT_NE(r.out.find(key), string::npos) << key;
+}
+
+TEST(Cli, BadInputGetsOneClearMessageAndExitCode2) {
+  const string bad = kTmp + "/bad.csv";
+  std::ofstream(bad) << "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n"
+                        "2023-11-16 18:15:47.00,374,-5\n";
+  struct Case {
+    string args, want;
+  } cases[] = {
+      {"sim --trace " + bad + " --no-progress --out " + kTmp + "/x", "bad.csv:3: field 'GeneratedTokens'"},
+      {"sim --model gpt-9 --out " + kTmp + "/x", "flag --model: unknown model 'gpt-9'"},
+      {"sim --gpu tpu --out " + kTmp + "/x", "flag --gpu: unknown accelerator 'tpu'"},
+      {"sim --model llama3.1-405b --gpu h100-80gb --tp 2 --out " + kTmp + "/x", "does not fit"},
+      {"sim --replicas zero", "--replicas"},
+      {"sim --router magic --out " + kTmp + "/x", "flag --router: unknown router 'magic'"},
+      {"sim --trace /nonexistent.csv --trace-format azure", "/nonexistent.csv: cannot open file"},
+      {"sim --trace " + bad + " --trace-format parquet", "flag --trace-format"},
+      {"sim --generate 10 --prompt-dist weird:1", "flag --prompt-dist"},
+      {"sim --max-num-seqs 512 --max-num-batched-tokens 100", "flag --max-num-batched-tokens"},
+      {"perf --power-cap 1.5", "flag --power-cap"},
+      {"perf --model llama2-70b --gpu l4 --tp 1", "does not fit"},
+  };
+  for (const auto& c : cases) {
+    const auto r = sh(c.args);
+    EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out;
+    EXPECT_NE(r.out.find(c.want), string::npos) << c.args << "\n" << r.out;
+    EXPECT_EQ(r.out.find("terminate"), string::npos) << r.out;
+  }
+}

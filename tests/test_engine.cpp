@@ -1,0 +1,173 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "core/paths.hpp"
+#include "model/catalog.hpp"
+#include "test_util.hpp"
+#include "workload/trace.hpp"
+
+using namespace infergrid;
+using testing_util::ConstantStep;
+using testing_util::run_site;
+using testing_util::VectorSource;
+using workload::Request;
+
+namespace {
+std::shared_ptr<model::PerfModel> h100_70b(int tp) {
+  const auto c = model::Catalog::builtin();
+  return std::make_shared<model::PerfModel>(c.llm("llama2-70b"), c.accelerator("h100-80gb"), tp);
+}
+Request req(std::uint64_t id, double t_s, int prompt, int output,
+            workload::Priority p = workload::Priority::kInteractive) {
+  Request r;
+  r.id = id;
+  r.arrival = core::from_seconds(t_s);
+  r.prompt_tokens = prompt;
+  r.output_tokens = output;
+  r.priority = p;
+  return r;
+}
+std::vector<Request> azure_head(std::size_t n) {
+  auto src = workload::open_trace(core::data_dir() + "/traces/AzureLLMInferenceTrace_conv.csv",
+                                  workload::TraceFormat::kAzure);
+  std::vector<Request> v;
+  Request r;
+  while (v.size() < n && src->next(r)) v.push_back(r);
+  return v;
+}
+}  // namespace
+
+// One request alone: TTFT is one prefill iteration and the rest is T-1 decode iterations,
+// the same sums `infergrid perf` makes from the model.
+TEST(Replica, LoneRequestTimelineMatchesTheModel) {
+  auto pm = h100_70b(4);
+  VectorSource src({req(0, 1.0, 512, 128)});
+  sim::SiteConfig cfg;
+  const auto run = run_site(pm, 1'000'000, cfg, src);
+  ASSERT_EQ(run.completions.size(), 1u);
+  const auto& c = run.completions[0];
+  const auto p = model::predict_isolated_batch(*pm, 512, 1, 128);
+  EXPECT_NEAR(core::to_ms(c.first_token - c.arrival), p.prompt_time_ms, 1e-5);
+  EXPECT_NEAR(core::to_ms(c.finish - c.arrival), p.e2e_time_ms, 1e-3);
+  EXPECT_EQ(c.output_tokens, 128);
+  EXPECT_EQ(run.result.totals.iterations, 1u);  // the prefill; decodes ran as one segment
+  EXPECT_EQ(run.result.totals.segments, 1u);
+}
+
+// Closed-form decode segments must give what iterating token by token gives.
+TEST(Replica, FastForwardEqualsStepByStep) {
+  auto pm = h100_70b(8);
+  sim::SiteConfig cfg;
+  cfg.replicas = 2;
+  cfg.engine.max_num_seqs = 16;
+  cfg.engine.max_num_batched_tokens = 2048;
+  auto reqs = azure_head(1500);
+  VectorSource a(reqs), b(reqs);
+  const auto fast = run_site(pm, 60000, cfg, a);
+  cfg.engine.fast_forward = false;
+  const auto slow = run_site(pm, 60000, cfg, b);
+  ASSERT_EQ(fast.completions.size(), slow.completions.size());
+  EXPECT_LT(fast.result.events * 3, slow.result.events);
+  auto by_id = [](std::vector<engine::Completion> v) {
+    std::sort(v.begin(), v.end(), [](auto& x, auto& y) { return x.id < y.id; });
+    return v;
+  };
+  const auto f = by_id(fast.completions), s = by_id(slow.completions);
+  double worst = 0;
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    ASSERT_EQ(f[i].id, s[i].id);
+    EXPECT_EQ(f[i].output_tokens, s[i].output_tokens);
+    EXPECT_EQ(f[i].replica, s[i].replica);
+    worst = std::max(worst, std::abs(core::to_ms(f[i].finish - s[i].finish)));
+  }
+  EXPECT_LT(worst, 0.01) << "ms";  // only nanosecond rounding may differ
+  EXPECT_NEAR(fast.result.totals.energy_j / slow.result.totals.energy_j, 1.0, 1e-6);
+}
+
+TEST(Replica, ChunkedPrefillSplitsLongPromptsUnderTheBudget) {
+  auto pm = h100_70b(8);
+  sim::SiteConfig cfg;
+  cfg.engine.max_num_batched_tokens = 8192;
+  VectorSource src({req(0, 0, 20000, 2)});
+  const auto run = run_site(pm, 1'000'000, cfg, src);
+  EXPECT_EQ(run.result.totals.iterations, 3u);  // 8192 + 8192 + 3616 tokens
+  EXPECT_EQ(run.result.totals.segments, 1u);    // then one decode
+  model::BatchShape s1, s3;
+  s1.prefill_tokens = 8192, s1.prefill_seqs = 1, s1.prefill_pairs = 8192.0 * (0 + 8193 / 2.0);
+  model::BatchShape s2 = s1;
+  s2.prefill_pairs = 8192.0 * (8192 + 8193 / 2.0);
+  s3.prefill_tokens = 3616, s3.prefill_seqs = 1, s3.prefill_pairs = 3616.0 * (16384 + 3617 / 2.0);
+  const double ttft = pm->iteration(s1).seconds + pm->iteration(s2).seconds + pm->iteration(s3).seconds;
+  EXPECT_NEAR(core::to_seconds(run.completions[0].first_token), ttft, 1e-6);
+}
+
+TEST(Replica, PreemptsByRecomputeWhenKvRunsOutAndLosesNothing) {
+  auto pm = h100_70b(8);
+  sim::SiteConfig cfg;
+  cfg.engine.max_num_seqs = 64;
+  std::vector<Request> v;
+  for (int i = 0; i < 40; ++i) v.push_back(req(i, 0.001 * i, 300, 400));
+  v.push_back(req(40, 0.1, 9000, 5));  // never fits in 8,000 tokens of KV
+  VectorSource src(v);
+  const auto run = run_site(pm, 8000, cfg, src);
+  EXPECT_GT(run.result.totals.preemptions, 0u);
+  ASSERT_EQ(run.completions.size(), 41u);
+  int rejected = 0;
+  for (const auto& c : run.completions) {
+    if (c.rejected) {
+      ++rejected;
+      EXPECT_EQ(c.id, 40u);
+    } else {
+      EXPECT_EQ(c.output_tokens, 400);
+    }
+  }
+  EXPECT_EQ(rejected, 1);
+}
+
+TEST(Replica, PrioritySchedulingServesCriticalFirst) {
+  auto step = std::make_shared<ConstantStep>(0.01, 0.01);
+  sim::SiteConfig cfg;
+  cfg.engine.max_num_seqs = 1;
+  cfg.engine.priority_scheduling = true;
+  std::vector<Request> v;
+  for (int i = 0; i < 5; ++i) v.push_back(req(i, 0, 10, 10, workload::Priority::kBatch));
+  v.push_back(req(5, 0.001, 10, 10, workload::Priority::kCritical));
+  VectorSource src(v);
+  const auto run = run_site(step, 100000, cfg, src);
+  ASSERT_EQ(run.completions.size(), 6u);
+  EXPECT_EQ(run.completions[0].id, 0u);  // already running
+  EXPECT_EQ(run.completions[1].id, 5u);  // jumps the queue of batch requests
+}
+
+TEST(Replica, MaxNumSeqsCapsTheBatch) {
+  auto step = std::make_shared<ConstantStep>(0.01, 0.01);
+  sim::SiteConfig cfg;
+  cfg.engine.max_num_seqs = 2;
+  std::vector<Request> v;
+  for (int i = 0; i < 4; ++i) v.push_back(req(i, 0, 10, 10));
+  VectorSource src(v);
+  const auto run = run_site(step, 100000, cfg, src);
+  // Request 0 starts alone at its arrival; 1 joins at the next iteration boundary (10 ms);
+  // 2 and 3 wait for free slots. Each takes 1 prefill + 9 decodes = 100 ms.
+  const double want[] = {0.1, 0.11, 0.2, 0.21};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(run.completions[static_cast<std::size_t>(i)].id, static_cast<std::uint64_t>(i));
+    EXPECT_NEAR(core::to_seconds(run.completions[static_cast<std::size_t>(i)].finish), want[i], 1e-9);
+  }
+}
+
+TEST(Site, RoutersSpreadLoadAndAccountForEveryRequest) {
+  auto pm = h100_70b(8);
+  for (const char* router : {"round-robin", "least-outstanding", "power-of-two", "central-queue"}) {
+    sim::SiteConfig cfg;
+    cfg.replicas = 4;
+    cfg.router = router;
+    VectorSource src(azure_head(3000));
+    const auto run = run_site(pm, 200000, cfg, src);
+    EXPECT_EQ(run.completions.size(), 3000u) << router;
+    std::vector<int> per(4);
+    for (const auto& c : run.completions) ++per[static_cast<std::size_t>(c.replica)];
+    for (int n : per) EXPECT_GT(n, 300) << router;
+  }
+}

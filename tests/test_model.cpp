@@ -1,0 +1,126 @@
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "core/error.hpp"
+#include "core/paths.hpp"
+#include "model/calibrate.hpp"
+#include "model/catalog.hpp"
+#include "model/perf_model.hpp"
+
+using namespace infergrid;
+using model::Catalog;
+
+TEST(Catalog, DerivedParameterCountsMatchPublishedSizes) {
+  const auto c = Catalog::builtin();
+  struct Want {
+    const char* name;
+    double total_b, active_b;
+  } wants[] = {{"llama2-7b", 6.74, 6.74},       {"llama2-70b", 68.98, 68.98},
+               {"llama3-8b", 8.03, 8.03},       {"llama3-70b", 70.55, 70.55},
+               {"llama3.1-405b", 405.8, 405.8}, {"mixtral-8x7b", 46.7, 12.9},
+               {"qwen2.5-72b", 72.7, 72.7},     {"bloom-176b", 176.2, 176.2},
+               {"deepseek-v3", 671.0, 37.0}};
+  for (const auto& w : wants) {
+    const auto& m = c.llm(w.name);
+    EXPECT_NEAR(m.params() / 1e9 / w.total_b, 1.0, 0.02) << w.name;
+    EXPECT_NEAR(m.active_params() / 1e9 / w.active_b, 1.0, 0.03) << w.name;
+  }
+}
+
+TEST(Catalog, KvBytesPerTokenMatchKnownFigures) {
+  const auto c = Catalog::builtin();
+  EXPECT_EQ(c.llm("llama3-8b").kv_bytes_per_token(), 128 * 1024);
+  EXPECT_EQ(c.llm("llama2-7b").kv_bytes_per_token(), 512 * 1024);
+  EXPECT_EQ(c.llm("llama3-70b").kv_bytes_per_token(), 320 * 1024);
+  // DeepSeek-V3's MLA caches a 512-d latent plus a 64-d rope key per layer: 70,272 bytes.
+  EXPECT_EQ(c.llm("deepseek-v3").kv_bytes_per_token(), 61 * 576 * 2);
+}
+
+TEST(Catalog, UnknownNamesAndMisfitsAreInputErrors) {
+  const auto c = Catalog::builtin();
+  EXPECT_THROW(c.llm("gpt-5"), core::InputError);
+  EXPECT_THROW(c.accelerator("tpu-v9"), core::InputError);
+  try {
+    model::PerfModel pm(c.llm("llama2-70b"), c.accelerator("l4"), 1);
+    FAIL() << "should not fit";
+  } catch (const core::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("does not fit"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(model::PerfModel(c.llm("deepseek-v3"), c.accelerator("h100-80gb"), 8),
+               core::InputError);
+  EXPECT_NO_THROW(model::PerfModel(c.llm("deepseek-v3"), c.accelerator("h200"), 8));
+}
+
+TEST(Catalog, YamlExtendsAndNamesBadLines) {
+  const std::string path = testing::TempDir() + "/cat.yaml";
+  std::ofstream(path) << "models:\n  - name: tiny\n    layers: 2\n    hidden: 256\n    heads: 4\n"
+                         "    ffn: 1024\n    vocab: 1000\naccelerators:\n  - name: mi300x\n"
+                         "    dense_tflops: 1307\n    hbm_tbps: 5.3\n    hbm_gb: 192\n    tdp_w: 750\n";
+  auto c = Catalog::builtin();
+  c.load_yaml(path);
+  EXPECT_GT(c.llm("tiny").params(), 0);
+  EXPECT_EQ(c.accelerator("mi300x").calibrated_from, "h100-80gb");
+  std::ofstream(path) << "models:\n  - name: bad\n    layers: two\n";
+  try {
+    c.load_yaml(path);
+    FAIL();
+  } catch (const core::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("cat.yaml:3: field 'layers'"), std::string::npos) << e.what();
+  }
+  std::ofstream(path) << "models: [\n";
+  EXPECT_THROW(c.load_yaml(path), core::InputError);
+}
+
+// The acceptance bar: every isolated measured Llama-2-70B group (both GPUs, TP 2/4/8, all
+// prompt and batch sizes, medians of repetitions) within 10% MAPE for prompt and token time.
+TEST(PerfModel, MatchesSplitwiseMeasurements) {
+  const auto groups = model::load_measurements(core::data_dir() + "/perf/splitwise_measured_llama2-70b.csv");
+  ASSERT_EQ(groups.size(), 114u);
+  const auto v = model::validate(Catalog::builtin(), groups);
+  EXPECT_EQ(v.counted, 112u);  // the two TP-2 batch-64 runs thrash (e2e 15x prompt + tokens)
+  EXPECT_LE(v.mape_prompt, 0.10);
+  EXPECT_LE(v.mape_token, 0.10);
+  for (const auto& g : groups)
+    if (!g.isolated) EXPECT_TRUE(g.tp == 2 && g.batch == 64);
+}
+
+TEST(PerfModel, PowerCapSlowsComputeBoundPhaseMoreThanMemoryBound) {
+  const auto c = Catalog::builtin();
+  const auto& m = c.llm("llama3-70b");
+  const auto& a = c.accelerator("h100-80gb");
+  const model::PerfModel full(m, a, 4, 1.0), capped(m, a, 4, 0.6);
+  const auto f = model::predict_isolated_batch(full, 2048, 8, 64);
+  const auto p = model::predict_isolated_batch(capped, 2048, 8, 64);
+  // 420 W cap: prefill wants 700 W and slows; decode wants 380 W and does not.
+  EXPECT_GT(p.prompt_time_ms / f.prompt_time_ms, 1.15);
+  EXPECT_NEAR(p.token_time_ms / f.token_time_ms, 1.0, 1e-9);
+  const model::PerfModel deep(m, a, 4, 0.4);  // 280 W: below decode's demand too
+  const auto d = model::predict_isolated_batch(deep, 2048, 8, 64);
+  EXPECT_GT(d.token_time_ms / f.token_time_ms, 1.01);
+  EXPECT_LT(d.token_time_ms / f.token_time_ms, d.prompt_time_ms / f.prompt_time_ms);
+  EXPECT_LT(p.energy_j, f.energy_j * 1.2);
+}
+
+TEST(PerfModel, DecodeLineAgreesWithIteration) {
+  const auto c = Catalog::builtin();
+  const model::PerfModel pm(c.llm("mixtral-8x7b"), c.accelerator("h100-80gb"), 2);
+  for (int n : {1, 7, 64}) {
+    const auto line = pm.decode_line(n);
+    model::BatchShape s;
+    s.decode_seqs = n;
+    s.decode_context = 1234.0 * n;
+    EXPECT_NEAR(line.fixed_s + line.per_token_s * s.decode_context, pm.iteration(s).seconds, 1e-12);
+  }
+}
+
+TEST(PerfModel, MoreTensorParallelismSpeedsUpLargePrefill) {
+  const auto c = Catalog::builtin();
+  const auto& m = c.llm("llama3-70b");
+  const auto t2 = model::predict_isolated_batch(model::PerfModel(m, c.accelerator("h100-80gb"), 2), 4096, 1, 2);
+  const auto t8 = model::predict_isolated_batch(model::PerfModel(m, c.accelerator("h100-80gb"), 8), 4096, 1, 2);
+  EXPECT_LT(t8.prompt_time_ms, t2.prompt_time_ms);
+  const auto b = model::predict_isolated_batch(model::PerfModel(m, c.accelerator("b200"), 2), 4096, 1, 2);
+  EXPECT_LT(b.prompt_time_ms, t2.prompt_time_ms);
+}
