@@ -257,7 +257,8 @@ double get_num(const YamlCtx& ctx, const YAML::Node& n, const std::string& key, 
 int get_int(const YamlCtx& ctx, const YAML::Node& n, const std::string& key, int dflt,
             bool required, int min_value = 0) {
   const double d = get_num(ctx, n, key, dflt, required, min_value);
-  if (d != static_cast<int>(d)) fail_input(ctx.file, n[key].Mark().line + 1, key, "expected an integer");
+  if (d > 1e8 || d != std::floor(d))
+    fail_input(ctx.file, n[key].Mark().line + 1, key, "expected an integer up to 100000000");
   return static_cast<int>(d);
 }
 
@@ -287,7 +288,21 @@ void Catalog::load_yaml(const std::string& path) {
       fail_input(path, it->first.Mark().line + 1, key, "unknown key (expected accelerators, models)");
     if (!it->second.IsSequence()) fail_input(path, it->second.Mark().line + 1, key, "expected a list");
   }
+  try {
+    load_entries(root, &ctx);
+  } catch (const YAML::Exception& e) {
+    fail_input(path, e.mark.line + 1, "", e.msg);
+  }
+}
+
+void Catalog::load_entries(const YAML::Node& root, const void* ctx_ptr) {
+  const YamlCtx& ctx = *static_cast<const YamlCtx*>(ctx_ptr);
+  const std::string& path = ctx.file;
+  auto need_map = [&](const YAML::Node& n) {
+    if (!n.IsMap()) fail_input(path, n.Mark().line + 1, "", "expected a mapping with a name");
+  };
   for (const auto& n : root["accelerators"]) {
+    need_map(n);
     const std::string name = get_name(ctx, n);
     const Accelerator* like = nullptr;
     if (n["calibrated_from"]) {
@@ -312,6 +327,7 @@ void Catalog::load_yaml(const std::string& path) {
     put(a);
   }
   for (const auto& n : root["models"]) {
+    need_map(n);
     LlmModel m;
     m.name = get_name(ctx, n);
     m.layers = get_int(ctx, n, "layers", 0, true, 1);

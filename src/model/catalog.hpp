@@ -5,6 +5,10 @@
 #include <string>
 #include <vector>
 
+namespace YAML {
+class Node;
+}
+
 namespace infergrid::model {
 
 // Efficiency factors of the engine performance model, fitted per accelerator by
@@ -92,6 +96,7 @@ class Catalog {
   void put(const LlmModel& m) { models_[m.name] = m; }
 
  private:
+  void load_entries(const YAML::Node& root, const void* ctx);
   std::map<std::string, Accelerator> accels_;
   std::map<std::string, LlmModel> models_;
 };

@@ -66,7 +66,9 @@ bool parse_timestamp(std::string_view s, Ns& out) {
       !digits(s, 8, 2, d) || (s[10] != ' ' && s[10] != 'T') || !digits(s, 11, 2, h) ||
       s[13] != ':' || !digits(s, 14, 2, mi) || s[16] != ':' || !digits(s, 17, 2, sec))
     return false;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return false;
+  // Years bound the arithmetic: nanoseconds since 1970 fit in 64 bits until 2262.
+  if (y < 1970 || y > 2200 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+    return false;
   std::size_t pos = 19;
   Ns frac = 0;
   if (pos < s.size() && s[pos] == '.') {
@@ -180,7 +182,7 @@ class CsvTrace final : public ReaderBase {
       Ns t = 0;
       if (format_ == TraceFormat::kBurstGpt) {
         double s = 0;
-        if (!core::parse_double(fields_[ts_], s) || s < 0)
+        if (!core::parse_double(fields_[ts_], s) || s < 0 || s > 1e9)
           fail("Timestamp", fmt::format("expected seconds, got '{}'", fields_[ts_]));
         t = core::from_seconds(s);
         stamp(r, t, "Timestamp");
@@ -252,6 +254,7 @@ std::string parse_mooncake_line(std::string_view line, Request& r, Ns& t_ms) {
   };
   std::int64_t ts = 0, in = 0, outl = 0;
   if (auto e = int_field("timestamp", 0, ts); !e.empty()) return e;
+  if (ts > 1'000'000'000'000LL) return "timestamp: out of range (milliseconds, at most 1e12)";
   if (auto e = int_field("input_length", 0, in); !e.empty()) return e;
   if (auto e = int_field("output_length", 0, outl); !e.empty()) return e;
   if (in > 100'000'000) return "input_length: out of range";

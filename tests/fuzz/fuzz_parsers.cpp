@@ -1,0 +1,41 @@
+// libFuzzer target for the parsers of outside input; FUZZ_FORMAT picks which. Each input is
+// written to a file and read through the same path the CLI uses: the only acceptable outcomes
+// are requests or an InputError naming the file, line and field.
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "core/error.hpp"
+#include "model/catalog.hpp"
+#include "workload/trace.hpp"
+
+namespace ig = infergrid;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static const std::string path = "/tmp/infergrid_fuzz_" + std::to_string(getpid()) + "_" FUZZ_FORMAT;
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) return 0;
+  std::fwrite(data, 1, size, f);
+  std::fclose(f);
+  const std::string fmt = FUZZ_FORMAT;
+  try {
+    if (fmt == "catalog") {
+      auto c = ig::model::Catalog::builtin();
+      c.load_yaml(path);
+      for (const auto& n : c.model_names()) (void)c.llm(n).params();
+    } else {
+      auto src = ig::workload::open_trace(path, ig::workload::parse_trace_format(fmt));
+      ig::workload::Request r;
+      std::int64_t last = 0;
+      while (src->next(r)) {
+        if (r.arrival < last || r.prompt_tokens < 1 || r.output_tokens < 1) __builtin_trap();
+        last = r.arrival;
+      }
+    }
+  } catch (const ig::core::InputError& e) {
+    if (std::string(e.what()).find(path) == std::string::npos) __builtin_trap();
+  }
+  return 0;
+}
