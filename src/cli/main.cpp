@@ -241,6 +241,8 @@ int main(int argc, char** argv) {
   sim->add_option("--output-dist", output_dist, "output tokens, same forms");
   sim->add_flag("--no-requests-csv", no_csv, "skip DIR/requests.csv");
   sim->add_flag("--no-progress", no_progress, "no progress bar");
+  bool step_by_step = false;
+  sim->add_flag("--step-by-step", step_by_step, "one event per decode iteration (the baseline the closed form is measured against)");
 
   auto* perf = app.add_subcommand("perf", "predict an isolated batch: prompt, token and e2e time");
   common.add(perf);
@@ -269,6 +271,7 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
     if (*sim) {
       site.engine.priority_scheduling = policy == "priority";
+      site.engine.fast_forward = !step_by_step;
       if (policy != "fcfs" && policy != "priority") ig::core::fail_flag("scheduling-policy", "must be fcfs or priority");
       if (prefix_tokens == "unlimited") {
         site.engine.prefix_cache_tokens = -1;

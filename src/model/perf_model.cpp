@@ -29,6 +29,11 @@ PerfModel::PerfModel(const LlmModel& m, const Accelerator& a, int tp, double pow
   // decode power, and HBM bandwidth only suffers when even that demand exceeds the cap.
   clock_compute_ = clock_fraction(a.prefill_w, cap_w_, a.idle_w);
   clock_memory_ = clock_fraction(a.decode_w, cap_w_, a.idle_w);
+  linear_flops_tok_ = m.linear_flops_per_token();
+  lm_head_flops_ = m.lm_head_flops();
+  attn_flops_pair_ = m.attention_flops_per_pair();
+  kv_bytes_tok_ = m.kv_bytes_per_token();
+  dense_weight_bytes_ = m.experts == 0 ? m.weight_bytes() : -1;
   flops_ = tp * a.dense_flops * a.calib.compute_eff * clock_compute_;
   bytes_s_ = tp * a.hbm_bandwidth * a.calib.memory_eff * clock_memory_;
   if (kv_capacity_tokens(0.9) < 1) {
@@ -68,10 +73,10 @@ IterationCost PerfModel::iteration(const BatchShape& s) const {
   if (tokens <= 0) return {0, accel_.idle_w};
   const auto& c = accel_.calib;
   const double sampled = s.prefill_seqs + s.decode_seqs;
-  const double lin_flops = model_.linear_flops_per_token() * tokens + model_.lm_head_flops() * sampled;
-  const double linear = std::max(lin_flops / flops_, model_.weight_bytes_read(tokens) / bytes_s_);
-  const double attention = model_.attention_flops_per_pair() * s.prefill_pairs / flops_ +
-                           model_.kv_bytes_per_token() * s.decode_context / bytes_s_;
+  const double lin_flops = linear_flops_tok_ * tokens + lm_head_flops_ * sampled;
+  const double weights = dense_weight_bytes_ >= 0 ? dense_weight_bytes_ : model_.weight_bytes_read(tokens);
+  const double linear = std::max(lin_flops / flops_, weights / bytes_s_);
+  const double attention = attn_flops_pair_ * s.prefill_pairs / flops_ + kv_bytes_tok_ * s.decode_context / bytes_s_;
   const bool prefill = s.prefill_tokens > 0;
   const double overhead = prefill ? c.prefill_overhead_s + c.prefill_seq_overhead_s * s.prefill_seqs
                                   : c.decode_overhead_s;
@@ -87,7 +92,7 @@ DecodeLine PerfModel::decode_line(int n) const {
   DecodeLine d;
   const IterationCost base = iteration(s);
   d.fixed_s = base.seconds;
-  d.per_token_s = model_.kv_bytes_per_token() / bytes_s_;
+  d.per_token_s = kv_bytes_tok_ / bytes_s_;
   d.power_w = base.power_w;
   return d;
 }

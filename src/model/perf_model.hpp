@@ -70,6 +70,8 @@ class PerfModel final : public StepModel {
   double cap_w_;
   double clock_compute_ = 1, clock_memory_ = 1;
   double flops_, bytes_s_;  // effective replica-wide FLOP/s and bytes/s, cap included
+  // Derived model figures, computed once: the iteration cost sits on the simulator's hot path.
+  double linear_flops_tok_, lm_head_flops_, attn_flops_pair_, kv_bytes_tok_, dense_weight_bytes_;
 };
 
 // The prediction `infergrid perf` prints: an isolated batch of `batch` prompts of `prompt`
