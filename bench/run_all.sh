@@ -11,15 +11,19 @@ bin=$build/infergrid
 runs=${RUNS:-5}
 tmp=$(mktemp -d)
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-time_of() {  # prints "seconds max_rss_kb" of one run
-  /usr/bin/time -f "%e %M" -o "$tmp/t" "$@" >/dev/null 2>&1
-  cat "$tmp/t"
+time_of() {  # prints "seconds max_rss_kb" of one run (wall time to the nanosecond clock)
+  local t0 t1
+  t0=$(date +%s%N)
+  /usr/bin/time -f "%M" -o "$tmp/t" "$@" >/dev/null 2>&1
+  t1=$(date +%s%N)
+  echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f", (b-a)/1e9}') $(cat "$tmp/t")"
 }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
 azure="sim --model llama2-70b --gpu h100-80gb --tp 8 --replicas 8 --no-progress --no-requests-csv --out $tmp/a"
-for mode in "" "--step-by-step"; do
+for mode in "" "--step-by-step" "--write-csv"; do
+  [ "$mode" = "--write-csv" ] && { azure=${azure/--no-requests-csv /}; mode=""; label="closed-form, writing requests.csv"; } || label=${mode:-closed-form}
   for i in $(seq "$runs"); do time_of "$bin" $azure $mode; done | awk '{print $1}' > "$tmp/w"
-  echo "azure-conv 19366 requests ${mode:-closed-form}: median wall $(median < "$tmp/w") s over $runs runs"
+  echo "azure-conv 19366 requests ($label): median wall $(median < "$tmp/w") s over $runs runs"
 done
 for n in 1000000 3000000 10000000; do
   gen="sim --model llama3-8b --gpu h100-80gb --tp 1 --replicas 16 --router least-outstanding --generate $n --rate 200 --no-progress --no-requests-csv --out $tmp/g"
