@@ -51,6 +51,7 @@ TEST(Replica, LoneRequestTimelineMatchesTheModel) {
   EXPECT_NEAR(core::to_ms(c.first_token - c.arrival), p.prompt_time_ms, 1e-5);
   EXPECT_NEAR(core::to_ms(c.finish - c.arrival), p.e2e_time_ms, 1e-3);
   EXPECT_EQ(c.output_tokens, 128);
+  EXPECT_NEAR(c.energy_j / p.energy_j, 1.0, 1e-6);  // prefill at 700 W, decode at 380 W, x4 GPUs
   EXPECT_EQ(run.result.totals.iterations, 1u);  // the prefill; decodes ran as one segment
   EXPECT_EQ(run.result.totals.segments, 1u);
 }

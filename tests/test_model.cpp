@@ -83,7 +83,9 @@ TEST(PerfModel, MatchesSplitwiseMeasurements) {
   EXPECT_LE(v.mape_prompt, 0.10);
   EXPECT_LE(v.mape_token, 0.10);
   for (const auto& g : groups)
-    if (!g.isolated) EXPECT_TRUE(g.tp == 2 && g.batch == 64);
+    if (!g.isolated) {
+      EXPECT_TRUE(g.tp == 2 && g.batch == 64);
+    }
 }
 
 TEST(PerfModel, PowerCapSlowsComputeBoundPhaseMoreThanMemoryBound) {

@@ -308,6 +308,7 @@ void Replica::complete(int seq, Ns t) {
   c.preemptions = s.preemptions;
   c.priority = s.req.priority;
   c.replica = id_;
+  c.energy_j = s.energy_j;
   done_.push_back(c);
   used_blocks_ -= s.blocks;
   s.req.block_hashes = {};
@@ -316,9 +317,15 @@ void Replica::complete(int seq, Ns t) {
 
 void Replica::advance(Ns now) {
   const double dt = core::to_seconds(now - work_start_);
-  stats_.energy_j += work_power_w_ * step_->accelerators() * dt;
+  const double energy = work_power_w_ * step_->accelerators() * dt;
+  stats_.energy_j += energy;
   stats_.busy_s += dt;
   const std::int64_t steps = seg_steps_ > 0 ? seg_steps_ : 1;
+  double tokens = 0;
+  for (const Item& it : batch_) tokens += static_cast<double>(it.prefill ? it.tokens : steps);
+  for (const Item& it : batch_)
+    pool_[static_cast<std::size_t>(it.seq)].energy_j +=
+        energy * static_cast<double>(it.prefill ? it.tokens : steps) / tokens;
   std::vector<int> finished;
   for (const Item& it : batch_) {
     Seq& s = pool_[static_cast<std::size_t>(it.seq)];

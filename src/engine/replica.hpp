@@ -39,6 +39,7 @@ struct Completion {
   std::int32_t prompt_tokens = 0, output_tokens = 0, cached_tokens = 0, preemptions = 0;
   workload::Priority priority = workload::Priority::kInteractive;
   int replica = 0;
+  double energy_j = 0;  // its share of the iterations it took part in, by tokens processed
   bool rejected = false;  // could never fit in this replica's KV cache
 };
 
@@ -83,6 +84,7 @@ class Replica {
     std::int64_t blocks = 0;
     std::int32_t cached = 0;
     std::int32_t preemptions = 0;
+    double energy_j = 0;
     core::Ns first_scheduled = -1, first_token = -1;
     bool looked_up = false;
   };

@@ -92,28 +92,20 @@ namespace {
 
 // Factors fitted by `infergrid calibrate` against data/perf/splitwise_measured_llama2-70b.csv;
 // docs/validation.md shows the fit and its error per group.
-Calibration a100_calibration() {
-  Calibration c;
-  c.compute_eff = 0.6891;
-  c.memory_eff = 0.9877;
-  c.allreduce_latency_s = 43.01e-6;
-  c.allreduce_bw_eff = 0.4467;
-  c.decode_overhead_s = 15.499e-3;
-  c.prefill_overhead_s = 0.0;
-  c.prefill_seq_overhead_s = 16.438e-3;
-  return c;
-}
-Calibration h100_calibration() {
-  Calibration c;
-  c.compute_eff = 0.5306;
-  c.memory_eff = 0.6955;
-  c.allreduce_latency_s = 47.49e-6;
-  c.allreduce_bw_eff = 0.4183;
-  c.decode_overhead_s = 0.0;
-  c.prefill_overhead_s = 0.0;
-  c.prefill_seq_overhead_s = 1.808e-3;
-  return c;
-}
+const Calibration kA100Calibration{.compute_eff = 0.6891,
+                                   .memory_eff = 0.9877,
+                                   .allreduce_latency_s = 43.01e-6,
+                                   .allreduce_bw_eff = 0.4467,
+                                   .decode_overhead_s = 15.499e-3,
+                                   .prefill_overhead_s = 0.0,
+                                   .prefill_seq_overhead_s = 16.438e-3};
+const Calibration kH100Calibration{.compute_eff = 0.5306,
+                                   .memory_eff = 0.6955,
+                                   .allreduce_latency_s = 47.49e-6,
+                                   .allreduce_bw_eff = 0.4183,
+                                   .decode_overhead_s = 0.0,
+                                   .prefill_overhead_s = 0.0,
+                                   .prefill_seq_overhead_s = 1.808e-3};
 
 // Power per phase: A100 and H100 are measured (data/energy/splitwise_power_model_constant.yaml);
 // others scale the measured ratios of their generation to their own board power.
@@ -146,13 +138,13 @@ Catalog Catalog::builtin() {
   a100.idle_w = 63;
   a100.prefill_w = 400;
   a100.decode_w = 250;
-  a100.calib = a100_calibration();
+  a100.calib = kA100Calibration;
   a100.calibrated_from = "a100-80gb";
   Accelerator h100 = make_accel("h100-80gb", 989, 3.35, 80 * core::kGiB, 450, 700, nullptr);
   h100.idle_w = 75;
   h100.prefill_w = 700;
   h100.decode_w = 380;
-  h100.calib = h100_calibration();
+  h100.calib = kH100Calibration;
   h100.calibrated_from = "h100-80gb";
   c.put(a100);
   c.put(h100);

@@ -31,6 +31,7 @@ class Metrics {
   const core::QuantileSketch& tpot() const { return tpot_; }
   const core::QuantileSketch& e2e() const { return e2e_; }
   const core::QuantileSketch& queue() const { return queue_; }
+  const core::QuantileSketch& request_energy() const { return energy_; }
   core::Ns last_finish() const { return last_finish_; }
   const Slo& slo() const { return slo_; }
 
@@ -39,7 +40,7 @@ class Metrics {
   std::FILE* csv_ = nullptr;
   std::string buf_;
   std::uint64_t completed_ = 0, rejected_ = 0, met_slo_ = 0, output_tokens_ = 0;
-  core::QuantileSketch ttft_, tpot_, e2e_, queue_;
+  core::QuantileSketch ttft_, tpot_, e2e_, queue_, energy_;
   core::Ns last_finish_ = 0;
 };
 

@@ -47,6 +47,8 @@ std::string summary_json(const RunInfo& info, const SiteResult& r, const Metrics
   j["preemptions"] = r.totals.preemptions;
   j["energy_j"] = r.totals.energy_j;
   j["j_per_output_token"] = safe_div(r.totals.energy_j, double(m.output_tokens()));
+  // Per request: its share of the busy iterations (idle power is the site's, not a request's).
+  j["request_energy_j"] = dist(m.request_energy());
   j["iterations"] = r.totals.iterations;
   j["decode_segments"] = r.totals.segments;
   return j.dump(2) + "\n";
