@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <numeric>
 #include <set>
 #include <nlohmann/json.hpp>
 
@@ -20,6 +21,7 @@
 #include "model/perf_model.hpp"
 #include "sim/site_sim.hpp"
 #include "sim/summary.hpp"
+#include "te/solver.hpp"
 #include "workload/generator.hpp"
 #include "workload/trace.hpp"
 
@@ -198,6 +200,149 @@ int cmd_catalog(const Common& common) {
   return 0;
 }
 
+struct TeArgs {
+  std::string topology, demands, objective = "mlu", solver = "lp", paths = "4", classes, out, fail_link;
+  double gravity = 0, capacity = 1000;
+  std::size_t gravity_pairs = 0;
+  bool by_hops = false;
+};
+
+// Removes a directed link pair "A,B" (node ids) and re-routes demands onto paths that avoid it.
+ig::te::Graph without_link(const ig::te::Graph& g, const std::string& spec, std::vector<int>& removed) {
+  const auto comma = spec.find(',');
+  std::int64_t a = 0, b = 0;
+  if (comma == std::string::npos || !ig::core::parse_int(spec.substr(0, comma), a) ||
+      !ig::core::parse_int(spec.substr(comma + 1), b))
+    ig::core::fail_flag("fail-link", "expected SRC,DST node ids");
+  const int ia = g.index_of(a), ib = g.index_of(b);
+  if (ia < 0 || ib < 0 || g.link_between(ia, ib) < 0)
+    ig::core::fail_flag("fail-link", fmt::format("no link {} -> {}", a, b));
+  ig::te::Graph h = g;
+  for (int l : {g.link_between(ia, ib), g.link_between(ib, ia)})
+    if (l >= 0) {
+      h.links[static_cast<std::size_t>(l)].capacity = 0;
+      removed.push_back(l);
+    }
+  return h;
+}
+
+int cmd_te(const TeArgs& t) {
+  using namespace ig::te;
+  if (t.topology.empty()) ig::core::fail_flag("topology", "required");
+  if (t.out.empty()) ig::core::fail_flag("out", "required");
+  const Graph g = read_topology(t.topology, t.capacity);
+  Problem p;
+  p.graph = &g;
+  if (!t.demands.empty()) p.demands = read_demands(t.demands, g);
+  else if (t.gravity > 0) p.demands = gravity_demands(g, t.gravity, t.gravity_pairs);
+  else ig::core::fail_flag("demands", "give --demands FILE or --gravity TOTAL");
+  if (!t.classes.empty()) {
+    ig::core::LineReader in(t.classes);
+    std::string line;
+    std::vector<std::string> f;
+    while (in.next(line)) {
+      if (ig::core::trim(line).empty() || line[0] == '#') continue;
+      ig::core::split_csv(line, f);
+      std::int64_t cls = 0;
+      double frac = 0;
+      if (f.size() != 2 || !ig::core::parse_int(f[0], cls)) {
+        if (in.line_number() == 1) continue;  // header
+        ig::core::fail_input(t.classes, in.line_number(), "class", "expected class,guarantee");
+      }
+      if (!ig::core::parse_double(f[1], frac) || frac < 0 || frac > 1)
+        ig::core::fail_input(t.classes, in.line_number(), "guarantee", "expected a fraction in [0, 1]");
+      p.class_guarantee.emplace_back(static_cast<int>(cls), frac);
+    }
+  }
+  std::int64_t k = 0;
+  if (ig::core::parse_int(t.paths, k)) {
+    if (k < 1 || k > 64) ig::core::fail_flag("paths", "k must be in 1..64");
+    p.paths = compute_paths(g, p.demands, static_cast<int>(k), t.by_hops);
+  } else {
+    p.paths = read_paths(t.paths, g, p.demands);
+  }
+  const Objective o = parse_objective(t.objective);
+  if (t.solver != "lp" && t.solver != "fast") ig::core::fail_flag("solver", "must be lp or fast");
+  const Allocation a = t.solver == "lp" ? solve_lp(p, o) : solve_fast(p, o);
+  nlohmann::ordered_json j;
+  j["objective_name"] = objective_name(o);
+  j["solver"] = a.method;
+  j["objective"] = a.value;
+  j["bound"] = a.bound;
+  j["solve_ms"] = a.solve_ms;
+  j["iterations"] = a.iterations;
+  j["nodes"] = g.nodes.size();
+  j["links_count"] = g.links.size();
+  j["demand_count"] = p.demands.size();
+  j["total_demand"] = std::accumulate(p.demands.begin(), p.demands.end(), 0.0,
+                                      [](double s, const Demand& d) { return s + d.volume; });
+  j["throughput"] = a.total();
+  j["mlu"] = a.mlu(g);
+  if (!t.fail_link.empty()) {
+    std::vector<int> removed;
+    const Graph h = without_link(g, t.fail_link, removed);
+    Problem q = p;
+    q.graph = &h;
+    // Paths through the failed link are dropped; demands keep their other candidates.
+    for (auto& paths : q.paths)
+      paths.erase(std::remove_if(paths.begin(), paths.end(), [&](const Path& path) {
+                    return std::any_of(path.begin(), path.end(), [&](int l) {
+                      return std::find(removed.begin(), removed.end(), l) != removed.end();
+                    });
+                  }),
+                  paths.end());
+    Allocation warm = a;
+    for (std::size_t d = 0; d < p.paths.size(); ++d) {
+      std::vector<double> kept;
+      for (std::size_t i = 0; i < p.paths[d].size(); ++i)
+        if (std::none_of(p.paths[d][i].begin(), p.paths[d][i].end(), [&](int l) {
+              return std::find(removed.begin(), removed.end(), l) != removed.end();
+            }))
+          kept.push_back(a.flow[d][i]);
+      warm.flow[d] = kept;
+    }
+    const Allocation fresh = t.solver == "lp" ? solve_lp(q, o) : solve_fast(q, o);
+    const Allocation inc = t.solver == "lp" ? fresh : solve_fast(q, o, {}, &warm);
+    j["after_failure"] = {{"link", t.fail_link}, {"objective", inc.value}, {"fresh_solve_ms", fresh.solve_ms},
+                          {"incremental_solve_ms", inc.solve_ms}, {"fresh_objective", fresh.value}};
+  }
+  auto& dj = j["demands"] = nlohmann::json::array();
+  for (std::size_t d = 0; d < p.demands.size(); ++d) {
+    const auto& dem = p.demands[d];
+    nlohmann::ordered_json e;
+    e["src"] = g.nodes[static_cast<std::size_t>(dem.src)].id;
+    e["dst"] = g.nodes[static_cast<std::size_t>(dem.dst)].id;
+    e["volume"] = dem.volume;
+    e["class"] = dem.cls;
+    e["allocated"] = std::accumulate(a.flow[d].begin(), a.flow[d].end(), 0.0);
+    auto& pj = e["paths"] = nlohmann::json::array();
+    for (std::size_t i = 0; i < p.paths[d].size(); ++i) {
+      std::vector<std::int64_t> nodes{g.nodes[static_cast<std::size_t>(dem.src)].id};
+      for (int l : p.paths[d][i]) nodes.push_back(g.nodes[static_cast<std::size_t>(g.links[static_cast<std::size_t>(l)].dst)].id);
+      pj.push_back({{"nodes", nodes}, {"flow", a.flow[d][i]}});
+    }
+    dj.push_back(e);
+  }
+  auto& lj = j["links"] = nlohmann::json::array();
+  for (std::size_t l = 0; l < g.links.size(); ++l) {
+    const auto& link = g.links[l];
+    lj.push_back({{"src", g.nodes[static_cast<std::size_t>(link.src)].id},
+                  {"dst", g.nodes[static_cast<std::size_t>(link.dst)].id},
+                  {"capacity", link.capacity},
+                  {"load", a.link_load[l]},
+                  {"utilization", link.capacity > 0 ? a.link_load[l] / link.capacity : 0.0}});
+  }
+  std::ofstream(t.out) << j.dump(1) << "\n";
+  fmt::print("{} {} on {} nodes, {} links, {} demands: objective {:.6g} (bound {:.6g}) in {:.1f} ms; wrote {}\n",
+             a.method, objective_name(o), g.nodes.size(), g.links.size(), p.demands.size(), a.value, a.bound,
+             a.solve_ms, t.out);
+  if (j.contains("after_failure"))
+    fmt::print("after failing {}: objective {:.6g}, incremental {:.1f} ms vs fresh {:.1f} ms\n", t.fail_link,
+               j["after_failure"]["objective"].get<double>(), j["after_failure"]["incremental_solve_ms"].get<double>(),
+               j["after_failure"]["fresh_solve_ms"].get<double>());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -264,6 +409,21 @@ int main(int argc, char** argv) {
   cal->add_flag("--fit", fit, "re-fit the efficiency factors and print them");
   cal->add_option("--markdown", md, "also write the table to this file");
 
+  auto* te = app.add_subcommand("te", "allocate bandwidth on a WAN: min MLU, max flow, or tiered max-min");
+  TeArgs ta;
+  te->add_option("--topology", ta.topology, "Topology Zoo .gml or node-link .json");
+  te->add_option("--demands", ta.demands, "n x n matrix CSV, or rows src,dst,volume[,class]");
+  te->add_option("--gravity", ta.gravity, "instead of --demands: gravity-model demands totalling this volume");
+  te->add_option("--gravity-pairs", ta.gravity_pairs, "keep only the N largest gravity pairs (0: all)");
+  te->add_option("--objective", ta.objective, "mlu | max-flow | max-min");
+  te->add_option("--solver", ta.solver, "lp (exact, CLP) | fast");
+  te->add_option("--paths", ta.paths, "k (k lowest-latency paths) or a file of `src dst n0 ... nk` lines");
+  te->add_flag("--by-hops", ta.by_hops, "k shortest by hop count instead of latency");
+  te->add_option("--classes", ta.classes, "CSV class,guarantee (fraction of demand served before priority)");
+  te->add_option("--capacity", ta.capacity, "capacity of GML links that carry none");
+  te->add_option("--fail-link", ta.fail_link, "SRC,DST: also re-allocate after this link fails");
+  te->add_option("--out", ta.out, "output JSON");
+
   auto* cat = app.add_subcommand("catalog", "list accelerators and models with derived figures");
   common.add(cat);
 
@@ -298,6 +458,7 @@ int main(int argc, char** argv) {
     if (*perf) return cmd_perf(common, prompt, batch, output, reservation, max_model_len, util);
     if (*cal) return cmd_calibrate(common, data, fit, md);
     if (*cat) return cmd_catalog(common);
+    if (*te) return cmd_te(ta);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;

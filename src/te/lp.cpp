@@ -1,0 +1,210 @@
+// Exact allocation through COIN-OR CLP, path formulations.
+//
+// Algorithm per objective (measured on Cogentco with 4 paths per demand, docs/te.md): the
+// throughput LP starts from a dual-feasible basis (all flows at zero, every link row slack), so
+// CLP's dual simplex solves it fastest; the min-MLU (max-concurrent-flow) LP is highly dual
+// degenerate (one U column couples every link row) and dual simplex stalls there, so it uses
+// the primal simplex. Max-min tiers re-solve after changing row bounds only, which keeps the
+// previous basis dual feasible: dual simplex, warm-started.
+#include <ClpSimplex.hpp>
+#include <chrono>
+#include <cmath>
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "te/solver.hpp"
+
+namespace infergrid::te {
+
+namespace {
+
+struct Layout {
+  std::vector<int> first_col;  // per demand: its first path column
+  int ncols = 0;
+};
+
+// Columns x_dp then one extra column (U or t); rows: per-demand rows (one or two per demand),
+// then per-link rows. `extra_link_coef` (-c_e for MLU, else 0) multiplies the extra column.
+ClpSimplex build(const Problem& p, Layout& lay, bool extra_in_links, int demand_rows_per_demand) {
+  const auto& g = *p.graph;
+  const int nd = static_cast<int>(p.demands.size());
+  const int nl = static_cast<int>(g.links.size());
+  const int nrows = nd * demand_rows_per_demand + nl;
+  std::vector<CoinBigIndex> start{0};
+  std::vector<int> idx;
+  std::vector<double> val;
+  lay.first_col.resize(static_cast<std::size_t>(nd));
+  int col = 0;
+  for (int d = 0; d < nd; ++d) {
+    lay.first_col[static_cast<std::size_t>(d)] = col;
+    for (const Path& path : p.paths[static_cast<std::size_t>(d)]) {
+      for (int r = 0; r < demand_rows_per_demand; ++r) {
+        idx.push_back(d * demand_rows_per_demand + r);
+        val.push_back(1.0);
+      }
+      for (int l : path) {
+        idx.push_back(nd * demand_rows_per_demand + l);
+        val.push_back(1.0);
+      }
+      start.push_back(static_cast<CoinBigIndex>(idx.size()));
+      ++col;
+    }
+  }
+  // The extra column (U or t).
+  if (demand_rows_per_demand == 2)
+    for (int d = 0; d < nd; ++d) {
+      idx.push_back(d * 2 + 1);
+      val.push_back(-p.demands[static_cast<std::size_t>(d)].volume);
+    }
+  if (extra_in_links)
+    for (int l = 0; l < nl; ++l) {
+      idx.push_back(nd * demand_rows_per_demand + l);
+      val.push_back(-g.links[static_cast<std::size_t>(l)].capacity);
+    }
+  start.push_back(static_cast<CoinBigIndex>(idx.size()));
+  lay.ncols = col + 1;
+  std::vector<double> collb(static_cast<std::size_t>(lay.ncols), 0.0), colub(static_cast<std::size_t>(lay.ncols), COIN_DBL_MAX),
+      obj(static_cast<std::size_t>(lay.ncols), 0.0);
+  std::vector<double> rowlb(static_cast<std::size_t>(nrows), -COIN_DBL_MAX), rowub(static_cast<std::size_t>(nrows), COIN_DBL_MAX);
+  for (int l = 0; l < nl; ++l)
+    rowub[static_cast<std::size_t>(nd * demand_rows_per_demand + l)] = extra_in_links ? 0.0 : g.links[static_cast<std::size_t>(l)].capacity;
+  ClpSimplex m;
+  m.setLogLevel(0);
+  m.loadProblem(lay.ncols, nrows, start.data(), idx.data(), val.data(), collb.data(), colub.data(),
+                obj.data(), rowlb.data(), rowub.data());
+  return m;
+}
+
+void extract(const Problem& p, const Layout& lay, const ClpSimplex& m, Allocation& a) {
+  const double* x = m.primalColumnSolution();
+  a.flow.assign(p.demands.size(), {});
+  for (std::size_t d = 0; d < p.demands.size(); ++d) {
+    const int c0 = lay.first_col[d];
+    for (std::size_t k = 0; k < p.paths[d].size(); ++k)
+      a.flow[d].push_back(std::max(0.0, x[c0 + static_cast<int>(k)]));
+  }
+  a.recompute_loads(p);
+}
+
+void check(const ClpSimplex& m, const char* what) {
+  if (m.status() != 0)
+    throw core::InputError(fmt::format("te: the {} LP did not solve (CLP status {}, secondary {})", what,
+                                       m.status(), m.secondaryStatus()));
+}
+
+}  // namespace
+
+Allocation solve_lp(const Problem& p, Objective o) {
+  validate(p, o);
+  const auto t0 = std::chrono::steady_clock::now();
+  Allocation a;
+  a.objective = o;
+  a.method = "lp";
+  Layout lay;
+  const int nd = static_cast<int>(p.demands.size());
+  if (o == Objective::kMlu) {
+    ClpSimplex m = build(p, lay, true, 1);
+    for (int d = 0; d < nd; ++d) {
+      const double v = p.demands[static_cast<std::size_t>(d)].volume;
+      m.setRowBounds(d, v, v);
+    }
+    m.setObjectiveCoefficient(lay.ncols - 1, 1.0);
+    m.primal();
+    check(m, "min-MLU");
+    extract(p, lay, m, a);
+    a.iterations = m.numberIterations();
+    a.value = a.mlu(*p.graph);
+  } else if (o == Objective::kMaxFlow) {
+    ClpSimplex m = build(p, lay, false, 1);
+    for (int d = 0; d < nd; ++d) m.setRowBounds(d, 0, p.demands[static_cast<std::size_t>(d)].volume);
+    for (int c = 0; c + 1 < lay.ncols; ++c) m.setObjectiveCoefficient(c, -1.0);
+    m.setColumnBounds(lay.ncols - 1, 0, 0);
+    m.dual();
+    check(m, "max-flow");
+    extract(p, lay, m, a);
+    a.iterations = m.numberIterations();
+    a.value = a.total();
+  } else {
+    // Rows 2d: served_d in [lo, hi]; rows 2d+1: served_d - D_d t >= 0 while d is filling.
+    ClpSimplex m = build(p, lay, false, 2);
+    const int tcol = lay.ncols - 1;
+    m.setObjectiveCoefficient(tcol, -1.0);
+    m.setColumnBounds(tcol, 0, 1);
+    std::vector<double> lower(static_cast<std::size_t>(nd), 0.0);
+    for (int d = 0; d < nd; ++d) m.setRowBounds(2 * d, 0, 0);
+    std::vector<int> classes;
+    for (const auto& d : p.demands) classes.push_back(d.cls);
+    std::sort(classes.begin(), classes.end());
+    classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
+    int solves = 0;
+    // Fills the demands in `active` max-min fairly (fraction served), freezing bottlenecks;
+    // each frozen demand keeps `frac * volume` as a lower bound (guarantee) or exact value.
+    auto fill = [&](std::vector<int> active, const std::vector<double>& cap_frac, bool exact) {
+      while (!active.empty()) {
+        for (int d : active) {
+          const double v = p.demands[static_cast<std::size_t>(d)].volume;
+          m.setRowBounds(2 * d, lower[static_cast<std::size_t>(d)], cap_frac[static_cast<std::size_t>(d)] * v);
+          m.setRowBounds(2 * d + 1, 0, COIN_DBL_MAX);
+        }
+        m.dual();
+        ++solves;
+        check(m, "max-min");
+        const double t = m.primalColumnSolution()[tcol];
+        const double* dual = m.dualRowSolution();
+        std::vector<int> keep;
+        for (int d : active) {
+          const bool full = t >= 1 - 1e-9 ||
+                            t * p.demands[static_cast<std::size_t>(d)].volume >=
+                                cap_frac[static_cast<std::size_t>(d)] * p.demands[static_cast<std::size_t>(d)].volume - 1e-9;
+          if (full || std::fabs(dual[2 * d + 1]) > 1e-9) {
+            const double v = std::min(t, cap_frac[static_cast<std::size_t>(d)]) * p.demands[static_cast<std::size_t>(d)].volume;
+            lower[static_cast<std::size_t>(d)] = std::max(lower[static_cast<std::size_t>(d)], v);
+            m.setRowBounds(2 * d, lower[static_cast<std::size_t>(d)],
+                           exact ? lower[static_cast<std::size_t>(d)] : p.demands[static_cast<std::size_t>(d)].volume);
+            m.setRowBounds(2 * d + 1, -COIN_DBL_MAX, COIN_DBL_MAX);
+          } else {
+            keep.push_back(d);
+          }
+        }
+        if (keep.size() == active.size()) {  // degenerate duals: freeze everything at t
+          for (int d : keep) {
+            lower[static_cast<std::size_t>(d)] = t * p.demands[static_cast<std::size_t>(d)].volume;
+            m.setRowBounds(2 * d, lower[static_cast<std::size_t>(d)], exact ? lower[static_cast<std::size_t>(d)] : p.demands[static_cast<std::size_t>(d)].volume);
+            m.setRowBounds(2 * d + 1, -COIN_DBL_MAX, COIN_DBL_MAX);
+          }
+          keep.clear();
+        }
+        active = std::move(keep);
+      }
+    };
+    // Guarantees first: every guaranteed class is filled up to its fraction, together.
+    std::vector<double> cap(static_cast<std::size_t>(nd), 1.0);
+    if (!p.class_guarantee.empty()) {
+      std::vector<int> g;
+      std::vector<double> gfrac(static_cast<std::size_t>(nd), 0.0);
+      for (int d = 0; d < nd; ++d)
+        for (const auto& [cls, frac] : p.class_guarantee)
+          if (p.demands[static_cast<std::size_t>(d)].cls == cls && frac > 0) {
+            gfrac[static_cast<std::size_t>(d)] = std::min(frac, 1.0);
+            g.push_back(d);
+          }
+      fill(g, gfrac, false);
+      for (int d : g) m.setRowBounds(2 * d, lower[static_cast<std::size_t>(d)], lower[static_cast<std::size_t>(d)]);
+    }
+    for (int cls : classes) {
+      std::vector<int> active;
+      for (int d = 0; d < nd; ++d)
+        if (p.demands[static_cast<std::size_t>(d)].cls == cls && !p.paths[static_cast<std::size_t>(d)].empty())
+          active.push_back(d);
+      fill(active, cap, true);
+    }
+    extract(p, lay, m, a);
+    a.iterations = solves;
+    a.value = a.total();
+  }
+  a.bound = a.value;
+  a.solve_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return a;
+}
+
+}  // namespace infergrid::te

@@ -1,0 +1,57 @@
+#pragma once
+// Bandwidth allocation on candidate paths: minimize maximum link utilization, maximize total
+// throughput, or priority-tiered max-min fairness (B4/SWAN). Exactly, through COIN-OR CLP, or
+// fast, by first-order methods with certified bounds (docs/te.md).
+#include <string>
+#include <vector>
+
+#include "te/demands.hpp"
+
+namespace infergrid::te {
+
+enum class Objective { kMlu, kMaxFlow, kMaxMin };
+Objective parse_objective(const std::string& s);
+const char* objective_name(Objective o);
+
+struct Problem {
+  const Graph* graph = nullptr;
+  std::vector<Demand> demands;
+  std::vector<std::vector<Path>> paths;  // per demand
+  // Per class: a fraction of each demand guaranteed before strict priority applies (max-min).
+  std::vector<std::pair<int, double>> class_guarantee;
+};
+
+struct Allocation {
+  Objective objective = Objective::kMlu;
+  std::string method;
+  double value = 0;     // MLU as a fraction, or total throughput
+  double bound = 0;     // certified bound on the optimum (fast: dual bound; LP: = value)
+  double solve_ms = 0;
+  int iterations = 0;
+  std::vector<std::vector<double>> flow;  // per demand, per path
+  std::vector<double> link_load;
+  double total() const;
+  double mlu(const Graph& g) const;
+  double served_fraction(std::size_t d, const Problem& p) const;
+  void recompute_loads(const Problem& p);
+};
+
+// Checks the problem (paths that use existing links and join their demand's ends, no demand
+// without a path under MLU); throws InputError.
+void validate(const Problem& p, Objective o);
+
+Allocation solve_lp(const Problem& p, Objective o);
+
+struct FastOptions {
+  double tolerance = 0.005;  // stop when within this relative gap of the certified bound
+  int max_iterations = 20000;
+};
+// Exact optimum of the same LP by column generation (fast for MLU and max-flow).
+Allocation solve_column_generation(const Problem& p, Objective o);
+
+// Fast allocation; `warm` (optional) seeds it with a previous allocation of the same demands
+// (incremental re-allocation after a link or demand change).
+Allocation solve_fast(const Problem& p, Objective o, const FastOptions& opt = {},
+                      const Allocation* warm = nullptr);
+
+}  // namespace infergrid::te
