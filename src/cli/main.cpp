@@ -291,6 +291,9 @@ int cmd_te(const TeArgs& t) {
                     });
                   }),
                   paths.end());
+    // Demands that lost every candidate get fresh ones around the failure.
+    for (std::size_t d = 0; d < q.paths.size(); ++d)
+      if (q.paths[d].empty()) q.paths[d] = k_shortest_paths(h, q.demands[d].src, q.demands[d].dst, std::max<int>(1, static_cast<int>(k)), t.by_hops);
     Allocation warm = a;
     for (std::size_t d = 0; d < p.paths.size(); ++d) {
       std::vector<double> kept;
@@ -299,10 +302,11 @@ int cmd_te(const TeArgs& t) {
               return std::find(removed.begin(), removed.end(), l) != removed.end();
             }))
           kept.push_back(a.flow[d][i]);
+      kept.resize(q.paths[d].size(), 0.0);
       warm.flow[d] = kept;
     }
     const Allocation fresh = t.solver == "lp" ? solve_lp(q, o) : solve_fast(q, o);
-    const Allocation inc = t.solver == "lp" ? fresh : solve_fast(q, o, {}, &warm);
+    const Allocation inc = t.solver == "lp" ? fresh : solve_fast(q, o, &warm);
     j["after_failure"] = {{"link", t.fail_link}, {"objective", inc.value}, {"fresh_solve_ms", fresh.solve_ms},
                           {"incremental_solve_ms", inc.solve_ms}, {"fresh_objective", fresh.value}};
   }

@@ -9,11 +9,14 @@
 // no improving column left, the master's optimum is the full LP's optimum: the bound
 // reported is the LP optimum itself, and no tolerance is traded for speed.
 #include <ClpSimplex.hpp>
+#include <ClpSolve.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <tuple>
 #include <unordered_map>
 
 #include "core/error.hpp"
@@ -30,7 +33,16 @@ struct Column {
 
 class Master {
  public:
-  Master(const Problem& p, Objective o) : p_(p), o_(o) {
+  Master(const Problem& p, Objective o, const Allocation* warm = nullptr) : p_(p), o_(o) {
+    // Each demand starts on its first path, or on the first path a previous allocation used.
+    auto used = [&](std::size_t d) {
+      std::vector<std::size_t> u;
+      if (warm && warm->flow.size() == p.demands.size() && warm->flow[d].size() == p.paths[d].size())
+        for (std::size_t k = 0; k < p.paths[d].size(); ++k)
+          if (warm->flow[d][k] > 0) u.push_back(k);
+      if (u.empty()) u.push_back(0);
+      return u;
+    };
     const auto& g = *p.graph;
     nl_ = static_cast<int>(g.links.size());
     m_.setLogLevel(0);
@@ -53,13 +65,25 @@ class Master {
       m_.addColumn(nl_, rows.data(), el.data(), 0.0, COIN_DBL_MAX, 1.0);
       cols_.push_back({SIZE_MAX, 0});
       for (std::size_t d = 0; d < p.demands.size(); ++d) {
-        active_[d].push_back(0);
-        for (int l : p.paths[d][0]) fixed_load_[static_cast<std::size_t>(l)] += p.demands[d].volume;
+        const std::size_t first = used(d)[0];
+        active_[d].push_back(first);
+        for (int l : p.paths[d][first]) fixed_load_[static_cast<std::size_t>(l)] += p.demands[d].volume;
       }
       for (int l = 0; l < nl_; ++l) m_.setRowUpper(l, -fixed_load_[static_cast<std::size_t>(l)]);
     } else {
       for (std::size_t d = 0; d < p.demands.size(); ++d)
-        if (!p.paths[d].empty()) add_column(d, 0, p.demands[d].volume);
+        if (!p.paths[d].empty()) add_column(d, used(d)[0], p.demands[d].volume);
+    }
+    flush();
+    if (warm) {
+      for (std::size_t d = 0; d < p.demands.size(); ++d) {
+        if (p.paths[d].empty()) continue;
+        const auto u = used(d);
+        if (u.size() < 2) continue;
+        split(d);
+        for (std::size_t i = 1; i < u.size(); ++i) add_column(d, u[i], COIN_DBL_MAX);
+        flush();
+      }
     }
   }
 
@@ -68,15 +92,44 @@ class Master {
     int rounds = 0;
     bool first = true;
     while (true) {
-      if (first && o_ == Objective::kMaxFlow) m_.dual();
-      else m_.primal(1);  // warm: keep the basis of the previous round
+      if (first) {
+        ClpSolve opts;
+        opts.setSolveType(o_ == Objective::kMaxFlow ? ClpSolve::useDual : ClpSolve::usePrimalorSprint);
+        opts.setPresolveType(o_ == Objective::kMaxFlow ? ClpSolve::presolveOff : ClpSolve::presolveOn);
+        m_.initialSolve(opts);
+      } else {
+        m_.primal(1);  // warm: keep the basis of the previous round
+      }
       first = false;
       ++rounds;
+      if (std::getenv("INFERGRID_TE_DEBUG"))
+        fmt::print(stderr, "round {}: {} rows, {} cols, {} simplex iterations, objective {}\n", rounds,
+                   m_.numberRows(), m_.numberColumns(), m_.numberIterations(), m_.objectiveValue());
       if (m_.status() != 0)
         throw core::InputError(fmt::format("te: column generation master did not solve (CLP status {})", m_.status()));
       if (!price()) break;
     }
     return rounds;
+  }
+
+  // After an MLU solve: demands whose flow the optimum prices (raising them would raise U).
+  std::vector<char> bottlenecked() const {
+    const double* y = m_.dualRowSolution();
+    std::vector<double> w(static_cast<std::size_t>(nl_));
+    double wmax = 0;
+    for (int l = 0; l < nl_; ++l) wmax = std::max(wmax, w[static_cast<std::size_t>(l)] = std::max(0.0, -y[l]));
+    const double tol = 1e-9 * (1 + wmax);
+    std::vector<char> out(p_.demands.size(), 0);
+    for (std::size_t d = 0; d < p_.demands.size(); ++d) {
+      if (row_of_[d] >= 0) {
+        out[d] = y[row_of_[d]] > tol;
+      } else {
+        double c = 0;
+        for (int l : p_.paths[d][active_[d][0]]) c += w[static_cast<std::size_t>(l)];
+        out[d] = c > tol;
+      }
+    }
+    return out;
   }
 
   Allocation extract() const {
@@ -106,11 +159,28 @@ class Master {
       rows.push_back(row_of_[d]);
       el.push_back(1.0);
     }
-    m_.addColumn(static_cast<int>(rows.size()), rows.data(), el.data(), 0.0, upper, o_ == Objective::kMlu ? 0.0 : -1.0);
+    buf_rows_.insert(buf_rows_.end(), rows.begin(), rows.end());
+    buf_el_.insert(buf_el_.end(), el.begin(), el.end());
+    buf_start_.push_back(static_cast<CoinBigIndex>(buf_rows_.size()));
+    buf_lo_.push_back(0.0);
+    buf_hi_.push_back(upper);
+    buf_obj_.push_back(o_ == Objective::kMlu ? 0.0 : -1.0);
     cols_.push_back({d, path});
     col_of_.emplace(key(d, path), static_cast<int>(cols_.size() - 1));
     active_[d].push_back(path);
     return static_cast<int>(cols_.size() - 1);
+  }
+  void flush() {
+    const int n = static_cast<int>(buf_lo_.size());
+    if (n > 0)
+      m_.addColumns(n, buf_lo_.data(), buf_hi_.data(), buf_obj_.data(), buf_start_.data(), buf_rows_.data(),
+                    buf_el_.data());
+    buf_start_.assign(1, 0);
+    buf_rows_.clear();
+    buf_el_.clear();
+    buf_lo_.clear();
+    buf_hi_.clear();
+    buf_obj_.clear();
   }
   static std::uint64_t key(std::size_t d, std::size_t path) { return (static_cast<std::uint64_t>(d) << 8) | path; }
 
@@ -144,20 +214,24 @@ class Master {
     const double scale = o_ == Objective::kMlu ? 1.0 : 1.0;
     std::vector<double> w(static_cast<std::size_t>(nl_));
     for (int l = 0; l < nl_; ++l) w[static_cast<std::size_t>(l)] = std::max(0.0, -y[l]);
-    std::vector<std::pair<std::size_t, std::size_t>> add;
+    std::vector<std::tuple<double, std::size_t, std::size_t>> add;  // (relative gain, demand, path)
     for (std::size_t d = 0; d < p_.demands.size(); ++d) {
       const auto& paths = p_.paths[d];
       if (paths.size() < 2) continue;
       // What the demand's current paths cost, per unit of flow, under the duals.
       double current;
       if (row_of_[d] >= 0) {
-        current = -y[row_of_[d]];  // the demand row's dual equals its paths' price
-        if (o_ == Objective::kMaxFlow) current = 1.0 - current;
+        // Reduced cost of a new path q: -y_row + sum_q w (MLU), -1 - y_row + sum_q w (max-flow).
+        current = o_ == Objective::kMlu ? y[row_of_[d]] : 1.0 + y[row_of_[d]];
       } else if (o_ == Objective::kMlu) {
         current = 0;
         for (int l : paths[active_[d][0]]) current += w[static_cast<std::size_t>(l)];
       } else {
-        current = 1.0;  // a lone column at its bound: worth adding a path if it costs < 1
+        // A lone column with the demand as its bound: the bound's dual is its reduced cost,
+        // so a new path must beat min(1, price of the path in use).
+        current = 0;
+        for (int l : paths[active_[d][0]]) current += w[static_cast<std::size_t>(l)];
+        current = std::min(1.0, current);
       }
       double best = INFINITY;
       std::size_t arg = SIZE_MAX;
@@ -167,17 +241,28 @@ class Master {
         for (int l : paths[q]) c += w[static_cast<std::size_t>(l)];
         if (c < best) best = c, arg = q;
       }
-      if (arg != SIZE_MAX && best < current - 1e-9 * scale * (1 + std::fabs(current))) add.emplace_back(d, arg);
+      if (arg != SIZE_MAX && best < current - 1e-9 * scale * (1 + std::fabs(current)))
+        add.emplace_back((best - current) * p_.demands[d].volume, d, arg);
     }
-    for (auto [d, q] : add) {
+    // The most improving columns only: a small master re-solves fast, and the duals of the
+    // next round often make the rest unnecessary.
+    if (add.size() > kColumnsPerRound) {
+      std::partial_sort(add.begin(), add.begin() + kColumnsPerRound, add.end());
+      add.resize(kColumnsPerRound);
+    }
+    added_ += add.size();
+    for (auto [gain, d, q] : add) {
       if (row_of_[d] < 0) split(d);
       add_column(d, q, COIN_DBL_MAX);
     }
+    flush();
     return !add.empty();
   }
 
+  static constexpr std::size_t kColumnsPerRound = 200;
   const Problem& p_;
   Objective o_;
+  std::size_t added_ = 0;
   int nl_ = 0;
   ClpSimplex m_;
   std::vector<Column> cols_;
@@ -185,14 +270,250 @@ class Master {
   std::vector<std::vector<std::size_t>> active_;
   std::vector<int> row_of_;
   std::vector<double> fixed_load_;
+  std::vector<CoinBigIndex> buf_start_{0};
+  std::vector<int> buf_rows_;
+  std::vector<double> buf_el_, buf_lo_, buf_hi_, buf_obj_;
 };
 
 }  // namespace
 
-Allocation solve_column_generation(const Problem& p, Objective o) {
+namespace {
+
+// Tiered max-min fairness by water-filling levels on one persistent column-generation master.
+//
+// Every demand has a home path (its first). A level raises the served amount of the active
+// demands together: a new level column Delta >= 0 adds S_d x Delta to each active demand d on its
+// home path, S_d being the demand's span in the current phase (its guarantee, or what remains of
+// its volume). Shift columns y_dq move flow of demand d from its home path to path q, at most
+// what d currently serves (row: sum_q y_dq - S_d Delta <= served so far). The level maximizes
+// Delta; link duals price new shift columns until none improves (an exact LP optimum). Demands
+// the optimum prices (home price minus the row's dual > 0) are bottlenecked and freeze; earlier
+// level columns stay fixed at their optimum, so frozen demands keep their amounts but may still
+// be re-routed by later levels, as in the LP's iterative solves. No matrix entry ever changes.
+class LevelMaster {
+ public:
+  explicit LevelMaster(const Problem& p) : p_(p) {
+    const auto& g = *p.graph;
+    nl_ = static_cast<int>(g.links.size());
+    m_.setLogLevel(0);
+    m_.resize(nl_, 0);
+    for (int l = 0; l < nl_; ++l) m_.setRowBounds(l, -COIN_DBL_MAX, g.links[static_cast<std::size_t>(l)].capacity);
+    row_of_.assign(p.demands.size(), -1);
+    served_.assign(p.demands.size(), 0.0);
+    shifts_.assign(p.demands.size(), {});
+  }
+
+  // Fills `active` up to `cap_fraction` of their volumes (guarantee or tier). Returns levels.
+  int fill(std::vector<std::size_t> active, double cap_fraction) {
+    std::vector<double> span(p_.demands.size(), 0.0);
+    for (std::size_t d : active) span[d] = std::max(0.0, cap_fraction * p_.demands[d].volume - served_[d]);
+    active.erase(std::remove_if(active.begin(), active.end(), [&](std::size_t d) { return span[d] <= 1e-12; }),
+                 active.end());
+    double used = 0;  // fraction of the phase already given by earlier levels
+    int levels = 0;
+    while (!active.empty() && used < 1 - 1e-12) {
+      ++levels;
+      const int col = add_level_column(active, span, 1 - used);
+      solve_with_pricing();
+      const double delta = m_.primalColumnSolution()[col];
+      m_.setColumnBounds(col, delta, delta);  // later levels keep it
+      used += delta;
+      for (std::size_t d : active) served_[d] += span[d] * delta;
+      if (used >= 1 - 1e-9) break;
+      const auto price = home_prices();
+      double pmax = 0;
+      for (std::size_t d : active) pmax = std::max(pmax, price[d]);
+      std::vector<std::size_t> next;
+      for (std::size_t d : active)
+        if (price[d] <= 1e-9 * (1 + pmax)) next.push_back(d);
+      if (next.size() == active.size()) next.clear();  // degenerate duals: freeze everyone
+      active = std::move(next);
+    }
+    return levels;
+  }
+
+  Allocation extract() const {
+    Allocation a;
+    a.objective = Objective::kMaxMin;
+    a.flow.assign(p_.demands.size(), {});
+    const double* x = m_.primalColumnSolution();
+    for (std::size_t d = 0; d < p_.demands.size(); ++d) {
+      a.flow[d].assign(p_.paths[d].size(), 0.0);
+      if (p_.paths[d].empty()) continue;
+      double moved = 0;
+      for (const auto& [q, c] : shifts_[d]) {
+        const double y = std::max(0.0, x[c]);
+        a.flow[d][q] += y;
+        moved += y;
+      }
+      a.flow[d][0] = std::max(0.0, served_[d] - moved);
+    }
+    a.recompute_loads(p_);
+    if (std::getenv("INFERGRID_TE_DEBUG")) {
+      const double* r = m_.primalRowSolution();
+      for (int l = 0; l < nl_; ++l)
+        if (std::fabs(r[l] - a.link_load[static_cast<std::size_t>(l)]) > 1e-6)
+          fmt::print(stderr, "link {}: master {} extract {} cap {}\n", l, r[l], a.link_load[static_cast<std::size_t>(l)],
+                     p_.graph->links[static_cast<std::size_t>(l)].capacity);
+    }
+    return a;
+  }
+
+ private:
+  int add_level_column(const std::vector<std::size_t>& active, const std::vector<double>& span, double upper) {
+    std::vector<double> coef(static_cast<std::size_t>(nl_), 0.0);
+    std::vector<int> rows;
+    std::vector<double> el;
+    for (std::size_t d : active) {
+      for (int l : p_.paths[d][0]) coef[static_cast<std::size_t>(l)] += span[d];
+      if (row_of_[d] >= 0) {
+        rows.push_back(row_of_[d]);
+        el.push_back(-span[d]);
+      }
+    }
+    for (int l = 0; l < nl_; ++l)
+      if (coef[static_cast<std::size_t>(l)] != 0) {
+        rows.push_back(l);
+        el.push_back(coef[static_cast<std::size_t>(l)]);
+      }
+    m_.addColumn(static_cast<int>(rows.size()), rows.data(), el.data(), 0.0, upper, -1.0);
+    const int col = m_.numberColumns() - 1;
+    // Earlier level columns no longer count in the objective.
+    if (level_col_ >= 0) m_.setObjectiveCoefficient(level_col_, 0.0);
+    level_col_ = col;
+    // Only the demands this level raises have a coefficient in it.
+    level_span_.assign(p_.demands.size(), 0.0);
+    for (std::size_t d : active) level_span_[d] = span[d];
+    return col;
+  }
+
+  void solve_with_pricing() {
+    while (true) {
+      m_.primal(1);
+      if (m_.status() != 0) m_.primal();  // retry from scratch
+      if (m_.status() != 0)
+        throw core::InputError(fmt::format("te: max-min master did not solve (CLP status {})", m_.status()));
+      if (!price()) break;
+    }
+  }
+
+  std::vector<double> link_prices() const {
+    const double* y = m_.dualRowSolution();
+    std::vector<double> w(static_cast<std::size_t>(nl_));
+    for (int l = 0; l < nl_; ++l) w[static_cast<std::size_t>(l)] = std::max(0.0, -y[l]);
+    return w;
+  }
+
+  // What raising a demand's amount would cost the level, per unit.
+  std::vector<double> home_prices() const {
+    const auto w = link_prices();
+    const double* y = m_.dualRowSolution();
+    std::vector<double> out(p_.demands.size(), 0.0);
+    for (std::size_t d = 0; d < p_.demands.size(); ++d) {
+      if (p_.paths[d].empty()) continue;
+      double c = 0;
+      for (int l : p_.paths[d][0]) c += w[static_cast<std::size_t>(l)];
+      if (row_of_[d] >= 0) c -= std::max(0.0, -y[row_of_[d]]);
+      out[d] = c;
+    }
+    return out;
+  }
+
+  bool price() {
+    const auto w = link_prices();
+    const double* y = m_.dualRowSolution();
+    std::vector<std::tuple<double, std::size_t, std::size_t>> add;
+    for (std::size_t d = 0; d < p_.demands.size(); ++d) {
+      const auto& paths = p_.paths[d];
+      if (paths.size() < 2) continue;
+      if (served_[d] <= 0 && (level_span_.empty() || level_span_[d] <= 0)) continue;  // nothing to move
+      double home = 0;
+      for (int l : paths[0]) home += w[static_cast<std::size_t>(l)];
+      const double rho = row_of_[d] >= 0 ? std::max(0.0, -y[row_of_[d]]) : 0.0;
+      double best = INFINITY;
+      std::size_t arg = 0;
+      for (std::size_t q = 1; q < paths.size(); ++q) {
+        if (std::any_of(shifts_[d].begin(), shifts_[d].end(), [&](const auto& s) { return s.first == q; })) continue;
+        double c = 0;
+        for (int l : paths[q]) c += w[static_cast<std::size_t>(l)];
+        if (c < best) best = c, arg = q;
+      }
+      const double rc = best + rho - home;
+      if (arg && rc < -1e-9 * (1 + home)) add.emplace_back(rc * p_.demands[d].volume, d, arg);
+    }
+    if (add.size() > kColumnsPerRound) {
+      std::partial_sort(add.begin(), add.begin() + kColumnsPerRound, add.end());
+      add.resize(kColumnsPerRound);
+    }
+    for (const auto& [gain, d, q] : add) {
+      if (row_of_[d] < 0) {
+        // Row: sum_q y_dq - span_d x Delta_current <= served before this level.
+        std::vector<int> cols;
+        std::vector<double> el;
+        if (level_col_ >= 0 && !level_span_.empty() && level_span_[d] > 0) {
+          cols.push_back(level_col_);
+          el.push_back(-level_span_[d]);
+        }
+        const double fixed_before = served_[d];
+        m_.addRow(static_cast<int>(cols.size()), cols.data(), el.data(), -COIN_DBL_MAX, fixed_before);
+        row_of_[d] = m_.numberRows() - 1;
+      }
+      std::vector<int> rows;
+      std::vector<double> el;
+      for (int l : p_.paths[d][0]) rows.push_back(l), el.push_back(-1.0);
+      for (int l : p_.paths[d][q]) rows.push_back(l), el.push_back(1.0);
+      rows.push_back(row_of_[d]);
+      el.push_back(1.0);
+      m_.addColumn(static_cast<int>(rows.size()), rows.data(), el.data(), 0.0, COIN_DBL_MAX, 0.0);
+      shifts_[d].emplace_back(q, m_.numberColumns() - 1);
+    }
+    return !add.empty();
+  }
+
+  static constexpr std::size_t kColumnsPerRound = 200;
+  const Problem& p_;
+  int nl_ = 0;
+  ClpSimplex m_;
+  std::vector<int> row_of_;
+  std::vector<double> served_;  // amount fixed by finished levels
+  std::vector<std::vector<std::pair<std::size_t, int>>> shifts_;  // (path, column)
+  int level_col_ = -1;
+  std::vector<double> level_span_;
+};
+
+}  // namespace
+
+Allocation solve_max_min_levels(const Problem& p) {
+  validate(p, Objective::kMaxMin);
+  const auto t0 = std::chrono::steady_clock::now();
+  LevelMaster master(p);
+  int levels = 0;
+  auto members = [&](int cls) {
+    std::vector<std::size_t> v;
+    for (std::size_t d = 0; d < p.demands.size(); ++d)
+      if (p.demands[d].cls == cls && !p.paths[d].empty() && p.demands[d].volume > 0) v.push_back(d);
+    return v;
+  };
+  for (const auto& [cls, frac] : p.class_guarantee)
+    if (frac > 0) levels += master.fill(members(cls), std::min(frac, 1.0));
+  std::vector<int> classes;
+  for (const auto& d : p.demands) classes.push_back(d.cls);
+  std::sort(classes.begin(), classes.end());
+  classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
+  for (int cls : classes) levels += master.fill(members(cls), 1.0);
+  Allocation a = master.extract();
+  a.method = "fast";
+  a.value = a.total();
+  a.bound = a.value;
+  a.iterations = levels;
+  a.solve_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return a;
+}
+
+Allocation solve_column_generation(const Problem& p, Objective o, const Allocation* warm) {
   validate(p, o);
   const auto t0 = std::chrono::steady_clock::now();
-  Master master(p, o);
+  Master master(p, o, warm);
   const int rounds = master.run();
   Allocation a = master.extract();
   a.method = "fast";

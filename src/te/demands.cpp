@@ -109,7 +109,10 @@ Path shortest(const Graph& g, int src, int dst, const std::vector<char>& banned_
     if (v == dst) break;
     for (int l : g.out[static_cast<std::size_t>(v)]) {
       const auto& link = g.links[static_cast<std::size_t>(l)];
-      if (banned_link[static_cast<std::size_t>(l)] || banned_node[static_cast<std::size_t>(link.dst)]) continue;
+      // Links without capacity carry nothing: no candidate path uses them.
+      if (banned_link[static_cast<std::size_t>(l)] || banned_node[static_cast<std::size_t>(link.dst)] ||
+          link.capacity <= 0)
+        continue;
       const double nd = d + (by_hops ? 1.0 : link.latency_ms + 1e-9);
       if (nd < dist[static_cast<std::size_t>(link.dst)]) {
         dist[static_cast<std::size_t>(link.dst)] = nd;
@@ -211,7 +214,7 @@ std::vector<std::vector<Path>> read_paths(const std::string& path, const Graph& 
     for (std::size_t i = 2; i + 1 < nodes.size(); ++i) {
       const int l = g.link_between(nodes[i], nodes[i + 1]);
       if (l < 0)
-        fail_input(path, in.line_number(), fmt::format("node {}", i),
+        fail_input(path, in.line_number(), fmt::format("node {}", i - 1),
                    fmt::format("no link from {} to {}", g.nodes[static_cast<std::size_t>(nodes[i])].id,
                                g.nodes[static_cast<std::size_t>(nodes[i + 1])].id));
       p.push_back(l);

@@ -7,7 +7,9 @@
 // the primal simplex. Max-min tiers re-solve after changing row bounds only, which keeps the
 // previous basis dual feasible: dual simplex, warm-started.
 #include <ClpSimplex.hpp>
+#include <ClpSolve.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <fmt/format.h>
 
@@ -86,6 +88,17 @@ void extract(const Problem& p, const Layout& lay, const ClpSimplex& m, Allocatio
   a.recompute_loads(p);
 }
 
+// First solve of a model: CLP's presolve (it removes the many singleton rows and columns of
+// path formulations) and the given simplex variant.
+void solve_initial(ClpSimplex& m, ClpSolve::SolveType method) {
+  ClpSolve opts;
+  opts.setSolveType(method);
+  const char* env = std::getenv("INFERGRID_LP_PRESOLVE");
+  const bool presolve = env ? env[0] == '1' : method != ClpSolve::useDual;
+  opts.setPresolveType(presolve ? ClpSolve::presolveOn : ClpSolve::presolveOff);
+  m.initialSolve(opts);
+}
+
 void check(const ClpSimplex& m, const char* what) {
   if (m.status() != 0)
     throw core::InputError(fmt::format("te: the {} LP did not solve (CLP status {}, secondary {})", what,
@@ -109,7 +122,7 @@ Allocation solve_lp(const Problem& p, Objective o) {
       m.setRowBounds(d, v, v);
     }
     m.setObjectiveCoefficient(lay.ncols - 1, 1.0);
-    m.primal();
+    solve_initial(m, ClpSolve::usePrimalorSprint);
     check(m, "min-MLU");
     extract(p, lay, m, a);
     a.iterations = m.numberIterations();
@@ -119,7 +132,7 @@ Allocation solve_lp(const Problem& p, Objective o) {
     for (int d = 0; d < nd; ++d) m.setRowBounds(d, 0, p.demands[static_cast<std::size_t>(d)].volume);
     for (int c = 0; c + 1 < lay.ncols; ++c) m.setObjectiveCoefficient(c, -1.0);
     m.setColumnBounds(lay.ncols - 1, 0, 0);
-    m.dual();
+    solve_initial(m, ClpSolve::useDual);
     check(m, "max-flow");
     extract(p, lay, m, a);
     a.iterations = m.numberIterations();
@@ -137,40 +150,48 @@ Allocation solve_lp(const Problem& p, Objective o) {
     std::sort(classes.begin(), classes.end());
     classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
     int solves = 0;
-    // Fills the demands in `active` max-min fairly (fraction served), freezing bottlenecks;
-    // each frozen demand keeps `frac * volume` as a lower bound (guarantee) or exact value.
+    // Fills the demands in `active` max-min fairly: each demand d serves
+    // lower_d + t (cap_d D_d - lower_d) with one common t, raised until the links bind;
+    // bottlenecked demands (non-zero dual on their fairness row) freeze, the rest go on.
+    // The same semantics as the fast solver's water-filling levels.
     auto fill = [&](std::vector<int> active, const std::vector<double>& cap_frac, bool exact) {
+      for (int d : active) {
+        const double v = p.demands[static_cast<std::size_t>(d)].volume;
+        const double span = cap_frac[static_cast<std::size_t>(d)] * v - lower[static_cast<std::size_t>(d)];
+        m.modifyCoefficient(2 * d + 1, tcol, -std::max(span, 0.0));
+        m.setRowBounds(2 * d, lower[static_cast<std::size_t>(d)], cap_frac[static_cast<std::size_t>(d)] * v);
+        m.setRowBounds(2 * d + 1, lower[static_cast<std::size_t>(d)], COIN_DBL_MAX);
+      }
+      auto freeze = [&](int d, double t) {
+        const double v = p.demands[static_cast<std::size_t>(d)].volume;
+        const double span = std::max(cap_frac[static_cast<std::size_t>(d)] * v - lower[static_cast<std::size_t>(d)], 0.0);
+        lower[static_cast<std::size_t>(d)] += std::min(t, 1.0) * span;
+        m.setRowBounds(2 * d, lower[static_cast<std::size_t>(d)], exact ? lower[static_cast<std::size_t>(d)] : v);
+        m.setRowBounds(2 * d + 1, -COIN_DBL_MAX, COIN_DBL_MAX);
+      };
+      m.setWhatsChanged(0);  // the matrix changed under CLP's cached (scaled, row) copies
+      std::vector<double> start(lower);
       while (!active.empty()) {
-        for (int d : active) {
-          const double v = p.demands[static_cast<std::size_t>(d)].volume;
-          m.setRowBounds(2 * d, lower[static_cast<std::size_t>(d)], cap_frac[static_cast<std::size_t>(d)] * v);
-          m.setRowBounds(2 * d + 1, 0, COIN_DBL_MAX);
-        }
+        m.setColumnBounds(tcol, 0, 1);
         m.dual();
+        if (m.status() != 0) m.primal();  // a changed matrix can leave dual simplex stuck
         ++solves;
         check(m, "max-min");
         const double t = m.primalColumnSolution()[tcol];
         const double* dual = m.dualRowSolution();
         std::vector<int> keep;
         for (int d : active) {
-          const bool full = t >= 1 - 1e-9 ||
-                            t * p.demands[static_cast<std::size_t>(d)].volume >=
-                                cap_frac[static_cast<std::size_t>(d)] * p.demands[static_cast<std::size_t>(d)].volume - 1e-9;
-          if (full || std::fabs(dual[2 * d + 1]) > 1e-9) {
-            const double v = std::min(t, cap_frac[static_cast<std::size_t>(d)]) * p.demands[static_cast<std::size_t>(d)].volume;
-            lower[static_cast<std::size_t>(d)] = std::max(lower[static_cast<std::size_t>(d)], v);
-            m.setRowBounds(2 * d, lower[static_cast<std::size_t>(d)],
-                           exact ? lower[static_cast<std::size_t>(d)] : p.demands[static_cast<std::size_t>(d)].volume);
-            m.setRowBounds(2 * d + 1, -COIN_DBL_MAX, COIN_DBL_MAX);
+          if (t >= 1 - 1e-9 || std::fabs(dual[2 * d + 1]) > 1e-9) {
+            lower[static_cast<std::size_t>(d)] = start[static_cast<std::size_t>(d)];
+            freeze(d, t);
           } else {
             keep.push_back(d);
           }
         }
         if (keep.size() == active.size()) {  // degenerate duals: freeze everything at t
           for (int d : keep) {
-            lower[static_cast<std::size_t>(d)] = t * p.demands[static_cast<std::size_t>(d)].volume;
-            m.setRowBounds(2 * d, lower[static_cast<std::size_t>(d)], exact ? lower[static_cast<std::size_t>(d)] : p.demands[static_cast<std::size_t>(d)].volume);
-            m.setRowBounds(2 * d + 1, -COIN_DBL_MAX, COIN_DBL_MAX);
+            lower[static_cast<std::size_t>(d)] = start[static_cast<std::size_t>(d)];
+            freeze(d, t);
           }
           keep.clear();
         }

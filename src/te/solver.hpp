@@ -1,7 +1,7 @@
 #pragma once
 // Bandwidth allocation on candidate paths: minimize maximum link utilization, maximize total
-// throughput, or priority-tiered max-min fairness (B4/SWAN). Exactly, through COIN-OR CLP, or
-// fast, by first-order methods with certified bounds (docs/te.md).
+// throughput, or priority-tiered max-min fairness (B4/SWAN). Exactly, through COIN-OR CLP on the
+// full path LP, or fast, by column generation on a small master (docs/te.md).
 #include <string>
 #include <vector>
 
@@ -25,7 +25,7 @@ struct Allocation {
   Objective objective = Objective::kMlu;
   std::string method;
   double value = 0;     // MLU as a fraction, or total throughput
-  double bound = 0;     // certified bound on the optimum (fast: dual bound; LP: = value)
+  double bound = 0;     // bound on the optimum (the LP optimum where the method is exact)
   double solve_ms = 0;
   int iterations = 0;
   std::vector<std::vector<double>> flow;  // per demand, per path
@@ -42,16 +42,15 @@ void validate(const Problem& p, Objective o);
 
 Allocation solve_lp(const Problem& p, Objective o);
 
-struct FastOptions {
-  double tolerance = 0.005;  // stop when within this relative gap of the certified bound
-  int max_iterations = 20000;
-};
-// Exact optimum of the same LP by column generation (fast for MLU and max-flow).
-Allocation solve_column_generation(const Problem& p, Objective o);
+// The same LP's optimum by column generation (MLU, max-flow); `warm` seeds the master with the
+// paths a previous allocation used.
+Allocation solve_column_generation(const Problem& p, Objective o, const Allocation* warm = nullptr);
+// Tiered max-min as water-filling levels, each an MLU solved by column generation.
+Allocation solve_max_min_levels(const Problem& p);
 
-// Fast allocation; `warm` (optional) seeds it with a previous allocation of the same demands
-// (incremental re-allocation after a link or demand change).
-Allocation solve_fast(const Problem& p, Objective o, const FastOptions& opt = {},
-                      const Allocation* warm = nullptr);
+// Fast allocation (docs/te.md): column generation for MLU and max-flow, water-filling levels
+// for max-min. `warm` (optional) is a previous allocation of the same demands, its flows aligned
+// with p.paths: incremental re-allocation after a link failure or a demand change.
+Allocation solve_fast(const Problem& p, Objective o, const Allocation* warm = nullptr);
 
 }  // namespace infergrid::te

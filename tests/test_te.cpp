@@ -1,0 +1,228 @@
+// Traffic engineering: hand-worked cases for every objective and both solvers, random graphs
+// (fast against the LP), incremental re-allocation, and bad input.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+#include "te/solver.hpp"
+
+using namespace infergrid;
+using namespace infergrid::te;
+
+namespace {
+
+// Directed graph from "src dst capacity" triples, nodes 0..n-1.
+Graph graph(int n, const std::vector<std::tuple<int, int, double>>& links) {
+  std::string j = "{\"directed\": true, \"nodes\": [";
+  for (int i = 0; i < n; ++i) j += (i ? "," : "") + std::string("{\"id\": ") + std::to_string(i) + "}";
+  j += "], \"links\": [";
+  for (std::size_t i = 0; i < links.size(); ++i) {
+    const auto& [s, d, c] = links[i];
+    j += (i ? "," : "") + std::string("{\"source\": ") + std::to_string(s) + ", \"target\": " + std::to_string(d) +
+         ", \"capacity\": " + std::to_string(c) + "}";
+  }
+  return parse_node_link_json(j + "]}", "test.json");
+}
+
+Problem problem(const Graph& g, std::vector<Demand> demands, int k = 4) {
+  Problem p;
+  p.graph = &g;
+  p.demands = std::move(demands);
+  p.paths = compute_paths(g, p.demands, k, true);
+  return p;
+}
+
+double served(const Allocation& a, std::size_t d) {
+  double s = 0;
+  for (double x : a.flow[d]) s += x;
+  return s;
+}
+
+const Objective kAll[] = {Objective::kMlu, Objective::kMaxFlow, Objective::kMaxMin};
+
+Allocation solve(const Problem& p, Objective o, bool fast) { return fast ? solve_fast(p, o) : solve_lp(p, o); }
+
+}  // namespace
+
+// Triangle: A->C direct (5) or A->B->C (10, 10); 12 units from A to C.
+// MLU: x1/5 = x2/10 = U, x1 + x2 = 12, so U = 0.8. Everything fits: max-flow = max-min = 12.
+TEST(Te, TriangleByHand) {
+  const Graph g = graph(3, {{0, 1, 10}, {1, 2, 10}, {0, 2, 5}});
+  for (bool fast : {false, true}) {
+    const Problem p = problem(g, {{0, 2, 12, 0}});
+    ASSERT_EQ(p.paths[0].size(), 2u);
+    EXPECT_NEAR(solve(p, Objective::kMlu, fast).value, 0.8, 1e-9) << fast;
+    EXPECT_NEAR(solve(p, Objective::kMaxFlow, fast).value, 12, 1e-9) << fast;
+    EXPECT_NEAR(solve(p, Objective::kMaxMin, fast).value, 12, 1e-9) << fast;
+    // 20 units: MLU 20/15; only 15 fit.
+    const Problem q = problem(g, {{0, 2, 20, 0}});
+    EXPECT_NEAR(solve(q, Objective::kMlu, fast).value, 20.0 / 15, 1e-9) << fast;
+    EXPECT_NEAR(solve(q, Objective::kMaxFlow, fast).value, 15, 1e-9) << fast;
+    EXPECT_NEAR(solve(q, Objective::kMaxMin, fast).value, 15, 1e-9) << fast;
+  }
+}
+
+// Diamond S->A->T (10, 4) and S->B->T (6, 8), 15 units S->T. Path bottlenecks 4 and 6:
+// MLU: x1 / 4 = x2 / 6 = U with x1 + x2 = 15, so U = 1.5; max-flow 4 + 6 = 10.
+TEST(Te, DiamondByHand) {
+  const Graph g = graph(4, {{0, 1, 10}, {1, 3, 4}, {0, 2, 6}, {2, 3, 8}});
+  for (bool fast : {false, true}) {
+    const Problem p = problem(g, {{0, 3, 15, 0}});
+    const Allocation m = solve(p, Objective::kMlu, fast);
+    EXPECT_NEAR(m.value, 1.5, 1e-9);
+    EXPECT_NEAR(m.mlu(g), 1.5, 1e-9);
+    EXPECT_NEAR(solve(p, Objective::kMaxFlow, fast).value, 10, 1e-9);
+    const Allocation mm = solve(p, Objective::kMaxMin, fast);
+    EXPECT_NEAR(mm.value, 10, 1e-9);
+    for (std::size_t l = 0; l < g.links.size(); ++l) EXPECT_LE(mm.link_load[l], g.links[l].capacity + 1e-9);
+  }
+}
+
+// One 10-unit bottleneck. Class 0 (7) is served before class 1 (8): 7 and 3. Within a class,
+// fairness is in the fraction served: 4 and 16 in one class get 2 and 8 (t = 0.5). A 50%
+// guarantee for class 1 serves 4 of it before class 0 takes the remaining 6.
+TEST(Te, ClassesOnOneBottleneckByHand) {
+  const Graph g = graph(2, {{0, 1, 10}});
+  for (bool fast : {false, true}) {
+    const Problem tiers = problem(g, {{0, 1, 7, 0}, {0, 1, 8, 1}});
+    const Allocation a = solve(tiers, Objective::kMaxMin, fast);
+    EXPECT_NEAR(served(a, 0), 7, 1e-9) << fast;
+    EXPECT_NEAR(served(a, 1), 3, 1e-9) << fast;
+    const Problem fair = problem(g, {{0, 1, 4, 0}, {0, 1, 16, 0}});
+    const Allocation b = solve(fair, Objective::kMaxMin, fast);
+    EXPECT_NEAR(served(b, 0), 2, 1e-9) << fast;
+    EXPECT_NEAR(served(b, 1), 8, 1e-9) << fast;
+    Problem guaranteed = tiers;
+    guaranteed.class_guarantee = {{1, 0.5}};
+    const Allocation c = solve(guaranteed, Objective::kMaxMin, fast);
+    EXPECT_NEAR(served(c, 1), 4, 1e-9) << fast;
+    EXPECT_NEAR(served(c, 0), 6, 1e-9) << fast;
+    // Max-flow ignores classes; MLU routes everything.
+    EXPECT_NEAR(solve(tiers, Objective::kMaxFlow, fast).value, 10, 1e-9);
+    EXPECT_NEAR(solve(tiers, Objective::kMlu, fast).value, 1.5, 1e-9);
+  }
+}
+
+// Random strongly connected graphs with gravity demands: the fast allocator within 1% of the
+// LP (MLU and max-flow are the same optimum; max-min: the served fraction of the worst demand
+// of each class, the first criterion of the lexicographic objective).
+TEST(Te, FastWithinOnePercentOfLpOnRandomGraphs) {
+  core::Rng rng(42, "te-random");
+  for (int trial = 0; trial < 12; ++trial) {
+    const int n = 8 + static_cast<int>(rng.below(10));
+    std::vector<std::tuple<int, int, double>> links;
+    for (int i = 0; i < n; ++i) {  // a ring keeps it strongly connected
+      const double c = 50 + static_cast<double>(rng.below(200));
+      links.emplace_back(i, (i + 1) % n, c);
+      links.emplace_back((i + 1) % n, i, c);
+    }
+    for (int e = 0; e < 2 * n; ++e) {
+      const int a = static_cast<int>(rng.below(static_cast<std::uint64_t>(n)));
+      const int b = static_cast<int>(rng.below(static_cast<std::uint64_t>(n)));
+      if (a == b) continue;
+      const double c = 20 + static_cast<double>(rng.below(300));
+      links.emplace_back(a, b, c);
+      links.emplace_back(b, a, c);
+    }
+    const Graph g = graph(n, links);
+    auto demands = gravity_demands(g, 200.0 * n * (1 + static_cast<double>(trial % 3)));
+    for (auto& d : demands) d.cls = static_cast<int>(rng.below(2));
+    Problem p;
+    p.graph = &g;
+    p.demands = demands;
+    p.paths = compute_paths(g, p.demands, 3);
+    for (Objective o : kAll) {
+      const Allocation lp = solve_lp(p, o), fast = solve_fast(p, o);
+      for (std::size_t l = 0; l < g.links.size(); ++l)
+        if (o != Objective::kMlu) ASSERT_LE(fast.link_load[l], g.links[l].capacity * (1 + 1e-7) + 1e-7);
+      if (o != Objective::kMaxMin) {
+        EXPECT_NEAR(fast.value / lp.value, 1.0, 0.01) << objective_name(o) << " trial " << trial;
+        continue;
+      }
+      for (int cls : {0, 1}) {
+        double worst_lp = 1, worst_fast = 1;
+        for (std::size_t d = 0; d < p.demands.size(); ++d)
+          if (p.demands[d].cls == cls) {
+            worst_lp = std::min(worst_lp, lp.served_fraction(d, p));
+            worst_fast = std::min(worst_fast, fast.served_fraction(d, p));
+          }
+        EXPECT_NEAR(worst_fast, worst_lp, 0.01) << "class " << cls << " trial " << trial;
+      }
+    }
+  }
+}
+
+TEST(Te, IncrementalAfterLinkFailureMatchesFreshSolve) {
+  const Graph g = graph(4, {{0, 1, 10}, {1, 3, 10}, {0, 2, 10}, {2, 3, 10}, {0, 3, 10}, {1, 0, 10}, {3, 1, 10},
+                            {2, 0, 10}, {3, 2, 10}, {3, 0, 10}});
+  Problem p = problem(g, {{0, 3, 24, 0}, {1, 3, 6, 0}});
+  const Allocation before = solve_fast(p, Objective::kMlu);
+  Graph h = g;
+  h.links[static_cast<std::size_t>(g.link_between(0, 3))].capacity = 0;
+  Problem q = p;
+  q.graph = &h;
+  q.paths = compute_paths(h, q.demands, 4, true);
+  const Allocation fresh = solve_lp(q, Objective::kMlu);
+  Allocation warm = before;
+  warm.flow.assign(q.demands.size(), {});
+  for (std::size_t d = 0; d < q.demands.size(); ++d) warm.flow[d].assign(q.paths[d].size(), 1.0);
+  const Allocation inc = solve_fast(q, Objective::kMlu, &warm);
+  EXPECT_NEAR(inc.value, fresh.value, 1e-9);
+  EXPECT_GT(inc.value, before.value);
+}
+
+TEST(Te, GmlReaderKeepsLargestComponentAndCoordinates) {
+  const std::string gml = R"(graph [
+  node [ id 0 label "A" Latitude 40.0 Longitude -74.0 ]
+  node [ id 1 label "B" Latitude 41.0 Longitude -87.0 ]
+  node [ id 2 label "C" Latitude 34.0 Longitude -118.0 ]
+  node [ id 7 label "Island" ]
+  edge [ source 0 target 1 ]
+  edge [ source 1 target 2 ]
+  edge [ source 0 target 1 LinkLabel "parallel" ]
+])";
+  const Graph g = parse_gml(gml, "t.gml", 1000);
+  ASSERT_EQ(g.nodes.size(), 3u);          // the island is dropped
+  ASSERT_EQ(g.links.size(), 4u);          // undirected edges become two links
+  EXPECT_EQ(g.links[static_cast<std::size_t>(g.link_between(0, 1))].capacity, 2000);  // parallel edges merge
+  const double km = g.links[static_cast<std::size_t>(g.link_between(0, 1))].latency_ms / 0.005;
+  EXPECT_NEAR(km, 1104, 2);  // (40 N, 74 W) to (41 N, 87 W) on the great circle
+}
+
+TEST(Te, BadInputNamesFileAndLine) {
+  auto msg = [](auto f) -> std::string {
+    try {
+      f();
+    } catch (const core::InputError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(msg([] { parse_gml("graph [\n node [ id 0 ]\n edge [ source 0 target 9 ]\n]", "x.gml"); })
+                .find("x.gml:3: field 'target': unknown node 9"),
+            std::string::npos);
+  EXPECT_NE(msg([] { parse_gml("graph [\n node [ id 0 ]\n", "y.gml"); }).find("y.gml"), std::string::npos);
+  EXPECT_NE(msg([] { parse_gml("graph [\n edge [ source 0 target 1 capacity -5 ]\n node [ id 0 ]\n node [ id 1 ]\n]", "z.gml"); })
+                .find("z.gml:2: field 'capacity'"),
+            std::string::npos);
+  EXPECT_NE(msg([] { parse_node_link_json("{\"nodes\": [{\"id\": 0}], \"links\": [{\"source\": 0, \"target\": 0}]}", "j.json"); })
+                .find("j.json: field 'links[0].capacity'"),
+            std::string::npos);
+  const Graph g = graph(3, {{0, 1, 10}, {1, 2, 10}, {2, 0, 10}});
+  const std::string dir = testing::TempDir();
+  const Graph ring = graph(6, {{0, 1, 1}, {1, 2, 1}, {2, 3, 1}, {3, 4, 1}, {4, 5, 1}, {5, 0, 1}});
+  std::ofstream(dir + "/m.csv") << "0,1,2,3,4,5\n1,0,2,3,4\n";
+  EXPECT_NE(msg([&] { read_demands(dir + "/m.csv", ring); }).find("m.csv:2: matrix row has 5 columns, expected 6"),
+            std::string::npos);
+  std::ofstream(dir + "/m2.csv") << "0,1,2,3,4,5\n1,0,2,3,4,-5\n";
+  EXPECT_NE(msg([&] { read_demands(dir + "/m2.csv", ring); }).find("m2.csv:2: field 'column 6'"), std::string::npos);
+  std::ofstream(dir + "/paths.txt") << "0 2 0 1 2\n0 2 0 2\n1 0 1 0\n";
+  const std::vector<Demand> dem{{0, 2, 5, 0}, {1, 0, 5, 0}};
+  EXPECT_NE(msg([&] { read_paths(dir + "/paths.txt", g, dem); }).find("paths.txt:2: field 'node 1': no link from 0 to 2"),
+            std::string::npos);
+  std::ofstream(dir + "/rows.csv") << "src,dst,volume,class\n0,2,5,0\n0,9,1,0\n";
+  EXPECT_NE(msg([&] { read_demands(dir + "/rows.csv", g); }).find("rows.csv:3: field 'dst': unknown node 9"),
+            std::string::npos);
+}
