@@ -92,3 +92,38 @@ TEST(Cli, BadInputGetsOneClearMessageAndExitCode2) {
     EXPECT_EQ(r.out.find("terminate"), string::npos) << r.out;
   }
 }
+
+TEST(Cli, TeWritesAllocationsAndRejectsBadInput) {
+  const string b4 = string(INFERGRID_DATA_DIR) + "/net/B4.json";
+  const auto r = sh("te --topology " + b4 + " --demands " + string(INFERGRID_DATA_DIR) +
+                    "/net/tm/B4_real_0.csv --objective max-min --solver fast --paths 4 --out " + kTmp + "/te.json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const string j = slurp(kTmp + "/te.json");
+  for (const char* key : {"\"objective\"", "\"solve_ms\"", "\"demands\"", "\"links\"", "\"utilization\"", "\"flow\""})
+    EXPECT_NE(j.find(key), string::npos) << key;
+  const string bad_paths = kTmp + "/bad_paths.txt";
+  std::ofstream(bad_paths) << "0 1 0 1\n0 2 0 5 2\n";
+  const string neg = kTmp + "/neg.json";
+  std::ofstream(neg) << "{\"nodes\": [{\"id\": 0}, {\"id\": 1}], \"links\": [{\"source\": 0, \"target\": 1, \"capacity\": -3}]}";
+  const string short_tm = kTmp + "/short_tm.csv";
+  std::ofstream(short_tm) << "0,1,2,3,4,5,6,7,8,9,10,11\n1,0,2,3,4,5,6,7,8,9,10\n";
+  const string broken = kTmp + "/broken.gml";
+  std::ofstream(broken) << "graph [\n  node [ id 0 ]\n  node [ id 1 \n  edge [ source 0 target 1 ]\n";
+  struct Case {
+    string args, want;
+  } cases[] = {
+      {"te --topology " + b4 + " --gravity 100 --paths " + bad_paths + " --out " + kTmp + "/x.json",
+       "bad_paths.txt:2: field 'node 1': no link from 0 to 5"},
+      {"te --topology " + neg + " --gravity 100 --out " + kTmp + "/x.json", "neg.json: field 'links[0].capacity'"},
+      {"te --topology " + b4 + " --demands " + short_tm + " --out " + kTmp + "/x.json",
+       "short_tm.csv:2: matrix row has 11 columns, expected 12"},
+      {"te --topology " + broken + " --gravity 1 --out " + kTmp + "/x.json", "broken.gml"},
+      {"te --topology /nonexistent.gml --gravity 1 --out " + kTmp + "/x.json", "/nonexistent.gml: cannot open file"},
+      {"te --topology " + b4 + " --gravity 1 --objective fastest --out " + kTmp + "/x.json", "flag --objective"},
+  };
+  for (const auto& c : cases) {
+    const auto res = sh(c.args);
+    EXPECT_EQ(res.code, 2) << c.args << "\n" << res.out;
+    EXPECT_NE(res.out.find(c.want), string::npos) << c.args << "\n" << res.out;
+  }
+}

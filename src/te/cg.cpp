@@ -303,10 +303,10 @@ class LevelMaster {
     shifts_.assign(p.demands.size(), {});
   }
 
-  // Fills `active` up to `cap_fraction` of their volumes (guarantee or tier). Returns levels.
-  int fill(std::vector<std::size_t> active, double cap_fraction) {
+  // Fills `active` up to cap[d] of their volumes (a guarantee, or 1 in a tier). Returns levels.
+  int fill(std::vector<std::size_t> active, const std::vector<double>& cap) {
     std::vector<double> span(p_.demands.size(), 0.0);
-    for (std::size_t d : active) span[d] = std::max(0.0, cap_fraction * p_.demands[d].volume - served_[d]);
+    for (std::size_t d : active) span[d] = std::max(0.0, cap[d] * p_.demands[d].volume - served_[d]);
     active.erase(std::remove_if(active.begin(), active.end(), [&](std::size_t d) { return span[d] <= 1e-12; }),
                  active.end());
     double used = 0;  // fraction of the phase already given by earlier levels
@@ -494,13 +494,22 @@ Allocation solve_max_min_levels(const Problem& p) {
       if (p.demands[d].cls == cls && !p.paths[d].empty() && p.demands[d].volume > 0) v.push_back(d);
     return v;
   };
+  // Guarantees first, all guaranteed classes together; then the classes in priority order.
+  std::vector<double> cap(p.demands.size(), 0.0);
+  std::vector<std::size_t> guaranteed;
   for (const auto& [cls, frac] : p.class_guarantee)
-    if (frac > 0) levels += master.fill(members(cls), std::min(frac, 1.0));
+    if (frac > 0)
+      for (std::size_t d : members(cls)) {
+        cap[d] = std::min(frac, 1.0);
+        guaranteed.push_back(d);
+      }
+  if (!guaranteed.empty()) levels += master.fill(guaranteed, cap);
+  std::fill(cap.begin(), cap.end(), 1.0);
   std::vector<int> classes;
   for (const auto& d : p.demands) classes.push_back(d.cls);
   std::sort(classes.begin(), classes.end());
   classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
-  for (int cls : classes) levels += master.fill(members(cls), 1.0);
+  for (int cls : classes) levels += master.fill(members(cls), cap);
   Allocation a = master.extract();
   a.method = "fast";
   a.value = a.total();

@@ -74,14 +74,18 @@ void assign_latencies(Graph& g) {
 
 namespace {
 
-struct GmlValue;
-using GmlList = std::vector<std::pair<std::string, GmlValue>>;
+struct GmlEntry;
+using GmlList = std::vector<GmlEntry>;
 struct GmlValue {
   enum class Kind { kNumber, kString, kList } kind = Kind::kNumber;
   double number = 0;
   std::string text;
   GmlList list;
   int line = 0;
+};
+struct GmlEntry {
+  std::string key;
+  GmlValue value;
 };
 
 class GmlParser {
@@ -156,7 +160,7 @@ class GmlParser {
         if (tok.empty() || end != tok.c_str() + tok.size() || !std::isfinite(v.number))
           fail(key, fmt::format("expected a number, found '{}'", tok));
       }
-      out.emplace_back(std::move(key), std::move(v));
+      out.push_back(GmlEntry{std::move(key), std::move(v)});
     }
     --depth_;
     return out;

@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "model/catalog.hpp"
+#include "te/graph.hpp"
 #include "workload/trace.hpp"
 
 namespace ig = infergrid;
@@ -21,7 +22,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::fclose(f);
   const std::string fmt = FUZZ_FORMAT;
   try {
-    if (fmt == "catalog") {
+    if (fmt == "gml" || fmt == "nodelink") {
+      const std::string text(reinterpret_cast<const char*>(data), size);
+      const auto g = fmt == "gml" ? ig::te::parse_gml(text, path) : ig::te::parse_node_link_json(text, path);
+      for (const auto& l : g.links)
+        if (l.src < 0 || l.dst < 0 || static_cast<std::size_t>(l.src) >= g.nodes.size() ||
+            static_cast<std::size_t>(l.dst) >= g.nodes.size() || !(l.latency_ms >= 0))
+          __builtin_trap();
+    } else if (fmt == "catalog") {
       auto c = ig::model::Catalog::builtin();
       c.load_yaml(path);
       for (const auto& n : c.model_names()) (void)c.llm(n).params();
