@@ -31,6 +31,16 @@ struct Column {
   std::size_t path;
 };
 
+// Columns added per pricing round: the most improving ones only, so the master stays small
+// and the next round's duals often make the rest unnecessary.
+std::size_t columns_per_round() {
+  static const std::size_t n = [] {
+    const char* env = std::getenv("INFERGRID_TE_COLUMNS");
+    return env ? static_cast<std::size_t>(std::max(1, std::atoi(env))) : std::size_t{200};
+  }();
+  return n;
+}
+
 class Master {
  public:
   Master(const Problem& p, Objective o, const Allocation* warm = nullptr) : p_(p), o_(o) {
@@ -98,7 +108,7 @@ class Master {
         opts.setPresolveType(o_ == Objective::kMaxFlow ? ClpSolve::presolveOff : ClpSolve::presolveOn);
         m_.initialSolve(opts);
       } else {
-        m_.primal(1);  // warm: keep the basis of the previous round
+        m_.primal(1);  // warm from the previous basis, values pass
       }
       first = false;
       ++rounds;
@@ -246,9 +256,10 @@ class Master {
     }
     // The most improving columns only: a small master re-solves fast, and the duals of the
     // next round often make the rest unnecessary.
-    if (add.size() > kColumnsPerRound) {
-      std::partial_sort(add.begin(), add.begin() + kColumnsPerRound, add.end());
-      add.resize(kColumnsPerRound);
+    const std::size_t per_round = columns_per_round();
+    if (add.size() > per_round) {
+      std::partial_sort(add.begin(), add.begin() + static_cast<long>(per_round), add.end());
+      add.resize(per_round);
     }
     added_ += add.size();
     for (auto [gain, d, q] : add) {
@@ -259,7 +270,6 @@ class Master {
     return !add.empty();
   }
 
-  static constexpr std::size_t kColumnsPerRound = 200;
   const Problem& p_;
   Objective o_;
   std::size_t added_ = 0;
@@ -389,7 +399,7 @@ class LevelMaster {
 
   void solve_with_pricing() {
     while (true) {
-      m_.primal(1);
+      m_.primal(1);  // warm from the previous basis, values pass
       if (m_.status() != 0) m_.primal();  // retry from scratch
       if (m_.status() != 0)
         throw core::InputError(fmt::format("te: max-min master did not solve (CLP status {})", m_.status()));
@@ -441,9 +451,10 @@ class LevelMaster {
       const double rc = best + rho - home;
       if (arg && rc < -1e-9 * (1 + home)) add.emplace_back(rc * p_.demands[d].volume, d, arg);
     }
-    if (add.size() > kColumnsPerRound) {
-      std::partial_sort(add.begin(), add.begin() + kColumnsPerRound, add.end());
-      add.resize(kColumnsPerRound);
+    const std::size_t per_round = columns_per_round();
+    if (add.size() > per_round) {
+      std::partial_sort(add.begin(), add.begin() + static_cast<long>(per_round), add.end());
+      add.resize(per_round);
     }
     for (const auto& [gain, d, q] : add) {
       if (row_of_[d] < 0) {
@@ -470,7 +481,6 @@ class LevelMaster {
     return !add.empty();
   }
 
-  static constexpr std::size_t kColumnsPerRound = 200;
   const Problem& p_;
   int nl_ = 0;
   ClpSimplex m_;
