@@ -127,3 +127,17 @@ TEST(Cli, TeWritesAllocationsAndRejectsBadInput) {
     EXPECT_NE(res.out.find(c.want), string::npos) << c.args << "\n" << res.out;
   }
 }
+
+TEST(Cli, GeoRttPrintsABareNumber) {
+  const auto r = sh("geo rtt --from 40.71,-74.01 --to 51.51,-0.13");
+  ASSERT_EQ(r.code, 0) << r.out;
+  double v = 0;
+  std::size_t used = 0;
+  v = std::stod(r.out, &used);
+  EXPECT_GT(v, 50);
+  EXPECT_LT(v, 200);
+  EXPECT_EQ(r.out.substr(used), "\n");
+  const auto bad = sh("geo rtt --from 91,0 --to 0,0");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.out.find("flag --from"), string::npos);
+}

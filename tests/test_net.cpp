@@ -2,6 +2,9 @@
 // incremental updates against full re-solves.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/rng.hpp"
 #include "net/flow_network.hpp"
 
@@ -96,4 +99,69 @@ TEST(FlowNetwork, IncrementalEqualsFullResolve) {
   }
   for (int l = 0; l < links; ++l) EXPECT_LE(inc.load(l), inc.capacity(l) * (1 + 1e-9) + 1e-9);
   EXPECT_LT(touched, steps * inc.active_flows() / 4);  // far fewer than re-rating everything
+}
+
+// ---- latency -------------------------------------------------------------------------------
+
+#include <fstream>
+
+#include "core/error.hpp"
+#include "core/geo.hpp"
+#include "core/paths.hpp"
+#include "net/latency.hpp"
+
+using namespace infergrid;
+
+TEST(Geo, GreatCircleByHand) {
+  // One degree of the equator: 6371 km x pi / 180.
+  EXPECT_NEAR(core::great_circle_km({0, 0}, {0, 1}), 111.195, 0.001);
+  EXPECT_NEAR(core::great_circle_km({90, 0}, {-90, 0}), 6371 * 3.14159265358979323846, 1e-6);
+  core::LatLon p;
+  EXPECT_TRUE(core::parse_latlon("35.68,139.69", p));
+  EXPECT_FALSE(core::parse_latlon("95,0", p));
+  EXPECT_FALSE(core::parse_latlon("tokyo", p));
+}
+
+TEST(Latency, ModelAndFit) {
+  const net::RttModel m = net::RttModel::calibrated();
+  EXPECT_DOUBLE_EQ(m.rtt_ms({10, 10}, {10, 10}), m.fixed_ms);
+  // 1000 km of great circle: fixed + 2 x 5 us/km x factor x 1000 km.
+  const core::LatLon a{0, 0}, b{0, 1000 / 111.19492664455873};
+  EXPECT_NEAR(m.rtt_ms(a, b), m.fixed_ms + 10 * m.route_factor, 1e-6);
+  // The fit recovers a known law, and a far-off outlier does not drag it.
+  std::vector<net::RttSample> s;
+  for (int km = 100; km <= 10000; km += 300) s.push_back({"a", "b", double(km), 4 + 0.015 * km});
+  s.push_back({"x", "y", 300, 175});
+  const auto f = net::fit_rtt(s);
+  EXPECT_NEAR(f.fixed_ms, 4, 0.1);  // least squares would say 8.9
+  EXPECT_NEAR(f.route_factor, 1.5, 0.01);
+}
+
+// The built-in model against the public measurements it was fitted to: median error as measured
+// (13.0%, `infergrid geo calibrate`), within a margin.
+TEST(Latency, CalibratedAgainstWonderProxyMeasurements) {
+  const auto samples = net::read_rtt_matrix(core::data_dir() + "/net/wonderproxy_2011_rtt.csv");
+  ASSERT_EQ(samples.size(), 72u);
+  const auto fit = net::fit_rtt(samples);
+  const auto m = net::RttModel::calibrated();
+  EXPECT_NEAR(fit.route_factor, m.route_factor, 0.001);
+  EXPECT_NEAR(fit.fixed_ms, m.fixed_ms, 0.01);
+  std::vector<double> err;
+  for (const auto& x : samples) {
+    const double model = m.fixed_ms + 2 * net::RttModel::kFiberMsPerKm * m.route_factor * x.km;
+    err.push_back(std::fabs(model - x.measured_ms) / x.measured_ms);
+  }
+  std::sort(err.begin(), err.end());
+  EXPECT_LT(err[err.size() / 2], 0.15);
+}
+
+TEST(Latency, BadMatrixNamesLineAndField) {
+  const std::string path = testing::TempDir() + "/rtt.csv";
+  std::ofstream(path) << "city,lat,lon,A,B\nA,0,0,,12\nB,0,1,x,\n";
+  try {
+    net::read_rtt_matrix(path);
+    FAIL();
+  } catch (const core::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("rtt.csv:3: field 'A'"), std::string::npos) << e.what();
+  }
 }

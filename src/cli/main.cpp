@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <fstream>
 #include <iostream>
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <numeric>
 #include <set>
@@ -22,6 +24,8 @@
 #include "sim/site_sim.hpp"
 #include "sim/summary.hpp"
 #include "te/solver.hpp"
+#include "net/latency.hpp"
+#include "core/geo.hpp"
 #include "workload/generator.hpp"
 #include "workload/trace.hpp"
 
@@ -428,6 +432,16 @@ int main(int argc, char** argv) {
   te->add_option("--fail-link", ta.fail_link, "SRC,DST: also re-allocate after this link fails");
   te->add_option("--out", ta.out, "output JSON");
 
+  auto* geo = app.add_subcommand("geo", "geography: modeled round-trip times");
+  geo->require_subcommand(1);
+  auto* rtt = geo->add_subcommand("rtt", "print the modeled round trip between two points, in ms");
+  std::string from, to;
+  rtt->add_option("--from", from, "LAT,LON")->required();
+  rtt->add_option("--to", to, "LAT,LON")->required();
+  auto* geocal = geo->add_subcommand("calibrate", "fit the RTT model to measured round trips and print its error");
+  std::string rtt_data = ig::core::data_dir() + "/net/wonderproxy_2011_rtt.csv";
+  geocal->add_option("--data", rtt_data, "measured RTT matrix CSV");
+
   auto* cat = app.add_subcommand("catalog", "list accelerators and models with derived figures");
   common.add(cat);
 
@@ -463,6 +477,32 @@ int main(int argc, char** argv) {
     if (*cal) return cmd_calibrate(common, data, fit, md);
     if (*cat) return cmd_catalog(common);
     if (*te) return cmd_te(ta);
+    if (*rtt) {
+      ig::core::LatLon a, b;
+      if (!ig::core::parse_latlon(from, a)) ig::core::fail_flag("from", "expected LAT,LON in degrees");
+      if (!ig::core::parse_latlon(to, b)) ig::core::fail_flag("to", "expected LAT,LON in degrees");
+      fmt::print("{:.2f}\n", ig::net::RttModel::calibrated().rtt_ms(a, b));
+      return 0;
+    }
+    if (*geocal) {
+      const auto samples = ig::net::read_rtt_matrix(rtt_data);
+      const auto fit = ig::net::fit_rtt(samples);
+      const auto model = ig::net::RttModel::calibrated();
+      std::vector<double> err;
+      fmt::print("| from | to | km | measured ms | modeled ms | error |\n|---|---|---|---|---|---|\n");
+      for (const auto& x : samples) {
+        const double m = model.fixed_ms + 2 * ig::net::RttModel::kFiberMsPerKm * model.route_factor * x.km;
+        err.push_back(std::fabs(m - x.measured_ms) / x.measured_ms);
+        fmt::print("| {} | {} | {:.0f} | {:.1f} | {:.1f} | {:.0f}% |\n", x.from, x.to, x.km, x.measured_ms, m, 100 * err.back());
+      }
+      std::sort(err.begin(), err.end());
+      const double mean = std::accumulate(err.begin(), err.end(), 0.0) / std::max<std::size_t>(err.size(), 1);
+      fmt::print("\nfit on {} pairs: route_factor {:.3f}, fixed {:.2f} ms; built-in model: route_factor {:.3f}, "
+                 "fixed {:.2f} ms; its error: median {:.1f}%, mean {:.1f}%, 90th percentile {:.1f}%\n",
+                 samples.size(), fit.route_factor, fit.fixed_ms, model.route_factor, model.fixed_ms,
+                 100 * err[err.size() / 2], 100 * mean, 100 * err[err.size() * 9 / 10]);
+      return 0;
+    }
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/geo.hpp"
 
 namespace infergrid::te {
 
@@ -34,13 +35,6 @@ void Graph::rebuild_adjacency() {
 }
 
 namespace {
-double great_circle_km(double lat1, double lon1, double lat2, double lon2) {
-  constexpr double kR = 6371.0, kRad = M_PI / 180;
-  const double dlat = (lat2 - lat1) * kRad, dlon = (lon2 - lon1) * kRad;
-  const double a = std::sin(dlat / 2) * std::sin(dlat / 2) +
-                   std::cos(lat1 * kRad) * std::cos(lat2 * kRad) * std::sin(dlon / 2) * std::sin(dlon / 2);
-  return 2 * kR * std::asin(std::min(1.0, std::sqrt(a)));
-}
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail_input(path, 0, "", "cannot open file");
@@ -57,7 +51,7 @@ void assign_latencies(Graph& g) {
     const auto& b = g.nodes[static_cast<std::size_t>(l.dst)];
     l.latency_ms = -1;
     if (a.has_coords && b.has_coords) {
-      l.latency_ms = great_circle_km(a.lat, a.lon, b.lat, b.lon) * 0.005;
+      l.latency_ms = core::great_circle_km({a.lat, a.lon}, {b.lat, b.lon}) * 0.005;
       known.push_back(l.latency_ms);
     }
   }
