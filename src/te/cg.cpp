@@ -113,8 +113,9 @@ class Master {
       first = false;
       ++rounds;
       if (std::getenv("INFERGRID_TE_DEBUG"))
-        fmt::print(stderr, "round {}: {} rows, {} cols, {} simplex iterations, objective {}\n", rounds,
-                   m_.numberRows(), m_.numberColumns(), m_.numberIterations(), m_.objectiveValue());
+        fmt::print(stderr, "round {}: {} rows, {} cols, {} simplex iterations, objective {}, t {:.0f} ms\n", rounds,
+                   m_.numberRows(), m_.numberColumns(), m_.numberIterations(), m_.objectiveValue(),
+                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start_).count());
       if (m_.status() != 0)
         throw core::InputError(fmt::format("te: column generation master did not solve (CLP status {})", m_.status()));
       if (!price()) break;
@@ -273,6 +274,7 @@ class Master {
   const Problem& p_;
   Objective o_;
   std::size_t added_ = 0;
+  std::chrono::steady_clock::time_point t_start_ = std::chrono::steady_clock::now();
   int nl_ = 0;
   ClpSimplex m_;
   std::vector<Column> cols_;
