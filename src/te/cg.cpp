@@ -59,28 +59,30 @@ class Master {
     active_.assign(p.demands.size(), {});
     row_of_.assign(p.demands.size(), -1);
     fixed_load_.assign(static_cast<std::size_t>(nl_), 0.0);
-    // Link rows first (rows 0..nl-1).
-    std::vector<double> rlo(static_cast<std::size_t>(nl_), -COIN_DBL_MAX), rhi(static_cast<std::size_t>(nl_));
-    for (int l = 0; l < nl_; ++l) rhi[static_cast<std::size_t>(l)] = o == Objective::kMlu ? 0.0 : g.links[static_cast<std::size_t>(l)].capacity;
-    m_.resize(nl_, 0);
-    for (int l = 0; l < nl_; ++l) m_.setRowBounds(l, rlo[static_cast<std::size_t>(l)], rhi[static_cast<std::size_t>(l)]);
+    link_cols_.assign(static_cast<std::size_t>(nl_), {});
+    link_row_.assign(static_cast<std::size_t>(nl_), -1);
     if (o == Objective::kMlu) {
-      // Column 0: U, with -c_e in every link row.
-      std::vector<int> rows(static_cast<std::size_t>(nl_));
-      std::vector<double> el(static_cast<std::size_t>(nl_));
-      for (int l = 0; l < nl_; ++l) {
-        rows[static_cast<std::size_t>(l)] = l;
-        el[static_cast<std::size_t>(l)] = -g.links[static_cast<std::size_t>(l)].capacity;
-      }
-      m_.addColumn(nl_, rows.data(), el.data(), 0.0, COIN_DBL_MAX, 1.0);
+      // Column 0: U. Link rows enter lazily (row generation): at first only the links the
+      // first-path routing loads to 90% of its maximum utilization; a link joins when a master
+      // solution overloads it (load > U c).
+      m_.addColumn(0, nullptr, nullptr, 0.0, COIN_DBL_MAX, 1.0);
       cols_.push_back({SIZE_MAX, 0});
       for (std::size_t d = 0; d < p.demands.size(); ++d) {
         const std::size_t first = used(d)[0];
         active_[d].push_back(first);
         for (int l : p.paths[d][first]) fixed_load_[static_cast<std::size_t>(l)] += p.demands[d].volume;
       }
-      for (int l = 0; l < nl_; ++l) m_.setRowUpper(l, -fixed_load_[static_cast<std::size_t>(l)]);
+      double umax = 0;
+      for (int l = 0; l < nl_; ++l) umax = std::max(umax, utilization(l, fixed_load_[static_cast<std::size_t>(l)]));
+      for (int l = 0; l < nl_; ++l)
+        if (utilization(l, fixed_load_[static_cast<std::size_t>(l)]) >= 0.9 * umax && umax > 0) add_link_row(l);
     } else {
+      // Max-flow: every link row from the start (rows 0..nl-1).
+      m_.resize(nl_, 0);
+      for (int l = 0; l < nl_; ++l) {
+        m_.setRowBounds(l, -COIN_DBL_MAX, g.links[static_cast<std::size_t>(l)].capacity);
+        link_row_[static_cast<std::size_t>(l)] = l;
+      }
       for (std::size_t d = 0; d < p.demands.size(); ++d)
         if (!p.paths[d].empty()) add_column(d, used(d)[0], p.demands[d].volume);
     }
@@ -118,7 +120,9 @@ class Master {
                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start_).count());
       if (m_.status() != 0)
         throw core::InputError(fmt::format("te: column generation master did not solve (CLP status {})", m_.status()));
-      if (!price()) break;
+      const std::size_t rows = separate();
+      const bool cols = price();
+      if (rows == 0 && !cols) break;
     }
     return rounds;
   }
@@ -126,9 +130,9 @@ class Master {
   // After an MLU solve: demands whose flow the optimum prices (raising them would raise U).
   std::vector<char> bottlenecked() const {
     const double* y = m_.dualRowSolution();
-    std::vector<double> w(static_cast<std::size_t>(nl_));
+    const std::vector<double> w = link_prices();
     double wmax = 0;
-    for (int l = 0; l < nl_; ++l) wmax = std::max(wmax, w[static_cast<std::size_t>(l)] = std::max(0.0, -y[l]));
+    for (double v : w) wmax = std::max(wmax, v);
     const double tol = 1e-9 * (1 + wmax);
     std::vector<char> out(p_.demands.size(), 0);
     for (std::size_t d = 0; d < p_.demands.size(); ++d) {
@@ -159,11 +163,53 @@ class Master {
   }
 
  private:
+  double utilization(int l, double load) const {
+    const double c = p_.graph->links[static_cast<std::size_t>(l)].capacity;
+    return c > 0 ? load / c : (load > 0 ? INFINITY : 0);
+  }
+
+  // MLU: the row of link l, with the U column and every column already crossing l.
+  void add_link_row(int l) {
+    std::vector<int> cols{0};
+    std::vector<double> el{-p_.graph->links[static_cast<std::size_t>(l)].capacity};
+    for (int c : link_cols_[static_cast<std::size_t>(l)]) {
+      cols.push_back(c);
+      el.push_back(1.0);
+    }
+    m_.addRow(static_cast<int>(cols.size()), cols.data(), el.data(), -COIN_DBL_MAX,
+              -fixed_load_[static_cast<std::size_t>(l)]);
+    link_row_[static_cast<std::size_t>(l)] = m_.numberRows() - 1;
+  }
+
+  // MLU: adds the rows of links the current solution overloads; returns how many.
+  std::size_t separate() {
+    if (o_ != Objective::kMlu) return 0;
+    const double* x = m_.primalColumnSolution();
+    const double u = x[0];
+    std::vector<double> load(fixed_load_);
+    for (std::size_t c = 1; c < cols_.size(); ++c)
+      if (x[c] > 0)
+        for (int l : p_.paths[cols_[c].demand][cols_[c].path]) load[static_cast<std::size_t>(l)] += x[c];
+    std::size_t added = 0;
+    for (int l = 0; l < nl_; ++l) {
+      if (link_row_[static_cast<std::size_t>(l)] >= 0) continue;
+      const double cap = p_.graph->links[static_cast<std::size_t>(l)].capacity;
+      if (load[static_cast<std::size_t>(l)] > u * cap + 1e-9 * (1 + u * cap)) {
+        add_link_row(l);
+        ++added;
+      }
+    }
+    return added;
+  }
+
   int add_column(std::size_t d, std::size_t path, double upper) {
     std::vector<int> rows;
     std::vector<double> el;
+    const int col = static_cast<int>(cols_.size());
     for (int l : p_.paths[d][path]) {
-      rows.push_back(l);
+      link_cols_[static_cast<std::size_t>(l)].push_back(col);
+      if (link_row_[static_cast<std::size_t>(l)] < 0) continue;
+      rows.push_back(link_row_[static_cast<std::size_t>(l)]);
       el.push_back(1.0);
     }
     if (row_of_[d] >= 0) {
@@ -207,7 +253,8 @@ class Master {
       active_[d].clear();
       for (int l : p_.paths[d][p0]) {
         fixed_load_[static_cast<std::size_t>(l)] -= vol;
-        m_.setRowUpper(l, -fixed_load_[static_cast<std::size_t>(l)]);
+        if (link_row_[static_cast<std::size_t>(l)] >= 0)
+          m_.setRowUpper(link_row_[static_cast<std::size_t>(l)], -fixed_load_[static_cast<std::size_t>(l)]);
       }
       add_column(d, p0, COIN_DBL_MAX);
     } else {
@@ -220,11 +267,18 @@ class Master {
     }
   }
 
+  std::vector<double> link_prices() const {
+    const double* y = m_.dualRowSolution();
+    std::vector<double> w(static_cast<std::size_t>(nl_), 0.0);
+    for (int l = 0; l < nl_; ++l)
+      if (link_row_[static_cast<std::size_t>(l)] >= 0) w[static_cast<std::size_t>(l)] = std::max(0.0, -y[link_row_[static_cast<std::size_t>(l)]]);
+    return w;
+  }
+
   bool price() {
     const double* y = m_.dualRowSolution();
-    const double scale = o_ == Objective::kMlu ? 1.0 : 1.0;
-    std::vector<double> w(static_cast<std::size_t>(nl_));
-    for (int l = 0; l < nl_; ++l) w[static_cast<std::size_t>(l)] = std::max(0.0, -y[l]);
+    const double scale = 1.0;
+    const std::vector<double> w = link_prices();
     std::vector<std::tuple<double, std::size_t, std::size_t>> add;  // (relative gain, demand, path)
     for (std::size_t d = 0; d < p_.demands.size(); ++d) {
       const auto& paths = p_.paths[d];
@@ -282,6 +336,8 @@ class Master {
   std::vector<std::vector<std::size_t>> active_;
   std::vector<int> row_of_;
   std::vector<double> fixed_load_;
+  std::vector<std::vector<int>> link_cols_;  // per link: the columns crossing it
+  std::vector<int> link_row_;                // per link: its master row, -1 while lazy
   std::vector<CoinBigIndex> buf_start_{0};
   std::vector<int> buf_rows_;
   std::vector<double> buf_el_, buf_lo_, buf_hi_, buf_obj_;
