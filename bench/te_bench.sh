@@ -19,12 +19,13 @@ run() {  # name objective args...
   "$bin" te "$@" --objective "$obj" --solver fast --out "$tmp/fast.json" >/dev/null 2>&1 || { echo "| $name | $obj | fast failed |"; return; }
   fast_ms=$(field "$tmp/fast.json" solve_ms); fast_val=$(field "$tmp/fast.json" objective)
   local demands; demands=$(field "$tmp/fast.json" demand_count)
-  python3 - "$name" "$obj" "$demands" "$lp_ms" "$lp_val" "$fast_ms" "$fast_val" <<'PY'
+  python3 - "$name" "$obj" "$demands" "$lp_ms" "$lp_val" "$fast_ms" "$fast_val" "$lp_timeout" <<'PY'
 import sys
-name, obj, dem, lp_ms, lp_val, fast_ms, fast_val = sys.argv[1:]
+name, obj, dem, lp_ms, lp_val, fast_ms, fast_val, limit = sys.argv[1:]
 fast_ms = float(fast_ms); fast_val = float(fast_val)
 if lp_ms == "timeout":
-    print(f"| {name} | {obj} | {dem} | > {float(sys.argv[0] and 0) or 0:.0f} | - | {fast_ms:.0f} | {fast_val:.6g} | - | - |".replace("> 0", "timeout"))
+    bound = float(limit) * 1000 / max(fast_ms, 1e-3)
+    print(f"| {name} | {obj} | {dem} | > {limit} s (timeout) | - | {fast_ms:.0f} | {fast_val:.6g} | > {bound:.0f}x | - |")
 else:
     lp_ms = float(lp_ms); lp_val = float(lp_val)
     print(f"| {name} | {obj} | {dem} | {lp_ms:.0f} | {lp_val:.6g} | {fast_ms:.0f} | {fast_val:.6g} | {lp_ms/max(fast_ms,1e-3):.1f}x | {fast_val/lp_val:.4f} |")
