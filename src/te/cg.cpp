@@ -277,7 +277,6 @@ class Master {
 
   bool price() {
     const double* y = m_.dualRowSolution();
-    const double scale = 1.0;
     const std::vector<double> w = link_prices();
     std::vector<std::tuple<double, std::size_t, std::size_t>> add;  // (relative gain, demand, path)
     for (std::size_t d = 0; d < p_.demands.size(); ++d) {
@@ -306,7 +305,7 @@ class Master {
         for (int l : paths[q]) c += w[static_cast<std::size_t>(l)];
         if (c < best) best = c, arg = q;
       }
-      if (arg != SIZE_MAX && best < current - 1e-9 * scale * (1 + std::fabs(current)))
+      if (arg != SIZE_MAX && best < current - 1e-9 * (1 + std::fabs(current)))
         add.emplace_back((best - current) * p_.demands[d].volume, d, arg);
     }
     // The most improving columns only: a small master re-solves fast, and the duals of the
@@ -316,7 +315,6 @@ class Master {
       std::partial_sort(add.begin(), add.begin() + static_cast<long>(per_round), add.end());
       add.resize(per_round);
     }
-    added_ += add.size();
     for (auto [gain, d, q] : add) {
       if (row_of_[d] < 0) split(d);
       add_column(d, q, COIN_DBL_MAX);
@@ -327,7 +325,6 @@ class Master {
 
   const Problem& p_;
   Objective o_;
-  std::size_t added_ = 0;
   std::chrono::steady_clock::time_point t_start_ = std::chrono::steady_clock::now();
   int nl_ = 0;
   ClpSimplex m_;
