@@ -287,14 +287,13 @@ int cmd_te(const TeArgs& t) {
     const Graph h = without_link(g, t.fail_link, removed);
     Problem q = p;
     q.graph = &h;
+    auto crosses_failure = [&](const Path& path) {
+      return std::any_of(path.begin(), path.end(), [&](int l) {
+        return std::find(removed.begin(), removed.end(), l) != removed.end();
+      });
+    };
     // Paths through the failed link are dropped; demands keep their other candidates.
-    for (auto& paths : q.paths)
-      paths.erase(std::remove_if(paths.begin(), paths.end(), [&](const Path& path) {
-                    return std::any_of(path.begin(), path.end(), [&](int l) {
-                      return std::find(removed.begin(), removed.end(), l) != removed.end();
-                    });
-                  }),
-                  paths.end());
+    for (auto& paths : q.paths) paths.erase(std::remove_if(paths.begin(), paths.end(), crosses_failure), paths.end());
     // Demands that lost every candidate get fresh ones around the failure.
     for (std::size_t d = 0; d < q.paths.size(); ++d)
       if (q.paths[d].empty()) q.paths[d] = k_shortest_paths(h, q.demands[d].src, q.demands[d].dst, std::max<int>(1, static_cast<int>(k)), t.by_hops);
@@ -302,10 +301,7 @@ int cmd_te(const TeArgs& t) {
     for (std::size_t d = 0; d < p.paths.size(); ++d) {
       std::vector<double> kept;
       for (std::size_t i = 0; i < p.paths[d].size(); ++i)
-        if (std::none_of(p.paths[d][i].begin(), p.paths[d][i].end(), [&](int l) {
-              return std::find(removed.begin(), removed.end(), l) != removed.end();
-            }))
-          kept.push_back(a.flow[d][i]);
+        if (!crosses_failure(p.paths[d][i])) kept.push_back(a.flow[d][i]);
       kept.resize(q.paths[d].size(), 0.0);
       warm.flow[d] = kept;
     }

@@ -35,6 +35,22 @@ void Graph::rebuild_adjacency() {
 }
 
 namespace {
+// Adds directed links; a second link between the same ends merges into the first (parallel
+// edges add their capacities).
+class LinkMerger {
+ public:
+  explicit LinkMerger(Graph& g) : g_(g) {}
+  void operator()(int a, int b, double cap) {
+    auto [it, fresh] = seen_.try_emplace({a, b}, static_cast<int>(g_.links.size()));
+    if (fresh) g_.links.push_back(Link{a, b, cap, 0});
+    else g_.links[static_cast<std::size_t>(it->second)].capacity += cap;
+  }
+
+ private:
+  Graph& g_;
+  std::map<std::pair<int, int>, int> seen_;
+};
+
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail_input(path, 0, "", "cannot open file");
@@ -206,16 +222,7 @@ Graph parse_gml(const std::string& text, const std::string& name, double default
     index[n.id] = static_cast<int>(g.nodes.size());
     g.nodes.push_back(n);
   }
-  std::map<std::pair<int, int>, int> seen;
-  auto add = [&](int a, int b, double cap) {
-    auto it = seen.find({a, b});
-    if (it != seen.end()) {
-      g.links[static_cast<std::size_t>(it->second)].capacity += cap;  // parallel edges merge
-      return;
-    }
-    seen[{a, b}] = static_cast<int>(g.links.size());
-    g.links.push_back(Link{a, b, cap, 0});
-  };
+  LinkMerger add(g);
   for (const auto& [k, v] : graph->list) {
     if (k != "edge") continue;
     if (v.kind != GmlValue::Kind::kList) fail_input(name, v.line, "edge", "expected a list");
@@ -277,7 +284,7 @@ Graph parse_node_link_json(const std::string& text, const std::string& name) {
     index[node.id] = static_cast<int>(g.nodes.size());
     g.nodes.push_back(node);
   }
-  std::map<std::pair<int, int>, int> seen;
+  LinkMerger add(g);
   i = 0;
   for (const auto& l : j["links"]) {
     const std::string where = fmt::format("links[{}]", i++);
@@ -294,14 +301,7 @@ Graph parse_node_link_json(const std::string& text, const std::string& name) {
     if (!(cap >= 0) || !std::isfinite(cap)) fail_input(name, 0, where + ".capacity", "must be non-negative");
     if (s->second == t->second) continue;
     for (int dir = 0; dir < (directed ? 1 : 2); ++dir) {
-      const int a = dir ? t->second : s->second, b = dir ? s->second : t->second;
-      auto it = seen.find({a, b});
-      if (it != seen.end()) {
-        g.links[static_cast<std::size_t>(it->second)].capacity += cap;
-      } else {
-        seen[{a, b}] = static_cast<int>(g.links.size());
-        g.links.push_back(Link{a, b, cap, 0});
-      }
+      add(dir ? t->second : s->second, dir ? s->second : t->second, cap);
     }
   }
   if (g.nodes.empty()) fail_input(name, 0, "nodes", "graph has no nodes");

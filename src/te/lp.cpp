@@ -170,7 +170,6 @@ Allocation solve_lp(const Problem& p, Objective o) {
         m.setRowBounds(2 * d + 1, -COIN_DBL_MAX, COIN_DBL_MAX);
       };
       m.setWhatsChanged(0);  // the matrix changed under CLP's cached (scaled, row) copies
-      std::vector<double> start(lower);
       while (!active.empty()) {
         m.setColumnBounds(tcol, 0, 1);
         m.dual();
@@ -182,17 +181,13 @@ Allocation solve_lp(const Problem& p, Objective o) {
         std::vector<int> keep;
         for (int d : active) {
           if (t >= 1 - 1e-9 || std::fabs(dual[2 * d + 1]) > 1e-9) {
-            lower[static_cast<std::size_t>(d)] = start[static_cast<std::size_t>(d)];
             freeze(d, t);
           } else {
             keep.push_back(d);
           }
         }
         if (keep.size() == active.size()) {  // degenerate duals: freeze everything at t
-          for (int d : keep) {
-            lower[static_cast<std::size_t>(d)] = start[static_cast<std::size_t>(d)];
-            freeze(d, t);
-          }
+          for (int d : keep) freeze(d, t);
           keep.clear();
         }
         active = std::move(keep);
