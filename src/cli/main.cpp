@@ -28,6 +28,9 @@
 #include "core/geo.hpp"
 #include "workload/generator.hpp"
 #include "workload/trace.hpp"
+#include "twin/output.hpp"
+#include "twin/planet.hpp"
+#include "world/world.hpp"
 
 namespace ig = infergrid;
 
@@ -69,6 +72,45 @@ class Progress {
   bool on_;
   std::chrono::steady_clock::time_point last_{};
 };
+
+struct PlanetArgs {
+  std::string world, scenario;
+  ig::twin::PlanetConfig cfg;
+};
+
+int cmd_planet(const Common& common, PlanetArgs a, const std::string& out, bool progress_on) {
+  const auto catalog = common.catalog();
+  if (a.world.empty()) a.world = ig::world::default_world_path();
+  auto world = ig::world::load_world(a.world, catalog);
+  if (!a.scenario.empty()) ig::world::load_scenario(a.scenario, world);
+  ig::twin::PlanetSim sim(world, catalog, a.cfg);
+  const bool bar_on = progress_on && isatty(STDERR_FILENO);
+  auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  const auto t0 = std::chrono::steady_clock::now();
+  const double hours = a.cfg.hours;
+  const auto res = sim.run([&](double f, std::uint64_t arrived) {
+    if (!bar_on) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (f < 1 && now - last < std::chrono::milliseconds(250)) return;
+    last = now;
+    const int w = 40, n = std::clamp(static_cast<int>(f * w), 0, w);
+    const double el = std::chrono::duration<double>(now - t0).count();
+    std::fprintf(stderr, "\r[%s%s] %3.0f%%  sim %5.1f h  %6.2f M requests  %4.0f s", std::string(n, '#').c_str(),
+                 std::string(w - n, '.').c_str(), 100 * f, f * hours, arrived / 1e6, el);
+    if (f >= 1) std::fprintf(stderr, "\n");
+  });
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string report = ig::twin::write_planet_outputs(out, world, a.cfg, res);
+  std::cout << ig::twin::planet_summary_text(world, res);
+  std::cout << fmt::format("simulated {:.1f} h of world '{}' ({} sites, {} links, {} metros): {} requests in "
+                           "{:.1f} s of wall time ({:.0f} requests/s)\n",
+                           a.cfg.hours, world.name, world.sites.size(), world.links.size(), world.metros.size(),
+                           res.arrived, wall, res.arrived / std::max(wall, 1e-9));
+  std::cout << fmt::format("wrote {0}/summary.json, {0}/timeseries.csv, {0}/sites.csv, {0}/links.csv, "
+                           "{0}/metros.csv, {0}/staleness.csv\nreport: {1}\n",
+                           out, report);
+  return res.arrived == res.completed + res.rejected + res.lost ? 0 : 1;
+}
 
 int cmd_sim(const Common& common, const std::map<std::string, std::string>& s,
             const ig::sim::SiteConfig& site_in, const ig::workload::GeneratorSpec& gen,
@@ -354,7 +396,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Common common;
 
-  auto* sim = app.add_subcommand("sim", "simulate one site replaying a trace or a generated workload");
+  auto* sim = app.add_subcommand(
+      "sim", "simulate the planet (default: the embedded world, 24 h), or one site with --trace / --generate");
   common.add(sim);
   std::map<std::string, std::string> s{{"trace", ig::core::data_dir() + "/traces/AzureLLMInferenceTrace_conv.csv"},
                                        {"trace_format", ""}, {"out", "out"},
@@ -369,7 +412,9 @@ int main(int argc, char** argv) {
   sim->add_option("--trace", s["trace"], "trace file (default: the embedded Azure conversation trace)");
   sim->add_option("--trace-format", s["trace_format"], "azure | azure-mm | burstgpt | mooncake (default: from the header)");
   sim->add_option("--replicas", site.replicas, "model-server replicas");
-  sim->add_option("--router", site.router, "round-robin | least-outstanding | power-of-two | central-queue");
+  sim->add_option("--router", site.router,
+                  "site mode: round-robin | least-outstanding | power-of-two | central-queue; planet mode: nearest "
+                  "(default) | round-robin | least-outstanding | power-of-two | skyserve | llm-d");
   sim->add_option("--slo-ttft-ms", s["slo_ttft"], "TTFT bound of the SLO (0: none)");
   sim->add_option("--slo-tpot-ms", s["slo_tpot"], "TPOT bound of the SLO (0: none)");
   sim->add_option("--seed", site.seed, "seed of every random stream");
@@ -390,6 +435,14 @@ int main(int argc, char** argv) {
   sim->add_option("--output-dist", output_dist, "output tokens, same forms");
   sim->add_flag("--no-requests-csv", no_csv, "skip DIR/requests.csv");
   sim->add_flag("--no-progress", no_progress, "no progress bar");
+  PlanetArgs pa;
+  sim->add_option("--world", pa.world, "planet mode: world YAML (default: the embedded data/world/default.yaml)");
+  sim->add_option("--scenario", pa.scenario, "planet mode: events YAML (outages, link cuts, capacity loss, surges, publications)");
+  sim->add_option("--hours", pa.cfg.hours, "planet mode: simulated hours");
+  sim->add_option("--scale", pa.cfg.scale, "planet mode: multiplies the world's requests per day");
+  sim->add_option("--flow-threshold-bytes", pa.cfg.flow_threshold_bytes,
+                  "planet mode: smaller transfers are counted on links but not contended");
+  sim->add_option("--max-attempts", pa.cfg.max_attempts, "planet mode: sites tried before a request is lost");
   bool step_by_step = false;
   sim->add_flag("--step-by-step", step_by_step, "one event per decode iteration (the baseline the closed form is measured against)");
 
@@ -443,6 +496,16 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+    if (*sim && sim->count("--trace") == 0 && generate == 0) {
+      pa.cfg.seed = site.seed;
+      pa.cfg.router = sim->count("--router") ? site.router : "nearest";
+      pa.cfg.engine.max_num_seqs = site.engine.max_num_seqs;
+      pa.cfg.engine.max_num_batched_tokens = site.engine.max_num_batched_tokens;
+      pa.cfg.engine.block_size = site.engine.block_size;
+      pa.cfg.engine.gpu_memory_utilization = site.engine.gpu_memory_utilization;
+      pa.cfg.engine.priority_scheduling = policy == "priority";
+      return cmd_planet(common, pa, s["out"], !no_progress);
+    }
     if (*sim) {
       site.engine.priority_scheduling = policy == "priority";
       site.engine.fast_forward = !step_by_step;

@@ -357,4 +357,32 @@ void Replica::finish(Ns end) {
   }
 }
 
+std::vector<workload::Request> Replica::evacuate(Ns now) {
+  if (busy_until_ != core::kNever) {
+    const double dt = core::to_seconds(std::max<Ns>(0, now - work_start_));
+    stats_.energy_j += work_power_w_ * step_->accelerators() * dt;
+    stats_.busy_s += dt;
+  } else if (now > idle_since_) {
+    stats_.energy_j += step_->idle_power_w() * step_->accelerators() * core::to_seconds(now - idle_since_);
+  }
+  std::vector<int> seqs(running_.begin(), running_.end());
+  seqs.insert(seqs.end(), waiting_.begin(), waiting_.end());
+  std::vector<workload::Request> out;
+  out.reserve(seqs.size());
+  for (int seq : seqs) {
+    Seq& s = pool_[static_cast<std::size_t>(seq)];
+    out.push_back(std::move(s.req));
+    free_.push_back(seq);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  running_.clear();
+  waiting_.clear();
+  batch_.clear();
+  used_blocks_ = 0;
+  seg_steps_ = 0;
+  busy_until_ = core::kNever;
+  idle_since_ = now;
+  return out;
+}
+
 }  // namespace infergrid::engine

@@ -65,6 +65,11 @@ class Replica {
   std::vector<Completion>& completions() { return done_; }
   // Accounts idle power up to `end` (call once at the end of a run).
   void finish(core::Ns end);
+  // The replica fails at `now`: the work in progress is lost (its energy up to now is spent),
+  // and every request it held, running or waiting, is handed back in arrival order.
+  std::vector<workload::Request> evacuate(core::Ns now);
+  // Back up at `now` after a failure: idle from here (no energy is counted while down).
+  void restart(core::Ns now) { idle_since_ = now; }
 
   int id() const { return id_; }
   int running() const { return static_cast<int>(running_.size()); }

@@ -61,6 +61,7 @@ double FlowNetwork::load(int link) const {
 }
 
 std::size_t FlowNetwork::update() {
+  rerated_.clear();
   if (dirty_.empty()) return 0;
   ++epoch_;
   // The component of the touched links: links and flows reachable through shared flows.
@@ -88,7 +89,8 @@ std::size_t FlowNetwork::update() {
     }
   }
   solve(flows, links);
-  return flows.size();
+  rerated_ = std::move(flows);
+  return rerated_.size();
 }
 
 void FlowNetwork::update_all() {

@@ -24,6 +24,8 @@ class FlowNetwork {
   // Re-solves everything (reference for tests and benchmarks).
   void update_all();
 
+  // The flows the last update() re-rated (their rates may have changed).
+  const std::vector<int>& rerated() const { return rerated_; }
   double rate(int flow) const { return flows_[static_cast<std::size_t>(flow)].rate; }
   double load(int link) const;
   double capacity(int link) const { return links_[static_cast<std::size_t>(link)].capacity; }
@@ -52,6 +54,7 @@ class FlowNetwork {
   std::vector<int> free_flows_;
   std::vector<Link> links_;
   std::vector<int> dirty_;
+  std::vector<int> rerated_;
   std::uint32_t epoch_ = 0;
   std::size_t active_ = 0;
   // Scratch for solve(), indexed by link.

@@ -9,6 +9,7 @@
 
 #include "core/csv.hpp"
 #include "core/error.hpp"
+#include "core/paths.hpp"
 
 namespace infergrid::workload {
 
@@ -43,6 +44,15 @@ LengthDist LengthDist::parse(const std::string& spec, const std::string& flag) {
     d.kind = Kind::kLogNormal, d.a = num(1), d.b = num(2), want = 3;
   } else if (kind == "exponential") {
     d.kind = Kind::kExponential, d.a = num(1), want = 2;
+  } else if (kind == "servegen" && parts.size() == 2) {
+    d.kind = Kind::kEmpirical, want = 2;
+    d.quantiles = load_quantiles(core::data_dir() + "/workload/servegen_quantiles.csv", parts[1]);
+    d.a = 0;
+    for (std::size_t i = 1; i < d.quantiles->size(); ++i) {  // mean of the piecewise-linear law
+      const auto& [q0, v0] = (*d.quantiles)[i - 1];
+      const auto& [q1, v1] = (*d.quantiles)[i];
+      d.a += (q1 - q0) * (v0 + v1) / 2;
+    }
   } else {
     num(99);
   }
@@ -69,6 +79,18 @@ std::int32_t LengthDist::sample(core::Rng& rng) const {
       // Geometric on {1, 2, ...} with mean a: the discrete exponential.
       v = a <= 1 ? 1 : std::ceil(std::log(rng.uniform()) / std::log(1 - 1 / a));
       break;
+    case Kind::kEmpirical: {
+      const auto& t = *quantiles;
+      const double u = rng.uniform();
+      auto it = std::lower_bound(t.begin(), t.end(), u,
+                                 [](const std::pair<double, double>& e, double x) { return e.first < x; });
+      if (it == t.begin()) return static_cast<std::int32_t>(t.front().second);
+      if (it == t.end()) return static_cast<std::int32_t>(t.back().second);
+      const auto& [q0, v0] = *(it - 1);
+      const auto& [q1, v1] = *it;
+      v = std::round(v0 + (v1 - v0) * (u - q0) / std::max(1e-12, q1 - q0));
+      return static_cast<std::int32_t>(std::clamp(v, 0.0, 10'000'000.0));
+    }
   }
   return static_cast<std::int32_t>(std::clamp(v, 1.0, 10'000'000.0));
 }
@@ -80,6 +102,32 @@ double LengthDist::mean() const {
     default:
       return a;
   }
+}
+
+std::shared_ptr<const std::vector<std::pair<double, double>>> load_quantiles(const std::string& path,
+                                                                             const std::string& name) {
+  core::LineReader in(path);
+  std::string line;
+  std::vector<std::string> f;
+  auto out = std::make_shared<std::vector<std::pair<double, double>>>();
+  bool header = false;
+  while (in.next(line)) {
+    if (line.empty() || line[0] == '#') continue;
+    if (!header) {
+      header = true;
+      continue;
+    }
+    double q = 0, v = 0;
+    if (!core::split_csv(line, f) || f.size() != 3 || !core::parse_double(f[1], q) ||
+        !core::parse_double(f[2], v) || q < 0 || q > 1)
+      core::fail_input(path, in.line_number(), "q", "expected dist,q,value with 0 <= q <= 1");
+    if (f[0] != name) continue;
+    if (!out->empty() && q <= out->back().first)
+      core::fail_input(path, in.line_number(), "q", "quantiles must increase");
+    out->emplace_back(q, v);
+  }
+  if (out->size() < 2) core::fail_input(path, 0, "dist", fmt::format("no quantile table '{}'", name));
+  return out;
 }
 
 std::vector<std::pair<double, double>> GeneratorSpec::parse_schedule(const std::string& spec) {

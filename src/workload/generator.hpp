@@ -10,14 +10,21 @@
 
 namespace infergrid::workload {
 
-// "fixed:N", "uniform:A:B", "lognormal:MEAN:CV", "exponential:MEAN" (geometric, at least 1).
+// "fixed:N", "uniform:A:B", "lognormal:MEAN:CV", "exponential:MEAN" (geometric, at least 1),
+// "servegen:NAME" (an empirical distribution from data/workload/servegen_quantiles.csv, sampled by
+// inverse CDF between its quantiles; may be 0, e.g. image counts).
 struct LengthDist {
-  enum class Kind { kFixed, kUniform, kLogNormal, kExponential } kind = Kind::kFixed;
+  enum class Kind { kFixed, kUniform, kLogNormal, kExponential, kEmpirical } kind = Kind::kFixed;
   double a = 1, b = 1;
+  std::shared_ptr<const std::vector<std::pair<double, double>>> quantiles;  // (q, value)
   static LengthDist parse(const std::string& spec, const std::string& flag);
   std::int32_t sample(core::Rng& rng) const;
   double mean() const;
 };
+
+// The empirical quantile table NAME of a quantile CSV (`dist,q,value`); InputError if absent.
+std::shared_ptr<const std::vector<std::pair<double, double>>> load_quantiles(const std::string& path,
+                                                                             const std::string& name);
 
 struct GeneratorSpec {
   double rate = 1;  // requests per second (when schedule is empty)

@@ -1,0 +1,122 @@
+#include "control/site_router.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+
+namespace infergrid::control {
+
+namespace {
+
+double per_replica(const SiteView& s) {
+  return s.replicas > 0 ? static_cast<double>(s.outstanding) / s.replicas : 1e300;
+}
+
+class Nearest final : public SiteRouter {
+ public:
+  std::optional<std::size_t> pick(const GeoRequest&, std::span<const SiteView> s) override {
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < s.size(); ++i)
+      if (s[i].rtt_ms < s[best].rtt_ms) best = i;
+    return best;
+  }
+};
+
+class RoundRobin final : public SiteRouter {
+ public:
+  std::optional<std::size_t> pick(const GeoRequest&, std::span<const SiteView> s) override {
+    return next_++ % s.size();
+  }
+
+ private:
+  std::size_t next_ = 0;
+};
+
+// Fewest requests outstanding at the site (the endpoint), ties to the nearest.
+class LeastOutstanding final : public SiteRouter {
+ public:
+  std::optional<std::size_t> pick(const GeoRequest&, std::span<const SiteView> s) override {
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < s.size(); ++i)
+      if (s[i].outstanding < s[best].outstanding ||
+          (s[i].outstanding == s[best].outstanding && s[i].rtt_ms < s[best].rtt_ms))
+        best = i;
+    return best;
+  }
+};
+
+class PowerOfTwo final : public SiteRouter {
+ public:
+  explicit PowerOfTwo(std::uint64_t seed) : rng_(seed, "site-power-of-two") {}
+  std::optional<std::size_t> pick(const GeoRequest&, std::span<const SiteView> s) override {
+    if (s.size() == 1) return 0;
+    const std::size_t a = rng_.below(s.size());
+    std::size_t b = rng_.below(s.size() - 1);
+    if (b >= a) ++b;
+    return per_replica(s[b]) < per_replica(s[a]) ? b : a;
+  }
+
+ private:
+  core::Rng rng_;
+};
+
+// SkyServe (SkyPilot serve) LeastLoadPolicy: the ready replica with the fewest in-flight
+// requests, across all regions and clouds; it does not weigh distance. Replicas of a site share
+// the site's queue here, so the per-replica count is the site's outstanding over its replicas;
+// ties break by index, as the policy's min() does.
+class SkyServe final : public SiteRouter {
+ public:
+  std::optional<std::size_t> pick(const GeoRequest&, std::span<const SiteView> s) override {
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < s.size(); ++i)
+      if (per_replica(s[i]) < per_replica(s[best])) best = i;
+    return best;
+  }
+};
+
+// llm-d's endpoint picker, default profile: filter, score, pick the highest total. Scores:
+// queue-scorer (1 at the shortest queue, 0 at the longest), kv-cache-utilization-scorer
+// (1 - usage), prefix-cache-scorer (fraction of the prompt cached there).
+class LlmD final : public SiteRouter {
+ public:
+  std::optional<std::size_t> pick(const GeoRequest&, std::span<const SiteView> s) override {
+    double qmin = 1e300, qmax = -1;
+    for (const auto& v : s) {
+      const double q = v.replicas ? static_cast<double>(v.waiting) / v.replicas : 1e300;
+      qmin = std::min(qmin, q);
+      qmax = std::max(qmax, q);
+    }
+    std::size_t best = 0;
+    double best_score = -1;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      const double q = s[i].replicas ? static_cast<double>(s[i].waiting) / s[i].replicas : 1e300;
+      const double queue = qmax > qmin ? (qmax - q) / (qmax - qmin) : 1.0;
+      const double score = 2 * queue + 2 * (1 - s[i].kv_usage) + 3 * s[i].prefix_hit;
+      if (score > best_score) best_score = score, best = i;
+    }
+    return best;
+  }
+};
+
+}  // namespace
+
+std::vector<std::string> site_router_names() {
+  return {"nearest", "round-robin", "least-outstanding", "power-of-two", "skyserve", "llm-d"};
+}
+
+std::unique_ptr<SiteRouter> make_site_router(const std::string& name, std::uint64_t seed) {
+  if (name == "nearest") return std::make_unique<Nearest>();
+  if (name == "round-robin") return std::make_unique<RoundRobin>();
+  if (name == "least-outstanding") return std::make_unique<LeastOutstanding>();
+  if (name == "power-of-two") return std::make_unique<PowerOfTwo>(seed);
+  if (name == "skyserve") return std::make_unique<SkyServe>();
+  if (name == "llm-d") return std::make_unique<LlmD>();
+  std::string all;
+  for (const auto& n : site_router_names()) all += (all.empty() ? "" : ", ") + n;
+  core::fail_flag("router", fmt::format("unknown site router '{}' (one of: {})", name, all));
+}
+
+}  // namespace infergrid::control

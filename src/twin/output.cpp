@@ -1,0 +1,266 @@
+#include "twin/output.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+
+namespace infergrid::twin {
+
+using json = nlohmann::ordered_json;
+
+namespace {
+
+json dist(const core::QuantileSketch& s) {
+  json j;
+  j["count"] = s.count();
+  j["mean"] = s.mean();
+  j["p50"] = s.quantile(0.5);
+  j["p90"] = s.quantile(0.9);
+  j["p99"] = s.quantile(0.99);
+  j["max"] = s.max();
+  return j;
+}
+
+const char* prio_name(workload::Priority p) {
+  switch (p) {
+    case workload::Priority::kCritical:
+      return "critical";
+    case workload::Priority::kInteractive:
+      return "interactive";
+    case workload::Priority::kBatch:
+      return "batch";
+  }
+  return "?";
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  if (!out) core::fail_input(path, 0, "", "cannot write");
+  out << text;
+  if (!out) core::fail_input(path, 0, "", "write failed");
+}
+
+double facility_kwh(const world::World& w, const PlanetResult& r, std::size_t s) {
+  return r.sites[s].it_energy_j * w.sites[s].pue / 3.6e6;
+}
+
+}  // namespace
+
+std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, const PlanetResult& r) {
+  json j;
+  j["world"] = w.name;
+  j["router"] = cfg.router;
+  j["seed"] = cfg.seed;
+  j["hours"] = cfg.hours;
+  j["scale"] = cfg.scale;
+  j["sites"] = w.sites.size();
+  j["links"] = w.links.size();
+  j["metros"] = w.metros.size();
+  json rq;
+  rq["arrived"] = r.arrived;
+  rq["completed"] = r.completed;
+  rq["rejected"] = r.rejected;
+  rq["lost"] = r.lost;
+  rq["accounted"] = r.arrived == r.completed + r.rejected + r.lost;
+  rq["lost_by_reason"] = json::object();
+  for (const auto& [k, v] : r.lost_by_reason) rq["lost_by_reason"][k] = v;
+  j["requests"] = rq;
+  const double secs = cfg.hours * 3600;
+  json classes = json::array();
+  for (std::size_t c = 0; c < r.classes.size(); ++c) {
+    const auto& tc = w.workload.classes[c];
+    const auto& cs = r.classes[c];
+    json k;
+    k["name"] = tc.name;
+    k["priority"] = prio_name(tc.priority);
+    k["model"] = tc.model;
+    k["arrived"] = cs.arrived;
+    k["completed"] = cs.completed;
+    k["rejected"] = cs.rejected;
+    k["lost"] = cs.lost;
+    k["retried"] = cs.retried;
+    k["slo_ttft_ms"] = tc.slo_ttft_ms;
+    k["slo_tpot_ms"] = tc.slo_tpot_ms;
+    k["slo_attainment"] = cs.arrived ? static_cast<double>(cs.met_slo) / static_cast<double>(cs.arrived) : 0.0;
+    k["goodput_rps"] = static_cast<double>(cs.met_slo) / secs;
+    k["output_tokens"] = cs.output_tokens;
+    k["ttft_ms"] = dist(cs.ttft);
+    k["tpot_ms"] = dist(cs.tpot);
+    k["e2e_ms"] = dist(cs.e2e);
+    json split;
+    split["network"] = cs.network.mean();
+    split["retrieval"] = cs.retrieval.count() ? cs.retrieval.mean() * static_cast<double>(cs.retrieval.count()) /
+                                                    static_cast<double>(std::max<std::uint64_t>(1, cs.completed))
+                                              : 0.0;
+    split["queue"] = cs.queue.mean();
+    split["compute"] = cs.compute.mean();
+    k["mean_time_split_ms"] = split;
+    classes.push_back(k);
+  }
+  j["classes"] = classes;
+  json net;
+  net["user_bytes"] = r.user_bytes;
+  net["inter_site_bytes"] = r.inter_site_bytes;
+  net["inter_site_to_user_ratio"] = r.user_bytes > 0 ? r.inter_site_bytes / r.user_bytes : 0.0;
+  net["bytes_by_kind"] = json::object();
+  for (const auto& [k, v] : r.bytes_by_kind) net["bytes_by_kind"][k] = v;
+  net["flows"] = r.flows;
+  net["retrievals"] = r.retrievals;
+  net["retrieval_failures"] = r.retrieval_failures;
+  std::vector<std::size_t> order(w.links.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](auto a, auto b) { return r.links[a].peak_util > r.links[b].peak_util; });
+  json busiest = json::array();
+  for (std::size_t i = 0; i < std::min<std::size_t>(5, order.size()); ++i) {
+    const auto& l = w.links[order[i]];
+    json e;
+    e["a"] = w.sites[static_cast<std::size_t>(l.a)].id;
+    e["b"] = w.sites[static_cast<std::size_t>(l.b)].id;
+    e["gbps"] = l.gbps;
+    e["peak_utilization"] = r.links[order[i]].peak_util;
+    busiest.push_back(e);
+  }
+  net["busiest_links"] = busiest;
+  j["network"] = net;
+  double it = 0, fac = 0, carbon = 0;
+  for (std::size_t s = 0; s < w.sites.size(); ++s) {
+    it += r.sites[s].it_energy_j / 3.6e6;
+    fac += facility_kwh(w, r, s);
+    carbon += facility_kwh(w, r, s) * w.sites[s].carbon_g_per_kwh / 1000;
+  }
+  json en;
+  en["it_kwh"] = it;
+  en["facility_kwh"] = fac;
+  en["network_kwh"] = r.network_energy_j / 3.6e6;
+  en["carbon_kg"] = carbon;
+  en["wh_per_completed_request"] = r.completed ? fac * 1000 / static_cast<double>(r.completed) : 0.0;
+  j["energy"] = en;
+  json sites = json::array();
+  for (std::size_t s = 0; s < w.sites.size(); ++s) {
+    const auto& st = r.sites[s];
+    json e;
+    e["id"] = w.sites[s].id;
+    e["tier"] = world::tier_name(w.sites[s].tier);
+    e["routed"] = st.routed;
+    e["completed"] = st.completed;
+    e["evacuated"] = st.evacuated;
+    e["facility_kwh"] = facility_kwh(w, r, s);
+    e["carbon_kg"] = facility_kwh(w, r, s) * w.sites[s].carbon_g_per_kwh / 1000;
+    e["peak_kw"] = st.peak_kw;
+    e["power_cap_kw"] = w.sites[s].power_cap_kw;
+    e["buckets_over_cap"] = st.buckets_over_cap;
+    e["peak_outstanding"] = st.peak_outstanding;
+    sites.push_back(e);
+  }
+  j["sites"] = sites;
+  json stale = json::array();
+  std::map<std::string, std::vector<double>> by_artifact;
+  std::map<std::string, std::uint64_t> unreached;
+  for (const auto& s : r.staleness) {
+    if (s.ready_s < 0) ++unreached[s.artifact];
+    else by_artifact[s.artifact].push_back(s.ready_s - s.published_s);
+  }
+  for (auto& [a, v] : by_artifact) {
+    std::sort(v.begin(), v.end());
+    json e;
+    e["artifact"] = a;
+    e["sites_reached"] = v.size();
+    e["sites_unreached"] = unreached[a];
+    e["median_staleness_s"] = v[v.size() / 2];
+    e["max_staleness_s"] = v.back();
+    stale.push_back(e);
+  }
+  for (const auto& [a, n] : unreached)
+    if (!by_artifact.count(a)) stale.push_back(json{{"artifact", a}, {"sites_reached", 0}, {"sites_unreached", n}});
+  j["staleness"] = stale;
+  j["events"] = r.events;
+  j["end_s"] = core::to_seconds(r.end);
+  return j.dump(2) + "\n";
+}
+
+std::string planet_summary_text(const world::World& w, const PlanetResult& r) {
+  std::string s = fmt::format("requests: {} arrived, {} completed, {} rejected, {} lost{}\n", r.arrived, r.completed,
+                              r.rejected, r.lost,
+                              r.arrived == r.completed + r.rejected + r.lost ? "" : "  (ACCOUNTING MISMATCH)");
+  for (const auto& [k, v] : r.lost_by_reason) s += fmt::format("  lost: {} x {}\n", v, k);
+  s += fmt::format("{:<12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}\n", "class", "completed", "ttft p50", "ttft p99",
+                   "tpot p50", "e2e p99", "slo");
+  for (std::size_t c = 0; c < r.classes.size(); ++c) {
+    const auto& cs = r.classes[c];
+    s += fmt::format("{:<12} {:>10} {:>7.0f}ms {:>7.0f}ms {:>7.1f}ms {:>8.1f}s {:>6.1f}%\n", w.workload.classes[c].name,
+                     cs.completed, cs.ttft.quantile(0.5), cs.ttft.quantile(0.99), cs.tpot.quantile(0.5),
+                     cs.e2e.quantile(0.99) / 1000,
+                     cs.arrived ? 100.0 * static_cast<double>(cs.met_slo) / static_cast<double>(cs.arrived) : 0.0);
+  }
+  s += fmt::format("traffic: user-facing {:.1f} TB, inter-site {:.1f} TB (ratio {:.2f})\n", r.user_bytes / 1e12,
+                   r.inter_site_bytes / 1e12, r.user_bytes > 0 ? r.inter_site_bytes / r.user_bytes : 0.0);
+  return s;
+}
+
+std::string write_planet_outputs(const std::string& dir, const world::World& w, const PlanetConfig& cfg,
+                                 const PlanetResult& r) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) core::fail_input(dir, 0, "", "cannot create: " + ec.message());
+  write_file(dir + "/summary.json", planet_summary_json(w, cfg, r));
+  // Time series.
+  std::string ts = "t_h";
+  for (const auto& c : w.workload.classes) ts += ",arrivals_" + c.name;
+  ts += ",completed,lost,ttft_p50_ms,ttft_p99_ms,user_gbps,inter_site_gbps,facility_kw,carbon_kg\n";
+  for (std::size_t i = 0; i < r.buckets.size(); ++i) {
+    const auto& b = r.buckets[i];
+    const double end = i + 1 < r.buckets.size() ? r.buckets[i + 1].t_s : core::to_seconds(r.end);
+    const double dt = std::max(1e-9, end - b.t_s);
+    ts += fmt::format("{:.4f}", b.t_s / 3600);
+    for (auto a : b.arrivals) ts += fmt::format(",{}", a);
+    ts += fmt::format(",{},{},{:.1f},{:.1f},{:.4f},{:.4f},{:.1f},{:.3f}\n", b.completed, b.lost, b.ttft.quantile(0.5),
+                      b.ttft.quantile(0.99), b.user_bytes * 8 / dt / 1e9, b.inter_site_bytes * 8 / dt / 1e9,
+                      b.facility_kw, b.carbon_kg);
+  }
+  write_file(dir + "/timeseries.csv", ts);
+  std::string sites = "id,tier,lat,lon,routed,completed,evacuated,facility_kwh,carbon_kg,peak_kw,power_cap_kw,buckets_over_cap\n";
+  for (std::size_t s = 0; s < w.sites.size(); ++s) {
+    const auto& st = r.sites[s];
+    const double kwh = st.it_energy_j * w.sites[s].pue / 3.6e6;
+    sites += fmt::format("{},{},{:.4f},{:.4f},{},{},{},{:.3f},{:.3f},{:.1f},{:.1f},{}\n", w.sites[s].id,
+                         world::tier_name(w.sites[s].tier), w.sites[s].pos.lat, w.sites[s].pos.lon, st.routed,
+                         st.completed, st.evacuated, kwh, kwh * w.sites[s].carbon_g_per_kwh / 1000, st.peak_kw,
+                         w.sites[s].power_cap_kw, st.buckets_over_cap);
+  }
+  write_file(dir + "/sites.csv", sites);
+  const double secs = std::max(1e-9, core::to_seconds(r.end));
+  std::string links = "a,b,gbps,km,gb_ab,gb_ba,mean_utilization,peak_utilization\n";
+  for (std::size_t l = 0; l < w.links.size(); ++l) {
+    const auto& lk = w.links[l];
+    const auto& st = r.links[l];
+    links += fmt::format("{},{},{:.0f},{:.0f},{:.3f},{:.3f},{:.6f},{:.6f}\n", w.sites[static_cast<std::size_t>(lk.a)].id,
+                         w.sites[static_cast<std::size_t>(lk.b)].id, lk.gbps, lk.km, st.bytes_ab / 1e9, st.bytes_ba / 1e9,
+                         std::max(st.bytes_ab, st.bytes_ba) * 8 / (lk.gbps * 1e9 * secs), st.peak_util);
+  }
+  write_file(dir + "/links.csv", links);
+  std::string metros = "name,country,requests,mean_ttft_ms,slo_attainment\n";
+  for (std::size_t m = 0; m < w.metros.size(); ++m) {
+    const auto n = r.metro_requests[m];
+    metros += fmt::format("\"{}\",\"{}\",{},{:.1f},{:.4f}\n", w.metros[m].name, w.metros[m].country, n,
+                          n ? r.metro_ttft_sum[m] / static_cast<double>(n) : 0.0,
+                          n ? static_cast<double>(r.metro_met_slo[m]) / static_cast<double>(n) : 0.0);
+  }
+  write_file(dir + "/metros.csv", metros);
+  std::string stale = "artifact,site,published_s,ready_s,staleness_s\n";
+  for (const auto& s : r.staleness)
+    stale += s.ready_s >= 0 ? fmt::format("{},{},{:.3f},{:.3f},{:.3f}\n", s.artifact, s.site, s.published_s, s.ready_s,
+                                          s.ready_s - s.published_s)
+                            : fmt::format("{},{},{:.3f},,\n", s.artifact, s.site, s.published_s);
+  write_file(dir + "/staleness.csv", stale);
+  const std::string report = dir + "/report.html";
+  write_file(report, report_html(w, cfg, r));
+  return report;
+}
+
+}  // namespace infergrid::twin

@@ -1,0 +1,104 @@
+#pragma once
+// The planet-scale twin: users in every metro send requests of several classes; a site router
+// picks a site; bytes move as flows over metro access links and the DCI backbone (strict
+// priority between classes, max-min within one); reasoning requests retrieve from corpus shards
+// at other sites; each site's replicas run the single-site engine model; repositories publish
+// artifacts that every site pulls; scenario events fail sites and links and surge demand.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/sketch.hpp"
+#include "core/units.hpp"
+#include "engine/replica.hpp"
+#include "model/catalog.hpp"
+#include "world/world.hpp"
+
+namespace infergrid::twin {
+
+struct PlanetConfig {
+  std::string router = "nearest";
+  std::uint64_t seed = 1;
+  double hours = 24;
+  double scale = 1;  // multiplies the world's requests per day
+  // Transfers smaller than this are not contended flows: their bytes are counted on the links
+  // they cross and they take latency plus size over the link's capacity (docs/planet.md).
+  double flow_threshold_bytes = 256e3;
+  int max_attempts = 3;           // a request is lost after this many failed sites
+  double retry_detect_ms = 1000;  // the gateway notices a dead site after this long
+  double response_bytes_per_token = 200;  // one SSE chunk per token
+  double bucket_s = 900;          // time-series resolution
+  engine::EngineConfig engine;
+};
+
+// Per class of traffic.
+struct ClassStats {
+  std::uint64_t arrived = 0, completed = 0, rejected = 0, lost = 0, met_slo = 0;
+  std::uint64_t output_tokens = 0, retried = 0;
+  core::QuantileSketch ttft, tpot, e2e, network, retrieval, queue, compute;
+};
+
+struct SiteStats {
+  std::uint64_t routed = 0, completed = 0, evacuated = 0;
+  double it_energy_j = 0;       // accelerators (from the engine model)
+  double peak_kw = 0;           // highest bucket average, facility (x PUE)
+  std::uint64_t buckets_over_cap = 0;
+  std::int64_t peak_outstanding = 0;
+};
+
+struct LinkStats {
+  double bytes_ab = 0, bytes_ba = 0;
+  double peak_util = 0;  // highest bucket average, either direction
+};
+
+struct Staleness {
+  std::string artifact, site;
+  double published_s = 0;
+  double ready_s = -1;  // -1: never reached in the run
+};
+
+struct Bucket {
+  double t_s = 0;
+  std::vector<std::uint64_t> arrivals;  // per class
+  std::uint64_t completed = 0, lost = 0;
+  core::QuantileSketch ttft{0.005};
+  double user_bytes = 0, inter_site_bytes = 0;
+  double facility_kw = 0;
+  double carbon_kg = 0;
+  std::vector<float> link_util;  // per link, the busier direction
+};
+
+struct PlanetResult {
+  std::uint64_t arrived = 0, completed = 0, rejected = 0, lost = 0;
+  std::map<std::string, std::uint64_t> lost_by_reason;
+  std::vector<ClassStats> classes;
+  std::vector<SiteStats> sites;
+  std::vector<LinkStats> links;
+  std::vector<std::uint64_t> metro_requests;
+  std::vector<double> metro_ttft_sum;
+  std::vector<std::uint64_t> metro_met_slo;
+  std::vector<Bucket> buckets;
+  std::vector<Staleness> staleness;
+  double user_bytes = 0, inter_site_bytes = 0;
+  std::map<std::string, double> bytes_by_kind;  // upload, response, retrieval, sync, ...
+  double network_energy_j = 0;
+  std::uint64_t events = 0, flows = 0, retrievals = 0, retrieval_failures = 0;
+  core::Ns end = 0;
+};
+
+class PlanetSim {
+ public:
+  PlanetSim(const world::World& world, const model::Catalog& catalog, const PlanetConfig& cfg);
+  ~PlanetSim();
+  // Runs the configured hours; `progress(fraction, arrived)` is called now and then.
+  PlanetResult run(const std::function<void(double, std::uint64_t)>& progress = {});
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace infergrid::twin

@@ -1,0 +1,454 @@
+#include "world/world.hpp"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "core/csv.hpp"
+#include "core/error.hpp"
+#include "core/paths.hpp"
+#include "model/perf_model.hpp"
+
+namespace infergrid::world {
+
+using core::fail_input;
+
+const char* tier_name(Tier t) {
+  switch (t) {
+    case Tier::kCore:
+      return "core";
+    case Tier::kRegional:
+      return "regional";
+    case Tier::kEdge:
+      return "edge";
+  }
+  return "?";
+}
+
+int World::site_index(const std::string& id) const {
+  for (std::size_t i = 0; i < sites.size(); ++i)
+    if (sites[i].id == id) return static_cast<int>(i);
+  return -1;
+}
+int World::metro_index(const std::string& n) const {
+  for (std::size_t i = 0; i < metros.size(); ++i)
+    if (metros[i].name == n) return static_cast<int>(i);
+  return -1;
+}
+int World::link_index(int a, int b) const {
+  for (std::size_t i = 0; i < links.size(); ++i)
+    if ((links[i].a == a && links[i].b == b) || (links[i].a == b && links[i].b == a))
+      return static_cast<int>(i);
+  return -1;
+}
+
+std::string default_world_path() { return core::data_dir() + "/world/default.yaml"; }
+
+namespace {
+
+// Reads fields of one YAML map, naming file, line and field in every error, and refusing keys
+// it was not asked for (a typo is an error, not a silent default).
+class Fields {
+ public:
+  Fields(const std::string& file, const YAML::Node& node, const std::string& what)
+      : file_(file), node_(node) {
+    if (!node.IsMap()) fail_input(file, line(node), what, "expected a map");
+  }
+  ~Fields() noexcept(false) {
+    if (std::uncaught_exceptions()) return;
+    for (auto it = node_.begin(); it != node_.end(); ++it) {
+      const std::string k = it->first.Scalar();
+      if (!used_.count(k))
+        fail_input(file_, line(it->first), k, fmt::format("unknown key (expected one of: {})", expected()));
+    }
+  }
+  static std::int64_t line(const YAML::Node& n) { return n.Mark().line + 1; }
+
+  bool has(const std::string& k) {
+    used_.insert(k);
+    return static_cast<bool>(node_[k]);
+  }
+  YAML::Node node(const std::string& k) {
+    used_.insert(k);
+    return node_[k];
+  }
+  double num(const std::string& k, double dflt, bool required = false, double lo = 0,
+             double hi = 1e300) {
+    used_.insert(k);
+    const YAML::Node v = node_[k];
+    if (!v) {
+      if (required) fail_input(file_, line(node_), k, "missing");
+      return dflt;
+    }
+    double d = 0;
+    try {
+      d = v.as<double>();
+    } catch (const YAML::Exception&) {
+      fail_input(file_, line(v), k, "expected a number");
+    }
+    if (!(d >= lo && d <= hi)) fail_input(file_, line(v), k, fmt::format("must be in [{}, {}]", lo, hi));
+    return d;
+  }
+  int integer(const std::string& k, int dflt, bool required = false, int lo = 0) {
+    const double d = num(k, dflt, required, lo, 1e8);
+    if (d != std::floor(d)) fail_input(file_, line(node_[k]), k, "expected an integer");
+    return static_cast<int>(d);
+  }
+  std::string str(const std::string& k, const std::string& dflt = {}, bool required = false) {
+    used_.insert(k);
+    const YAML::Node v = node_[k];
+    if (!v) {
+      if (required) fail_input(file_, line(node_), k, "missing");
+      return dflt;
+    }
+    if (!v.IsScalar() || v.Scalar().empty()) fail_input(file_, line(v), k, "expected a non-empty string");
+    return v.Scalar();
+  }
+  // Seconds as a number, or with a unit: 90s, 30m, 2h, 1d; times of day as HH:MM.
+  core::Ns duration(const std::string& k, core::Ns dflt, bool required = false) {
+    used_.insert(k);
+    const YAML::Node v = node_[k];
+    if (!v) {
+      if (required) fail_input(file_, line(node_), k, "missing");
+      return dflt;
+    }
+    const std::string s = v.IsScalar() ? v.Scalar() : "";
+    double x = 0, mult = 1;
+    std::string body = s;
+    if (const auto colon = s.find(':'); colon != std::string::npos) {
+      double h = 0, m = 0;
+      if (!core::parse_double(s.substr(0, colon), h) || !core::parse_double(s.substr(colon + 1), m) ||
+          h < 0 || m < 0 || m >= 60)
+        fail_input(file_, line(v), k, fmt::format("bad time '{}' (HH:MM)", s));
+      return core::from_seconds(h * 3600 + m * 60);
+    }
+    if (!body.empty()) {
+      const char u = body.back();
+      if (u == 's' || u == 'm' || u == 'h' || u == 'd') {
+        mult = u == 's' ? 1 : u == 'm' ? 60 : u == 'h' ? 3600 : 86400;
+        body.pop_back();
+      }
+    }
+    if (!core::parse_double(body, x) || x < 0 || x * mult > 1e9)
+      fail_input(file_, line(v), k, fmt::format("bad duration '{}' (seconds, or 90s, 30m, 2h, 1d)", s));
+    return core::from_seconds(x * mult);
+  }
+  workload::LengthDist dist(const std::string& k, const std::string& dflt) {
+    const std::string spec = str(k, dflt);
+    try {
+      return workload::LengthDist::parse(spec, k);
+    } catch (const core::InputError& e) {
+      fail_input(file_, line(node_[k] ? node_[k] : node_), k, e.what());
+    }
+  }
+  std::string expected() const {
+    std::string s;
+    for (const auto& k : used_) s += (s.empty() ? "" : ", ") + k;
+    return s;
+  }
+
+ private:
+  const std::string& file_;
+  YAML::Node node_;
+  std::set<std::string> used_;
+};
+
+YAML::Node load_file(const std::string& path) {
+  try {
+    return YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    fail_input(path, 0, "", "cannot open");
+  } catch (const YAML::Exception& e) {
+    fail_input(path, e.mark.line + 1, "", e.msg);
+  }
+}
+
+YAML::Node need_list(const std::string& file, const YAML::Node& parent, Fields& f, const std::string& k,
+                     bool required) {
+  const YAML::Node n = f.node(k);
+  if (!n) {
+    if (required) fail_input(file, Fields::line(parent), k, "missing");
+    return n;
+  }
+  if (!n.IsSequence()) fail_input(file, Fields::line(n), k, "expected a list");
+  return n;
+}
+
+std::vector<std::string> str_list(const std::string& file, const YAML::Node& n, const std::string& k) {
+  std::vector<std::string> out;
+  if (!n) return out;
+  if (!n.IsSequence()) fail_input(file, Fields::line(n), k, "expected a list");
+  for (const auto& e : n) {
+    if (!e.IsScalar()) fail_input(file, Fields::line(e), k, "expected a list of names");
+    out.push_back(e.Scalar());
+  }
+  return out;
+}
+
+void read_site(const std::string& file, const YAML::Node& n, const model::Catalog& catalog, World& w) {
+  Fields f(file, n, "sites");
+  Site s;
+  s.id = f.str("id", "", true);
+  if (w.site_index(s.id) >= 0) fail_input(file, Fields::line(n), "id", fmt::format("duplicate site '{}'", s.id));
+  s.pos.lat = f.num("lat", 0, true, -90, 90);
+  s.pos.lon = f.num("lon", 0, true, -180, 180);
+  const std::string tier = f.str("tier", "regional");
+  if (tier == "core") s.tier = Tier::kCore;
+  else if (tier == "regional") s.tier = Tier::kRegional;
+  else if (tier == "edge") s.tier = Tier::kEdge;
+  else fail_input(file, Fields::line(f.node("tier")), "tier", "expected core, regional or edge");
+  s.power_cap_kw = f.num("power_cap_kw", 0, true, 0);
+  s.pue = f.num("pue", 1.2, false, 1.0, 3.0);
+  s.carbon_g_per_kwh = f.num("carbon_g_per_kwh", 400, false, 0, 2000);
+  const YAML::Node acc = f.node("accelerators");
+  if (!acc || !acc.IsMap()) fail_input(file, Fields::line(acc ? acc : n), "accelerators", "expected a map type: count");
+  for (auto it = acc.begin(); it != acc.end(); ++it) {
+    const std::string type = it->first.Scalar();
+    if (!catalog.has_accelerator(type))
+      fail_input(file, Fields::line(it->first), "accelerators", fmt::format("unknown accelerator '{}'", type));
+    int count = -1;
+    try {
+      count = it->second.as<int>();
+    } catch (const YAML::Exception&) {
+    }
+    if (count < 0) fail_input(file, Fields::line(it->second), "accelerators", "expected a count >= 0");
+    s.accelerators[type] = count;
+  }
+  std::map<std::string, int> used;
+  const YAML::Node deps = need_list(file, n, f, "deployments", true);
+  for (const auto& d : deps) {
+    Fields g(file, d, "deployments");
+    Deployment dep;
+    dep.model = g.str("model", "", true);
+    dep.accelerator = g.str("accelerator", "", true);
+    dep.tp = g.integer("tp", 1, false, 1);
+    dep.replicas = g.integer("replicas", 1, false, 0);
+    const auto line = Fields::line(d);
+    const auto names = catalog.model_names();
+    if (std::find(names.begin(), names.end(), dep.model) == names.end())
+      fail_input(file, line, "model", fmt::format("unknown model '{}'", dep.model));
+    if (!s.accelerators.count(dep.accelerator))
+      fail_input(file, line, "accelerator",
+                 fmt::format("site '{}' holds no '{}' (add it under accelerators)", s.id, dep.accelerator));
+    const model::PerfModel pm(catalog.llm(dep.model), catalog.accelerator(dep.accelerator), dep.tp);
+    if (pm.kv_capacity_tokens(0.9) < 1024)
+      fail_input(file, line, "model",
+                 fmt::format("{} does not fit on {} x {} (weights {:.0f} GB; memory {:.0f} GB)", dep.model,
+                             dep.tp, dep.accelerator, catalog.llm(dep.model).weight_bytes() / 1e9,
+                             dep.tp * catalog.accelerator(dep.accelerator).hbm_bytes / 1e9));
+    used[dep.accelerator] += dep.tp * dep.replicas;
+    if (used[dep.accelerator] > s.accelerators[dep.accelerator])
+      fail_input(file, line, "replicas",
+                 fmt::format("site '{}' deploys {} x {} but holds {}", s.id, used[dep.accelerator],
+                             dep.accelerator, s.accelerators[dep.accelerator]));
+    s.deployments.push_back(dep);
+  }
+  s.shards = str_list(file, f.node("shards"), "shards");
+  w.sites.push_back(std::move(s));
+}
+
+void read_class(const std::string& file, const YAML::Node& n, World& w) {
+  Fields f(file, n, "classes");
+  TrafficClass c;
+  c.name = f.str("name", "", true);
+  c.share = f.num("share", 0, true, 0, 1);
+  const std::string prio = f.str("priority", "interactive");
+  if (prio == "critical") c.priority = workload::Priority::kCritical;
+  else if (prio == "interactive") c.priority = workload::Priority::kInteractive;
+  else if (prio == "batch") c.priority = workload::Priority::kBatch;
+  else fail_input(file, Fields::line(f.node("priority")), "priority", "expected critical, interactive or batch");
+  c.model = f.str("model", "", true);
+  c.prompt = f.dist("prompt", "lognormal:1000:1");
+  c.output = f.dist("output", "lognormal:250:1");
+  if (f.has("images")) c.images = f.dist("images", "fixed:1");
+  c.tokens_per_image = f.num("tokens_per_image", 0);
+  c.mb_per_image = f.num("mb_per_image", 0);
+  c.audio_fraction = f.num("audio_fraction", 0, false, 0, 1);
+  c.audio_mb = f.num("audio_mb", 0);
+  c.audio_tokens = f.num("audio_tokens", 0);
+  c.video_fraction = f.num("video_fraction", 0, false, 0, 1);
+  c.video_mb = f.num("video_mb", 0);
+  c.video_tokens = f.num("video_tokens", 0);
+  if (f.has("retrievals")) c.retrievals = f.dist("retrievals", "fixed:1");
+  c.retrieval_mb = f.num("retrieval_mb", 0);
+  c.retrieval_tokens = f.num("retrieval_tokens", 0);
+  c.retrieval_compute_ms = f.num("retrieval_compute_ms", 0);
+  c.session_continue = f.num("session_continue", 0, false, 0, 1);
+  c.slo_ttft_ms = f.num("slo_ttft_ms", 0);
+  c.slo_tpot_ms = f.num("slo_tpot_ms", 0);
+  w.workload.classes.push_back(std::move(c));
+}
+
+void read_events(const std::string& file, const YAML::Node& list, World& w) {
+  for (const auto& n : list) {
+    Fields f(file, n, "events");
+    Event e;
+    e.line = static_cast<int>(Fields::line(n));
+    const std::string kind = f.str("kind", "", true);
+    e.at = f.duration("at", 0, true);
+    e.duration = f.duration("duration", 0);
+    auto site = [&](const std::string& k) {
+      const std::string id = f.str(k, "", true);
+      const int i = w.site_index(id);
+      if (i < 0) fail_input(file, Fields::line(f.node(k)), k, fmt::format("unknown site '{}'", id));
+      return i;
+    };
+    auto link = [&]() {
+      const int a = site("a"), b = site("b");
+      const int l = w.link_index(a, b);
+      if (l < 0) fail_input(file, e.line, "b", fmt::format("no link between '{}' and '{}'", w.sites[a].id, w.sites[b].id));
+      return l;
+    };
+    if (kind == "outage") {
+      e.kind = Event::Kind::kOutage, e.site = site("site");
+    } else if (kind == "capacity") {
+      e.kind = Event::Kind::kCapacity, e.site = site("site"), e.factor = f.num("factor", 0.5, true, 0, 1);
+    } else if (kind == "link_cut") {
+      e.kind = Event::Kind::kLinkCut, e.link = link(), e.factor = 0;
+    } else if (kind == "link_capacity") {
+      e.kind = Event::Kind::kLinkCapacity, e.link = link(), e.factor = f.num("factor", 0.5, true, 0, 1);
+    } else if (kind == "surge") {
+      e.kind = Event::Kind::kSurge;
+      e.factor = f.num("factor", 2, true, 0, 1000);
+      if (f.has("metro")) {
+        const std::string m = f.str("metro");
+        e.metro = w.metro_index(m);
+        if (e.metro < 0) fail_input(file, Fields::line(f.node("metro")), "metro", fmt::format("unknown metro '{}'", m));
+      } else {
+        e.country = f.str("country", "", true);
+        bool any = false;
+        for (const auto& m : w.metros) any |= m.country == e.country;
+        if (!any) fail_input(file, Fields::line(f.node("country")), "country", fmt::format("no metro in '{}'", e.country));
+      }
+    } else if (kind == "publish") {
+      e.kind = Event::Kind::kPublish;
+      const std::string r = f.str("repo", "", true);
+      for (std::size_t i = 0; i < w.repositories.size(); ++i)
+        if (w.repositories[i].id == r) e.repo = static_cast<int>(i);
+      if (e.repo < 0) fail_input(file, Fields::line(f.node("repo")), "repo", fmt::format("unknown repository '{}'", r));
+      e.artifact = f.str("artifact", "", true);
+      e.model = f.str("model", "");
+      e.size_gb = f.num("size_gb", 0, true, 0, 1e6);
+    } else {
+      fail_input(file, Fields::line(f.node("kind")), "kind",
+                 fmt::format("unknown event kind '{}' (outage, capacity, link_cut, link_capacity, surge, publish)", kind));
+    }
+    w.events.push_back(std::move(e));
+  }
+}
+
+}  // namespace
+
+World load_world(const std::string& path, const model::Catalog& catalog) {
+  const YAML::Node root = load_file(path);
+  World w;
+  w.file = path;
+  try {
+    Fields f(path, root, "world");
+    w.name = f.str("name", "world");
+    w.route_factor = f.num("route_factor", 1.68, false, 1.0, 5.0);
+    w.per_hop_ms = f.num("per_hop_ms", 0.1, false, 0, 100);
+    for (const auto& s : need_list(path, root, f, "sites", true)) read_site(path, s, catalog, w);
+    if (w.sites.empty()) fail_input(path, Fields::line(root), "sites", "at least one site");
+    for (const auto& n : need_list(path, root, f, "links", false)) {
+      Fields g(path, n, "links");
+      Link l;
+      const std::string a = g.str("a", "", true), b = g.str("b", "", true);
+      l.a = w.site_index(a);
+      l.b = w.site_index(b);
+      if (l.a < 0) fail_input(path, Fields::line(n), "a", fmt::format("unknown site '{}'", a));
+      if (l.b < 0) fail_input(path, Fields::line(n), "b", fmt::format("unknown site '{}'", b));
+      if (l.a == l.b) fail_input(path, Fields::line(n), "b", "a link needs two different sites");
+      if (w.link_index(l.a, l.b) >= 0) fail_input(path, Fields::line(n), "b", "duplicate link");
+      l.gbps = g.num("gbps", 400, true, 1, 1e6);
+      const double gc = core::great_circle_km(w.sites[l.a].pos, w.sites[l.b].pos);
+      l.km = g.num("km", gc * w.route_factor, false, 0, 1e5);
+      // Coherent pluggables: about 20 W at 400G, 30 W at 800G, 45 W at 1.6T per end.
+      l.transceiver_w = g.num("transceiver_w", l.gbps <= 400 ? 20 : l.gbps <= 800 ? 30 : 45);
+      w.links.push_back(l);
+    }
+    for (const auto& n : need_list(path, root, f, "metros", true)) {
+      Fields g(path, n, "metros");
+      Metro m;
+      m.name = g.str("name", "", true);
+      m.country = g.str("country", "");
+      m.pos.lat = g.num("lat", 0, true, -90, 90);
+      m.pos.lon = g.num("lon", 0, true, -180, 180);
+      m.population = g.num("population", 0, true, 1);
+      m.utc_offset_h = g.num("utc_offset", 0, false, -12, 14);
+      m.last_mile_ms = g.num("last_mile_ms", 8, false, 0, 1000);
+      m.uplink_gbps = g.num("uplink_gbps", 100, false, 0.001, 1e6);
+      w.metros.push_back(std::move(m));
+    }
+    for (const auto& n : need_list(path, root, f, "repositories", false)) {
+      Fields g(path, n, "repositories");
+      Repository r;
+      r.id = g.str("id", "", true);
+      const std::string s = g.str("site", "", true);
+      r.site = w.site_index(s);
+      if (r.site < 0) fail_input(path, Fields::line(n), "site", fmt::format("unknown site '{}'", s));
+      w.repositories.push_back(r);
+    }
+    // The workload.
+    if (!f.has("workload")) fail_input(path, Fields::line(root), "workload", "missing");
+    const YAML::Node wl = f.node("workload");
+    Fields g(path, wl, "workload");
+    w.workload.requests_per_day = g.num("requests_per_day", 1e6, true, 1, 1e11);
+    const YAML::Node di = g.node("diurnal");
+    w.workload.diurnal.fill(1.0);
+    if (di) {
+      if (!di.IsSequence() || di.size() != 24)
+        fail_input(path, Fields::line(di), "diurnal", "expected 24 numbers (relative demand by local hour)");
+      double sum = 0;
+      for (std::size_t h = 0; h < 24; ++h) {
+        double v = -1;
+        try {
+          v = di[h].as<double>();
+        } catch (const YAML::Exception&) {
+        }
+        if (!(v >= 0)) fail_input(path, Fields::line(di[h]), "diurnal", "expected a number >= 0");
+        w.workload.diurnal[h] = v;
+        sum += v;
+      }
+      if (sum <= 0) fail_input(path, Fields::line(di), "diurnal", "needs some demand");
+      for (auto& v : w.workload.diurnal) v *= 24 / sum;
+    }
+    const YAML::Node classes = need_list(path, wl, g, "classes", true);
+    for (const auto& c : classes) read_class(path, c, w);
+    double share = 0;
+    for (const auto& c : w.workload.classes) {
+      share += c.share;
+      bool served = false;
+      for (const auto& s : w.sites)
+        for (const auto& d : s.deployments) served |= d.model == c.model && d.replicas > 0;
+      if (!served) fail_input(path, Fields::line(classes), "model", fmt::format("class '{}': no site deploys '{}'", c.name, c.model));
+      if (c.retrievals.mean() > 0) {
+        bool shards = false;
+        for (const auto& s : w.sites) shards |= !s.shards.empty();
+        if (!shards) fail_input(path, Fields::line(classes), "retrievals", fmt::format("class '{}' retrieves but no site holds shards", c.name));
+      }
+    }
+    if (std::abs(share - 1) > 1e-6)
+      fail_input(path, Fields::line(classes), "share", fmt::format("class shares sum to {}, not 1", share));
+    if (f.has("events")) read_events(path, need_list(path, root, f, "events", false), w);
+  } catch (const YAML::Exception& e) {
+    fail_input(path, e.mark.line + 1, "", e.msg);
+  }
+  return w;
+}
+
+void load_scenario(const std::string& path, World& w) {
+  const YAML::Node root = load_file(path);
+  try {
+    Fields f(path, root, "scenario");
+    f.str("name", "");
+    read_events(path, need_list(path, root, f, "events", true), w);
+  } catch (const YAML::Exception& e) {
+    fail_input(path, e.mark.line + 1, "", e.msg);
+  }
+}
+
+}  // namespace infergrid::world

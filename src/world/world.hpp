@@ -1,0 +1,130 @@
+#pragma once
+// The planet the twin runs: sites with accelerators, power and carbon; DCI links between them;
+// metros where users live; central repositories; the workload's traffic classes; and the
+// scenario's timed events (outages, link cuts, capacity loss, surges, publications).
+// Loaded from YAML (docs/world.md); every error names the file, line and field.
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/geo.hpp"
+#include "core/units.hpp"
+#include "model/catalog.hpp"
+#include "workload/generator.hpp"
+#include "workload/request.hpp"
+
+namespace infergrid::world {
+
+enum class Tier { kCore, kRegional, kEdge };
+const char* tier_name(Tier t);
+
+struct Deployment {
+  std::string model, accelerator;
+  int tp = 1;
+  int replicas = 1;
+};
+
+struct Site {
+  std::string id;
+  core::LatLon pos;
+  Tier tier = Tier::kRegional;
+  std::map<std::string, int> accelerators;  // type -> count
+  double power_cap_kw = 0;
+  double pue = 1.2;
+  double carbon_g_per_kwh = 400;
+  std::vector<Deployment> deployments;
+  std::vector<std::string> shards;  // retrieval-corpus shards held here
+};
+
+struct Link {
+  int a = 0, b = 0;  // site indices; links are full duplex (one capacity each way)
+  double gbps = 400;
+  double km = 0;      // fiber length
+  double transceiver_w = 0;  // per end
+};
+
+struct Metro {
+  std::string name, country;
+  core::LatLon pos;
+  double population = 0;
+  double utc_offset_h = 0;
+  double last_mile_ms = 8;
+  double uplink_gbps = 100;
+};
+
+struct Repository {
+  std::string id;
+  int site = 0;
+};
+
+// A traffic class of the planet workload.
+struct TrafficClass {
+  std::string name;
+  double share = 0;  // of all requests
+  workload::Priority priority = workload::Priority::kInteractive;
+  std::string model;
+  workload::LengthDist prompt, output;
+  // Multimodal: images per request, tokens per image, and bytes per image; audio and video
+  // attachments as a fraction of requests with their sizes.
+  workload::LengthDist images{workload::LengthDist::Kind::kFixed, 0, 0, {}};
+  double tokens_per_image = 0;
+  double mb_per_image = 0;
+  double audio_fraction = 0, audio_mb = 0, audio_tokens = 0;
+  double video_fraction = 0, video_mb = 0, video_tokens = 0;
+  // Reasoning: retrieval steps, each querying a corpus shard wherever it is held.
+  workload::LengthDist retrievals{workload::LengthDist::Kind::kFixed, 0, 0, {}};
+  double retrieval_mb = 0;        // bytes moved to the serving site per step
+  double retrieval_tokens = 0;    // tokens added to the prompt per step
+  double retrieval_compute_ms = 0;  // index lookup at the holder
+  double session_continue = 0;    // probability a request continues a recent session (prefix reuse)
+  double slo_ttft_ms = 0, slo_tpot_ms = 0;  // 0: no bound
+};
+
+struct Workload {
+  double requests_per_day = 1e6;
+  std::array<double, 24> diurnal{};  // relative demand by local hour (normalized to mean 1)
+  std::vector<TrafficClass> classes;
+};
+
+struct Event {
+  enum class Kind { kOutage, kLinkCut, kCapacity, kLinkCapacity, kSurge, kPublish } kind = Kind::kOutage;
+  core::Ns at = 0;
+  core::Ns duration = 0;  // 0: to the end
+  int site = -1, link = -1, metro = -1;
+  std::string country;  // surge over all metros of a country
+  double factor = 1;    // capacity left (kCapacity, kLinkCapacity) or demand multiplier (kSurge)
+  int repo = -1;
+  std::string artifact;
+  std::string model;    // publish: only sites deploying it pull (empty: every site)
+  double size_gb = 0;
+  int line = 0;
+};
+
+struct World {
+  std::string name;
+  std::string file;
+  double route_factor = 1.68;
+  double per_hop_ms = 0.1;
+  std::vector<Site> sites;
+  std::vector<Link> links;
+  std::vector<Metro> metros;
+  std::vector<Repository> repositories;
+  Workload workload;
+  std::vector<Event> events;
+
+  int site_index(const std::string& id) const;  // -1 if unknown
+  int metro_index(const std::string& name) const;
+  int link_index(int a, int b) const;  // either direction; -1 if none
+};
+
+// Reads a world; checks it against the catalog (every deployment's model and accelerator
+// exist, fit in memory, and the site holds the accelerators it deploys).
+World load_world(const std::string& path, const model::Catalog& catalog);
+// Appends a scenario file's events (`events:` list) to the world's.
+void load_scenario(const std::string& path, World& world);
+// The embedded default world: data/world/default.yaml.
+std::string default_world_path();
+
+}  // namespace infergrid::world
