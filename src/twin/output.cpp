@@ -58,9 +58,7 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
   j["seed"] = cfg.seed;
   j["hours"] = cfg.hours;
   j["scale"] = cfg.scale;
-  j["sites"] = w.sites.size();
-  j["links"] = w.links.size();
-  j["metros"] = w.metros.size();
+  j["world_size"] = {{"sites", w.sites.size()}, {"links", w.links.size()}, {"metros", w.metros.size()}};
   json rq;
   rq["arrived"] = r.arrived;
   rq["completed"] = r.completed;

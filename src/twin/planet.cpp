@@ -287,6 +287,7 @@ struct PlanetSim::Impl {
     const double dt = std::max(1e-9, core::to_seconds(t - bucket_start));
     std::vector<double> site_j(w.sites.size(), 0);
     for (std::size_t r = 0; r < replicas.size(); ++r) {
+      if (replica_up[r]) replicas[r].finish(t);  // idle energy up to now
       const double e = replicas[r].stats().energy_j;
       site_j[static_cast<std::size_t>(deploys[static_cast<std::size_t>(replica_deploy[r])].site)] += e - replica_energy_seen[r];
       replica_energy_seen[r] = e;

@@ -3,6 +3,7 @@
 // (ISC) come from npm (web/package.json) and are inlined at write time.
 #include <fmt/format.h>
 
+#include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -27,9 +28,14 @@ std::string read_asset(const std::string& rel) {
   return ss.str();
 }
 
-// Text placed inside <script> must not close it.
+// Text placed inside <script> must not close it: "</script" (any case) becomes "<\/script",
+// which means the same inside a JavaScript string, regular expression or JSON string.
 std::string script_safe(std::string s) {
-  for (std::size_t p = 0; (p = s.find("</", p)) != std::string::npos; p += 3) s.replace(p, 2, "<\\/");
+  for (std::size_t p = 0; (p = s.find("</", p)) != std::string::npos; p += 2) {
+    std::string next = s.substr(p + 2, 6);
+    for (auto& c : next) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (next == "script") s.replace(p, 2, "<\\/");
+  }
   return s;
 }
 
@@ -43,7 +49,7 @@ h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:18px 0 6px}
 .kpi{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:130px}
 .kpi b{display:block;font-size:18px}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:14px}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px}
+.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px;overflow:auto}
 table{border-collapse:collapse;font-size:13px} td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:right}
 td:first-child,th:first-child{text-align:left}
 </style>
@@ -85,11 +91,9 @@ show('map', {
   projection: {type: 'equalEarth'},
   layer: [
     {data: {values: topo, format: {type: 'topojson', feature: 'countries'}}, mark: {type: 'geoshape', fill: '#e8e8e8', stroke: '#fff', strokeWidth: 0.5}},
-    {data: {values: D.links}, mark: {type: 'rule', strokeWidth: 2},
-     encoding: {longitude: {field: 'lon1', type: 'quantitative'}, latitude: {field: 'lat1', type: 'quantitative'},
-                longitude2: {field: 'lon2'}, latitude2: {field: 'lat2'},
-                color: {field: 'peak_util', type: 'quantitative', title: 'peak utilization', scale: {scheme: 'orangered', domain: [0, D.max_util]}},
-                tooltip: [{field: 'name'}, {field: 'gbps'}, {field: 'peak_util', format: '.2%'}, {field: 'gb', title: 'GB moved', format: ',.1f'}]}},
+    {data: {values: D.links}, mark: {type: 'geoshape', filled: false, strokeWidth: 2},
+     encoding: {color: {field: 'properties.peak_util', type: 'quantitative', title: 'peak utilization', scale: {scheme: 'orangered', domain: [0, D.max_util]}},
+                tooltip: [{field: 'properties.name', title: 'link'}, {field: 'properties.gbps', title: 'Gbit/s'}, {field: 'properties.peak_util', title: 'peak utilization', format: '.2%'}, {field: 'properties.gb', title: 'GB moved', format: ',.1f'}]}},
     {data: {values: D.sites}, mark: {type: 'circle', stroke: '#333', strokeWidth: 0.5, opacity: 0.85},
      encoding: {longitude: {field: 'lon', type: 'quantitative'}, latitude: {field: 'lat', type: 'quantitative'},
                 size: {field: 'completed', type: 'quantitative', title: 'requests served', scale: {range: [20, 600]}},
@@ -97,7 +101,7 @@ show('map', {
                 tooltip: [{field: 'id'}, {field: 'tier'}, {field: 'completed', format: ','}, {field: 'peak_kw', format: ',.0f'}, {field: 'carbon_kg', format: ',.0f'}]}}
   ]
 });
-const wide = 520;
+const wide = 430;
 show('arrivals', {$schema: 'https://vega.github.io/schema/vega-lite/v5.json', width: wide, height: 220,
   data: {values: D.arrivals}, mark: 'area',
   encoding: {x: {field: 't_h', type: 'quantitative', title: 'hour (UTC)'}, y: {field: 'per_s', type: 'quantitative', stack: true, title: 'requests/s'},
@@ -167,9 +171,14 @@ std::string report_html(const world::World& w, const PlanetConfig& cfg, const Pl
     const auto& a = w.sites[static_cast<std::size_t>(lk.a)];
     const auto& b = w.sites[static_cast<std::size_t>(lk.b)];
     max_util = std::max(max_util, r.links[l].peak_util);
-    links.push_back({{"name", a.id + " - " + b.id}, {"lat1", a.pos.lat}, {"lon1", a.pos.lon}, {"lat2", b.pos.lat},
-                     {"lon2", b.pos.lon}, {"gbps", lk.gbps}, {"peak_util", r.links[l].peak_util},
-                     {"gb", (r.links[l].bytes_ab + r.links[l].bytes_ba) / 1e9}});
+    // A GeoJSON line: the map draws it as a great circle, cut at the antimeridian.
+    links.push_back({{"type", "Feature"},
+                     {"geometry", {{"type", "LineString"},
+                                   {"coordinates", json::array({json::array({a.pos.lon, a.pos.lat}),
+                                                                json::array({b.pos.lon, b.pos.lat})})}}},
+                     {"properties", {{"name", a.id + " - " + b.id}, {"gbps", lk.gbps},
+                                     {"peak_util", r.links[l].peak_util},
+                                     {"gb", (r.links[l].bytes_ab + r.links[l].bytes_ba) / 1e9}}}});
   }
   d["links"] = links;
   d["max_util"] = max_util;
@@ -185,7 +194,8 @@ std::string report_html(const world::World& w, const PlanetConfig& cfg, const Pl
     const double end = i + 1 < r.buckets.size() ? r.buckets[i + 1].t_s : core::to_seconds(r.end);
     const double dt = std::max(1e-9, end - b.t_s);
     const double th = b.t_s / 3600;
-    for (std::size_t c = 0; c < b.arrivals.size(); ++c)
+    const bool drain = b.t_s >= cfg.hours * 3600 - 1e-6;  // after the horizon: no arrivals by design
+    for (std::size_t c = 0; c < b.arrivals.size() && !drain; ++c)
       arrivals.push_back({{"t_h", th}, {"class", w.workload.classes[c].name}, {"per_s", static_cast<double>(b.arrivals[c]) / dt}});
     if (b.ttft.count()) {
       ttft.push_back({{"t_h", th}, {"q", "p50"}, {"ms", b.ttft.quantile(0.5)}});

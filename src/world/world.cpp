@@ -233,8 +233,14 @@ void read_site(const std::string& file, const YAML::Node& n, const model::Catalo
     if (!s.accelerators.count(dep.accelerator))
       fail_input(file, line, "accelerator",
                  fmt::format("site '{}' holds no '{}' (add it under accelerators)", s.id, dep.accelerator));
-    const model::PerfModel pm(catalog.llm(dep.model), catalog.accelerator(dep.accelerator), dep.tp);
-    if (pm.kv_capacity_tokens(0.9) < 1024)
+    double kv_tokens = 0;
+    try {
+      const model::PerfModel pm(catalog.llm(dep.model), catalog.accelerator(dep.accelerator), dep.tp);
+      kv_tokens = pm.kv_capacity_tokens(0.9);
+    } catch (const core::InputError&) {
+      kv_tokens = 0;
+    }
+    if (kv_tokens < 1024)
       fail_input(file, line, "model",
                  fmt::format("{} does not fit on {} x {} (weights {:.0f} GB; memory {:.0f} GB)", dep.model,
                              dep.tp, dep.accelerator, catalog.llm(dep.model).weight_bytes() / 1e9,

@@ -11,6 +11,7 @@
 #include "model/catalog.hpp"
 #include "te/graph.hpp"
 #include "workload/trace.hpp"
+#include "world/world.hpp"
 
 namespace ig = infergrid;
 
@@ -29,6 +30,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (l.src < 0 || l.dst < 0 || static_cast<std::size_t>(l.src) >= g.nodes.size() ||
             static_cast<std::size_t>(l.dst) >= g.nodes.size() || !(l.latency_ms >= 0))
           __builtin_trap();
+    } else if (fmt == "world" || fmt == "scenario") {
+      static const auto catalog = ig::model::Catalog::builtin();
+      static const auto base = ig::world::load_world(FUZZ_SEED_WORLD, catalog);
+      if (fmt == "world") {
+        const auto w = ig::world::load_world(path, catalog);
+        for (const auto& l : w.links)
+          if (l.a < 0 || l.b < 0 || static_cast<std::size_t>(l.a) >= w.sites.size() ||
+              static_cast<std::size_t>(l.b) >= w.sites.size())
+            __builtin_trap();
+      } else {
+        auto w = base;
+        ig::world::load_scenario(path, w);
+        for (const auto& e : w.events)
+          if (e.site >= static_cast<int>(w.sites.size()) || e.link >= static_cast<int>(w.links.size())) __builtin_trap();
+      }
     } else if (fmt == "catalog") {
       auto c = ig::model::Catalog::builtin();
       c.load_yaml(path);

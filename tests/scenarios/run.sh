@@ -11,6 +11,7 @@ while IFS='|' read -r name args; do
   [ -z "$name" ] && continue
   case "$name" in \#*) continue ;; esac
   args=${args//@DATA@/$data}
+  args=${args//@HERE@/$here}
   # shellcheck disable=SC2086
   if ! "$bin" sim $args --no-progress --no-requests-csv --out "$tmp/$name" >"$tmp/$name.log" 2>&1; then
     echo "FAIL $name: exit code $?"; cat "$tmp/$name.log"; fail=1; continue

@@ -1,0 +1,243 @@
+// The planet twin against hand-worked cases: latency plumbing, retrieval round trips, data-sync
+// transfers shared max-min, rerouting around a cut, outages that account for every request,
+// surges, determinism; the world loader's errors; the site routers.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "control/site_router.hpp"
+#include "core/error.hpp"
+#include "core/geo.hpp"
+#include "net/latency.hpp"
+#include "twin/output.hpp"
+#include "twin/planet.hpp"
+#include "world/world.hpp"
+
+namespace ig = infergrid;
+
+namespace {
+
+const std::string kDir = std::string(INFERGRID_TEST_DIR) + "/scenarios/planet/";
+
+ig::world::World load(const std::string& name) {
+  return ig::world::load_world(kDir + name, ig::model::Catalog::builtin());
+}
+
+ig::twin::PlanetResult run(const ig::world::World& w, const std::string& router = "nearest", double hours = 1,
+                           double bucket_s = 900) {
+  ig::twin::PlanetConfig cfg;
+  cfg.router = router;
+  cfg.hours = hours;
+  cfg.bucket_s = bucket_s;
+  ig::twin::PlanetSim sim(w, ig::model::Catalog::builtin(), cfg);
+  return sim.run();
+}
+
+double user_rtt(const ig::world::World& w, int metro, int site) {
+  const ig::net::RttModel m{w.route_factor, ig::net::RttModel::calibrated().fixed_ms};
+  return w.metros[metro].last_mile_ms + m.rtt_ms(w.metros[metro].pos, w.sites[site].pos);
+}
+
+double link_rtt(const ig::world::World& w, int link) {
+  return 2 * (w.links[link].km * 0.005 + w.per_hop_ms);
+}
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const auto p = std::filesystem::temp_directory_path() / ("infergrid-test-" + name);
+  std::ofstream(p) << text;
+  return p.string();
+}
+
+void expect_error(const std::string& yaml, const std::string& needle) {
+  const auto path = write_temp("bad.yaml", yaml);
+  try {
+    ig::world::load_world(path, ig::model::Catalog::builtin());
+    FAIL() << "expected an error containing " << needle;
+  } catch (const ig::core::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+}
+
+std::uint64_t total(const ig::twin::PlanetResult& r) { return r.completed + r.rejected + r.lost; }
+
+}  // namespace
+
+TEST(Planet, NearestServesFromTheNearSiteWithTheModeledRoundTrip) {
+  const auto w = load("two-sites.yaml");
+  const auto r = run(w);
+  EXPECT_EQ(r.arrived, total(r));
+  EXPECT_GT(r.sites[0].routed, 5000u);
+  EXPECT_EQ(r.sites[1].routed, 0u);
+  // Chat uploads 3 KB over a 10 Gbit/s access link (2.4 us): network time is the round trip.
+  EXPECT_NEAR(r.classes[0].network.mean(), user_rtt(w, 0, 0), 0.01 * user_rtt(w, 0, 0));
+}
+
+TEST(Planet, RoundRobinSplitsAndPaysTheFarRoundTrip) {
+  const auto w = load("two-sites.yaml");
+  const auto r = run(w, "round-robin");
+  const double half = static_cast<double>(r.sites[0].routed + r.sites[1].routed) / 2;
+  EXPECT_NEAR(static_cast<double>(r.sites[0].routed), half, 1.0);
+  const double want = (user_rtt(w, 0, 0) + user_rtt(w, 0, 1)) / 2;
+  EXPECT_NEAR(r.classes[0].network.mean(), want, 0.02 * want);
+  EXPECT_GT(user_rtt(w, 0, 1), user_rtt(w, 0, 0) + 20);  // far is far
+}
+
+TEST(Planet, RetrievalStepsCostComputePlusHalfTheTimeARemoteRoundTrip) {
+  const auto w = load("two-sites.yaml");
+  const auto r = run(w);
+  // Served at `near`; each of the 2 steps reads docs-0 (local: 20 ms) or docs-1 (remote: 20 ms
+  // + the link's round trip + 4 MB at 400 Gbit/s = 0.08 ms), with equal odds.
+  const double step = 20 + 0.5 * (link_rtt(w, 0) + 0.08);
+  EXPECT_NEAR(r.classes[1].retrieval.mean(), 2 * step, 0.05 * 2 * step);
+  EXPECT_EQ(r.retrieval_failures, 0u);
+  EXPECT_GT(r.inter_site_bytes, 0.0);
+}
+
+TEST(Planet, SyncTransferTakesSizeOverCapacity) {
+  const auto w = load("two-sites.yaml");
+  const auto r = run(w);
+  ASSERT_EQ(r.staleness.size(), 2u);
+  EXPECT_EQ(r.staleness[0].ready_s, r.staleness[0].published_s);  // the repository's own site
+  // 50 GB over 400 Gbit/s (50 GB/s): one second; retrievals outrank it but are microseconds.
+  EXPECT_NEAR(r.staleness[1].ready_s - r.staleness[1].published_s, 1.0, 0.01);
+  EXPECT_NEAR(r.staleness[1].published_s, 600, 1e-9);
+}
+
+TEST(Planet, CutLinkReroutesAndTransfersShareTheBottleneckMaxMin) {
+  const auto w = load("link-cut.yaml");
+  const auto r = run(w);
+  EXPECT_EQ(r.arrived, total(r));
+  EXPECT_EQ(r.retrieval_failures, 0u);  // the long way round stays up
+  // Published at 00:30 during the a-b cut: b -> c and b -> c -> a share link b-c (50 GB/s):
+  // 25 GB/s each, 10 GB each: both ready after 0.4 s (without the cut, each 0.2 s).
+  ASSERT_EQ(r.staleness.size(), 3u);
+  for (const auto& s : r.staleness) {
+    if (s.site == "b") continue;
+    EXPECT_NEAR(s.ready_s - s.published_s, 0.4, 0.004) << s.site;
+  }
+  // Retrievals during the cut cross two links instead of one: the mean step grows.
+  const auto direct = run(w, "nearest", 0.3);  // before the cut only
+  EXPECT_GT(r.classes[0].retrieval.mean(), direct.classes[0].retrieval.mean() + 1.0);
+}
+
+TEST(Planet, RegionalOutageAccountsForEveryRequest) {
+  const auto w = load("outage.yaml");
+  const auto r = run(w);
+  EXPECT_EQ(r.arrived, r.completed + r.rejected + r.lost);
+  std::uint64_t lost = 0;
+  for (const auto& [reason, n] : r.lost_by_reason) lost += n;
+  EXPECT_EQ(lost, r.lost);
+  EXPECT_GT(r.sites[0].evacuated, 0u);  // requests in flight at fra went elsewhere
+  EXPECT_GT(r.sites[1].routed, 0u);     // ams took the traffic while fra was down
+  EXPECT_GT(r.classes[0].retried, 0u);
+  // Without the outage, nearest sends everything to fra.
+  auto calm = w;
+  calm.events.clear();
+  const auto c = run(calm);
+  EXPECT_EQ(c.sites[1].routed, 0u);
+  EXPECT_EQ(c.sites[0].evacuated, 0u);
+}
+
+TEST(Planet, RetriesExhaustedAreLostWithAReason) {
+  auto w = load("outage.yaml");
+  for (int s = 1; s < 3; ++s) {  // every site fails at once
+    ig::world::Event e = w.events[0];
+    e.site = s;
+    w.events.push_back(e);
+  }
+  const auto r = run(w);
+  EXPECT_EQ(r.arrived, r.completed + r.rejected + r.lost);
+  EXPECT_GT(r.lost, 0u);
+  EXPECT_GT(r.lost_by_reason.count("no site up serves llama3-70b") + r.lost_by_reason.count("site outage"), 0u);
+}
+
+TEST(Planet, SurgeMultipliesTheMetrosDemand) {
+  const auto w = load("surge.yaml");
+  const auto r = run(w, "nearest", 1, 600);
+  ASSERT_GE(r.buckets.size(), 6u);
+  double before = 0, during = 0;
+  for (int b = 0; b < 3; ++b) before += static_cast<double>(r.buckets[b].arrivals[0]);
+  for (int b = 3; b < 6; ++b) during += static_cast<double>(r.buckets[b].arrivals[0]);
+  // Two metros of equal population; one triples: (3 + 1) / 2 = 2x.
+  EXPECT_NEAR(during / before, 2.0, 0.1);
+}
+
+TEST(Planet, SameSeedSameSummaryByteForByte) {
+  const auto w = load("outage.yaml");
+  ig::twin::PlanetConfig cfg;
+  cfg.hours = 0.5;
+  cfg.router = "power-of-two";
+  const auto a = ig::twin::PlanetSim(w, ig::model::Catalog::builtin(), cfg).run();
+  const auto b = ig::twin::PlanetSim(w, ig::model::Catalog::builtin(), cfg).run();
+  EXPECT_EQ(ig::twin::planet_summary_json(w, cfg, a), ig::twin::planet_summary_json(w, cfg, b));
+  cfg.seed = 2;
+  const auto c = ig::twin::PlanetSim(w, ig::model::Catalog::builtin(), cfg).run();
+  EXPECT_NE(ig::twin::planet_summary_json(w, cfg, a), ig::twin::planet_summary_json(w, cfg, c));
+}
+
+TEST(Planet, EmbeddedDefaultWorldIsWholeAndConsistent) {
+  const auto w = ig::world::load_world(ig::world::default_world_path(), ig::model::Catalog::builtin());
+  int core = 0, regional = 0, edge = 0;
+  for (const auto& s : w.sites) {
+    core += s.tier == ig::world::Tier::kCore;
+    regional += s.tier == ig::world::Tier::kRegional;
+    edge += s.tier == ig::world::Tier::kEdge;
+  }
+  EXPECT_GE(core + regional, 25);
+  EXPECT_LE(core + regional, 40);
+  EXPECT_GE(edge, 20);
+  EXPECT_GE(w.metros.size(), 700u);
+  std::set<double> speeds;
+  for (const auto& l : w.links) speeds.insert(l.gbps);
+  EXPECT_EQ(speeds, (std::set<double>{400, 800, 1600}));
+  // Every continent: a site south of the equator in South America, Africa and Oceania.
+  auto any = [&](auto pred) { return std::any_of(w.sites.begin(), w.sites.end(), pred); };
+  EXPECT_TRUE(any([](const auto& s) { return s.pos.lat < 0 && s.pos.lon < -30; }));
+  EXPECT_TRUE(any([](const auto& s) { return s.pos.lat < 0 && s.pos.lon > 10 && s.pos.lon < 40; }));
+  EXPECT_TRUE(any([](const auto& s) { return s.pos.lat < -20 && s.pos.lon > 110; }));
+}
+
+TEST(World, ErrorsNameFileLineAndField) {
+  const std::string head =
+      "name: t\nsites:\n  - {id: a, lat: 1, lon: 2, power_cap_kw: 10, accelerators: {h100-80gb: 8},\n"
+      "     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1}]}\n";
+  const std::string tail =
+      "metros:\n  - {name: m, lat: 1, lon: 2, population: 1000000}\nworkload:\n  requests_per_day: 100\n"
+      "  classes:\n    - {name: c, share: 1, model: llama3-8b}\n";
+  expect_error(head + "links:\n  - {a: a, b: nowhere, gbps: 400}\n" + tail, ":6: field 'b': unknown site 'nowhere'");
+  expect_error(
+      "name: t\nsites:\n  - {id: a, lat: 1, lon: 2, power_cap_kw: 10, accelerators: {h100-80gb: 8},\n"
+      "     deployments: [{model: deepseek-v3, accelerator: h100-80gb, tp: 8, replicas: 1}]}\n" + tail,
+      "field 'model': deepseek-v3 does not fit on 8 x h100-80gb");
+  expect_error(head + tail + "events:\n  - {kind: outage, at: 1h, site: b}\n", ":12: field 'site': unknown site 'b'");
+  expect_error(head + tail + "bogus: 1\n", "field 'bogus': unknown key");
+  expect_error(head + tail.substr(0, tail.size() - 1) + "\n    - {name: d, share: 0.5, model: llama3-8b}\n",
+               "field 'share': class shares sum to 1.5");
+  expect_error(head + "metros:\n  - {name: m, lat: 95, lon: 2, population: 1}\n", ":6: field 'lat': must be in [-90, 90]");
+  expect_error(head + tail + "events:\n  - {kind: outage, at: soon, site: a}\n", "field 'at': bad duration 'soon'");
+  expect_error("sites: [\n", "");
+}
+
+TEST(SiteRouter, BaselinesDecideAsTheSystemsTheyStandFor) {
+  using ig::control::SiteView;
+  std::vector<SiteView> v(3);
+  v[0] = {0, 10, 40, 30, 4, 0.9, 0};  // near, busy
+  v[1] = {1, 80, 4, 0, 4, 0.1, 0};    // far, idle
+  v[2] = {2, 50, 20, 10, 2, 0.5, 1};  // middle, holds the prefix
+  const ig::control::GeoRequest r{1, 100, 1, 7};
+  EXPECT_EQ(*ig::control::make_site_router("nearest", 1)->pick(r, v), 0u);
+  EXPECT_EQ(*ig::control::make_site_router("skyserve", 1)->pick(r, v), 1u);           // 1 per replica
+  EXPECT_EQ(*ig::control::make_site_router("least-outstanding", 1)->pick(r, v), 1u);  // 4 in all
+  // llm-d: queue 2 x (1, 0, 0.333...) + kv 2 x (0.1, 0.9, 0.5) + prefix 3 x (0, 0, 1).
+  EXPECT_EQ(*ig::control::make_site_router("llm-d", 1)->pick(r, v), 2u);
+  auto rr = ig::control::make_site_router("round-robin", 1);
+  EXPECT_EQ(*rr->pick(r, v), 0u);
+  EXPECT_EQ(*rr->pick(r, v), 1u);
+  EXPECT_EQ(*rr->pick(r, v), 2u);
+  auto p2a = ig::control::make_site_router("power-of-two", 5), p2b = ig::control::make_site_router("power-of-two", 5);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(*p2a->pick(r, v), *p2b->pick(r, v));
+  EXPECT_THROW(ig::control::make_site_router("magic", 1), ig::core::InputError);
+}
