@@ -15,10 +15,10 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-# Until the planet twin exists: replay the embedded Azure conversation trace on one site.
+# The main job: the embedded planet (data/world/default.yaml) for 24 simulated hours; writes
+# out/summary.json, CSV time series and out/report.html, and ends with the report's path.
 run: build
-	./$(BUILD)/infergrid sim --trace data/traces/AzureLLMInferenceTrace_conv.csv \
-	  --model llama2-70b --gpu h100-80gb --tp 8 --replicas 8 --out out
+	./$(BUILD)/infergrid sim
 
 test: build test-asan fuzz
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
