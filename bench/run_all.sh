@@ -19,7 +19,7 @@ time_of() {  # prints "seconds max_rss_kb" of one run (wall time to the nanoseco
   echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f", (b-a)/1e9}') $(cat "$tmp/t")"
 }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
-azure="sim --model llama2-70b --gpu h100-80gb --tp 8 --replicas 8 --no-progress --no-requests-csv --out $tmp/a"
+azure="sim --trace data/traces/AzureLLMInferenceTrace_conv.csv --model llama2-70b --gpu h100-80gb --tp 8 --replicas 8 --no-progress --no-requests-csv --out $tmp/a"
 for mode in "" "--step-by-step" "--write-csv"; do
   [ "$mode" = "--write-csv" ] && { azure=${azure/--no-requests-csv /}; mode=""; label="closed-form, writing requests.csv"; } || label=${mode:-closed-form}
   for i in $(seq "$runs"); do time_of "$bin" $azure $mode; done | awk '{print $1}' > "$tmp/w"

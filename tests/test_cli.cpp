@@ -44,6 +44,22 @@ TEST(Cli, SameSeedSameBytes) {
   EXPECT_NE(s1, slurp(kTmp + "/d3/summary.json"));
 }
 
+TEST(Cli, PlanetRunWritesSummaryCsvsAndReport) {
+  const auto r = sh("sim --hours 0.25 --scale 0.02 --router llm-d --no-progress --out " + kTmp + "/planet");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("report: " + kTmp + "/planet/report.html"), string::npos) << r.out;
+  const string s = slurp(kTmp + "/planet/summary.json");
+  for (const char* key : {"\"router\": \"llm-d\"", "\"accounted\": true", "inter_site_to_user_ratio", "slo_attainment",
+                          "mean_time_split_ms", "carbon_kg", "busiest_links", "staleness", "\"reasoning\"",
+                          "\"multimodal\""})
+    EXPECT_NE(s.find(key), string::npos) << key;
+  for (const char* f : {"timeseries.csv", "sites.csv", "links.csv", "metros.csv", "staleness.csv"})
+    EXPECT_GT(slurp(kTmp + "/planet/" + f).size(), 50u) << f;
+  const string html = slurp(kTmp + "/planet/report.html");
+  EXPECT_GT(html.size(), 500000u);  // Vega, Vega-Lite and the world atlas are inside
+  EXPECT_EQ(html.find("src=\"http"), string::npos);
+}
+
 TEST(Cli, SimWritesSummaryWithEveryField) {
   const auto r = sh("sim --trace " + string(INFERGRID_DATA_DIR) +
                     "/traces/AzureLLMInferenceTrace_code.csv --model llama2-70b --gpu h100-80gb --tp 8"
@@ -82,6 +98,11 @@ TEST(Cli, BadInputGetsOneClearMessageAndExitCode2) {
       {"sim --trace " + bad + " --trace-format parquet", "flag --trace-format"},
       {"sim --generate 10 --prompt-dist weird:1", "flag --prompt-dist"},
       {"sim --max-num-seqs 512 --max-num-batched-tokens 100", "flag --max-num-batched-tokens"},
+      {"sim --world /nonexistent.yaml", "/nonexistent.yaml: cannot open"},
+      {"sim --world " + string(INFERGRID_TEST_DIR) + "/fuzz/corpus/catalog/c.yaml", "field"},
+      {"sim --trace x.csv --world w.yaml", "flag --world: planet mode only"},
+      {"sim --hours -1", "flag --hours"},
+      {"sim --scenario " + bad, "bad.csv"},
       {"perf --power-cap 1.5", "flag --power-cap"},
       {"perf --model llama2-70b --gpu l4 --tp 1", "does not fit"},
   };

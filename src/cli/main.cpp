@@ -496,7 +496,16 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
-    if (*sim && sim->count("--trace") == 0 && generate == 0) {
+    bool site_mode = false;
+    for (const char* f : {"--trace", "--trace-format", "--generate", "--model", "--gpu", "--tp", "--replicas"})
+      site_mode |= sim->count(f) > 0;
+    if (*sim && site_mode) {
+      for (const char* f : {"--world", "--scenario", "--hours", "--scale", "--flow-threshold-bytes", "--max-attempts"})
+        if (sim->count(f) > 0)
+          ig::core::fail_flag(std::string(f).substr(2), "planet mode only; --trace, --generate, --model, --gpu, --tp "
+                                                        "and --replicas select the single-site twin");
+    }
+    if (*sim && !site_mode) {
       pa.cfg.seed = site.seed;
       pa.cfg.router = sim->count("--router") ? site.router : "nearest";
       pa.cfg.engine.max_num_seqs = site.engine.max_num_seqs;

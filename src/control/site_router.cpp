@@ -116,7 +116,7 @@ std::unique_ptr<SiteRouter> make_site_router(const std::string& name, std::uint6
   if (name == "llm-d") return std::make_unique<LlmD>();
   std::string all;
   for (const auto& n : site_router_names()) all += (all.empty() ? "" : ", ") + n;
-  core::fail_flag("router", fmt::format("unknown site router '{}' (one of: {})", name, all));
+  core::fail_flag("router", fmt::format("unknown router '{}' (planet mode: one of {})", name, all));
 }
 
 }  // namespace infergrid::control

@@ -32,6 +32,7 @@ int FlowNetwork::start_flow(std::vector<int> links, int priority_class, double b
   f.cls = priority_class;
   f.bound = bound;
   f.alive = true;
+  f.fresh = true;
   for (int l : f.links) {
     links_[static_cast<std::size_t>(l)].flows.push_back(id);
     touch(l);
@@ -65,7 +66,12 @@ std::size_t FlowNetwork::update() {
   if (dirty_.empty()) return 0;
   ++epoch_;
   // The component of the touched links: links and flows reachable through shared flows.
-  std::vector<int> links, flows, stack;
+  auto& links = comp_links_;
+  auto& flows = comp_flows_;
+  auto& stack = stack_;
+  links.clear();
+  flows.clear();
+  stack.clear();
   for (int l : dirty_)
     if (links_[static_cast<std::size_t>(l)].mark != epoch_) {
       links_[static_cast<std::size_t>(l)].mark = epoch_;
@@ -88,9 +94,15 @@ std::size_t FlowNetwork::update() {
         }
     }
   }
+  old_rate_.resize(flows.size());
+  for (std::size_t i = 0; i < flows.size(); ++i) old_rate_[i] = flows_[static_cast<std::size_t>(flows[i])].rate;
   solve(flows, links);
-  rerated_ = std::move(flows);
-  return rerated_.size();
+  // Report the flows whose rate moved (a new flow starts at 0 and always does, unless it stays
+  // at 0: then no completion is due either).
+  for (std::size_t i = 0; i < flows.size(); ++i)
+    if (flows_[static_cast<std::size_t>(flows[i])].rate != old_rate_[i] || fresh(flows[i])) rerated_.push_back(flows[i]);
+  for (int f : flows) flows_[static_cast<std::size_t>(f)].fresh = false;
+  return flows.size();
 }
 
 void FlowNetwork::update_all() {
@@ -103,56 +115,83 @@ void FlowNetwork::update_all() {
 }
 
 void FlowNetwork::solve(const std::vector<int>& flows, const std::vector<int>& links) {
+  // Water-filling by bottleneck, class by class: the link with the smallest fair share
+  // (residual capacity over its unfrozen flows) fixes the rate of every unfrozen flow on it;
+  // those flows leave, the links they cross lose that rate, and the next smallest share goes.
+  // A flow's bound acts as a link of its own. Freezing a flow at the smallest share never lowers
+  // another link's share, so the heap holds lower bounds, one entry per link, refreshed lazily
+  // when popped: O((L + F x path) log L) per class, without an entry per touch.
   for (int l : links) residual_[static_cast<std::size_t>(l)] = links_[static_cast<std::size_t>(l)].capacity;
-  std::vector<int> classes;
-  for (int f : flows) classes.push_back(flows_[static_cast<std::size_t>(f)].cls);
-  std::sort(classes.begin(), classes.end());
-  classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
-  std::vector<int> unfrozen;
-  for (int cls : classes) {
-    // Progressive filling: the unfrozen flows of this class rise together; a link that runs
-    // out freezes its flows, a flow that reaches its bound freezes alone.
-    unfrozen.clear();
-    for (int f : flows)
-      if (flows_[static_cast<std::size_t>(f)].cls == cls) {
-        unfrozen.push_back(f);
-        flows_[static_cast<std::size_t>(f)].rate = 0;
-      }
+  if (frozen_.size() < flows_.size()) frozen_.resize(flows_.size(), 0);
+  classes_.clear();
+  for (int f : flows) classes_.push_back(flows_[static_cast<std::size_t>(f)].cls);
+  std::sort(classes_.begin(), classes_.end());
+  classes_.erase(std::unique(classes_.begin(), classes_.end()), classes_.end());
+  auto& heap = heap_;
+  const auto later = [](const Share& a, const Share& b) { return a.share != b.share ? a.share > b.share : a.who > b.who; };
+  auto push = [&](Share x) {
+    heap.push_back(x);
+    std::push_heap(heap.begin(), heap.end(), later);
+  };
+  auto link_share = [&](std::size_t li) { return std::max(0.0, residual_[li]) / unfrozen_on_[li]; };
+  for (int cls : classes_) {
+    heap.clear();
+    std::size_t left = 0;
     for (int l : links) unfrozen_on_[static_cast<std::size_t>(l)] = 0;
-    for (int f : unfrozen)
-      for (int l : flows_[static_cast<std::size_t>(f)].links) ++unfrozen_on_[static_cast<std::size_t>(l)];
-    double level = 0;
-    while (!unfrozen.empty()) {
-      double step = kUnbounded;
-      for (int l : links) {
-        const int n = unfrozen_on_[static_cast<std::size_t>(l)];
-        if (n > 0) step = std::min(step, std::max(0.0, residual_[static_cast<std::size_t>(l)]) / n);
-      }
-      for (int f : unfrozen) step = std::min(step, flows_[static_cast<std::size_t>(f)].bound - level);
-      if (!std::isfinite(step)) {  // flows over no link and without bound: nothing limits them
-        for (int f : unfrozen) flows_[static_cast<std::size_t>(f)].rate = level;
-        break;
-      }
-      level += step;
-      for (int l : links)
-        residual_[static_cast<std::size_t>(l)] -= step * unfrozen_on_[static_cast<std::size_t>(l)];
-      std::vector<int> next;
-      for (int f : unfrozen) {
-        Flow& fl = flows_[static_cast<std::size_t>(f)];
-        fl.rate = level;
-        bool frozen = fl.bound - level <= 1e-12 * (1 + level);
-        for (int l : fl.links) {
-          const double cap = links_[static_cast<std::size_t>(l)].capacity;
-          if (residual_[static_cast<std::size_t>(l)] <= 1e-12 * (1 + cap)) frozen = true;
-        }
-        if (frozen) {
-          for (int l : fl.links) --unfrozen_on_[static_cast<std::size_t>(l)];
-        } else {
-          next.push_back(f);
-        }
-      }
-      unfrozen = std::move(next);
+    for (int f : flows) {
+      Flow& fl = flows_[static_cast<std::size_t>(f)];
+      if (fl.cls != cls) continue;
+      fl.rate = 0;
+      frozen_[static_cast<std::size_t>(f)] = 0;
+      ++left;
+      for (int l : fl.links) ++unfrozen_on_[static_cast<std::size_t>(l)];
+      if (fl.bound < kUnbounded) heap.push_back({fl.bound, -1 - f});
     }
+    for (int l : links)
+      if (unfrozen_on_[static_cast<std::size_t>(l)] > 0) heap.push_back({link_share(static_cast<std::size_t>(l)), l});
+    std::make_heap(heap.begin(), heap.end(), later);
+    while (left > 0 && !heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), later);
+      const Share top = heap.back();
+      heap.pop_back();
+      if (top.who < 0) {
+        const int f = -1 - top.who;
+        if (frozen_[static_cast<std::size_t>(f)]) continue;
+        Flow& fl = flows_[static_cast<std::size_t>(f)];
+        frozen_[static_cast<std::size_t>(f)] = 1;
+        fl.rate = top.share;
+        --left;
+        for (int l : fl.links) {
+          residual_[static_cast<std::size_t>(l)] -= top.share;
+          --unfrozen_on_[static_cast<std::size_t>(l)];
+        }
+        continue;
+      }
+      const auto li = static_cast<std::size_t>(top.who);
+      if (unfrozen_on_[li] == 0) continue;
+      const double share = link_share(li);
+      if (share > top.share) {  // grew since it was pushed: back in line
+        push({share, top.who});
+        continue;
+      }
+      for (int f : links_[li].flows) {
+        Flow& fl = flows_[static_cast<std::size_t>(f)];
+        if (fl.cls != cls || frozen_[static_cast<std::size_t>(f)]) continue;
+        frozen_[static_cast<std::size_t>(f)] = 1;
+        fl.rate = share;
+        --left;
+        for (int l : fl.links) {
+          residual_[static_cast<std::size_t>(l)] -= share;
+          --unfrozen_on_[static_cast<std::size_t>(l)];
+        }
+      }
+    }
+    // Flows over no link and without a bound: nothing limits them.
+    if (left > 0)
+      for (int f : flows) {
+        Flow& fl = flows_[static_cast<std::size_t>(f)];
+        if (fl.cls == cls && !frozen_[static_cast<std::size_t>(f)]) fl.rate = kUnbounded, frozen_[static_cast<std::size_t>(f)] = 1;
+      }
   }
 }
 

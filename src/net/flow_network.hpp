@@ -24,7 +24,7 @@ class FlowNetwork {
   // Re-solves everything (reference for tests and benchmarks).
   void update_all();
 
-  // The flows the last update() re-rated (their rates may have changed).
+  // The flows whose rate the last update() changed, and those it rated for the first time.
   const std::vector<int>& rerated() const { return rerated_; }
   double rate(int flow) const { return flows_[static_cast<std::size_t>(flow)].rate; }
   double load(int link) const;
@@ -40,6 +40,7 @@ class FlowNetwork {
     double rate = 0;
     bool alive = false;
     std::uint32_t mark = 0;
+    bool fresh = false;  // started since the last update
   };
   struct Link {
     double capacity = 0;
@@ -47,6 +48,7 @@ class FlowNetwork {
     std::uint32_t mark = 0;
   };
   void touch(int link) { dirty_.push_back(link); }
+  bool fresh(int f) const { return flows_[static_cast<std::size_t>(f)].fresh; }
   // Max-min by class over the given flows and links (a closed component).
   void solve(const std::vector<int>& flows, const std::vector<int>& links);
 
@@ -60,6 +62,15 @@ class FlowNetwork {
   // Scratch for solve(), indexed by link.
   std::vector<double> residual_;
   std::vector<int> unfrozen_on_;
+  std::vector<double> old_rate_;
+  std::vector<char> frozen_;  // by flow
+  struct Share {
+    double share;
+    int who;  // a link, or -1 - flow for a flow's bound
+  };
+  std::vector<Share> heap_;
+  std::vector<int> classes_;
+  std::vector<int> comp_links_, comp_flows_, stack_;  // update()'s scratch
 };
 
 }  // namespace infergrid::net
