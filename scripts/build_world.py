@@ -177,6 +177,8 @@ tz = {"China": 8, "India": 5.5, "Japan": 9, "South Korea": 9, "Indonesia": 7, "P
 WORKLOAD = """
 workload:
   requests_per_day: 24000000
+  # The minute-to-minute rhythm of Azure's production conversation trace (one hour, looped).
+  arrival_trace: traces/AzureLLMInferenceTrace_conv.csv
   # Relative demand by local hour, 0 to 23 (normalized to mean 1): a trough before dawn, a
   # working-day plateau and an evening peak, the shape of consumer chat traffic.
   diurnal: [0.45, 0.35, 0.30, 0.28, 0.30, 0.40, 0.60, 0.85, 1.05, 1.20, 1.30, 1.35,

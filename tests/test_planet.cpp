@@ -3,6 +3,8 @@
 // surges, determinism; the world loader's errors; the site routers.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -163,6 +165,27 @@ TEST(Planet, SurgeMultipliesTheMetrosDemand) {
   for (int b = 3; b < 6; ++b) during += static_cast<double>(r.buckets[b].arrivals[0]);
   // Two metros of equal population; one triples: (3 + 1) / 2 = 2x.
   EXPECT_NEAR(during / before, 2.0, 0.1);
+}
+
+TEST(Planet, ReplayedTraceSetsTheMinuteRhythm) {
+  // Minute 0: 10 arrivals, minute 1: 30, minute 2: 1 (partial, dropped): rhythm 0.5, 1.5.
+  std::string trace = "TIMESTAMP,ContextTokens,GeneratedTokens\n";
+  for (int i = 0; i < 10; ++i) trace += fmt::format("2023-11-16 18:15:{:02d}.000000,100,10\n", i);
+  for (int i = 0; i < 30; ++i) trace += fmt::format("2023-11-16 18:16:{:02d}.000000,100,10\n", i);
+  trace += "2023-11-16 18:17:00.000000,100,10\n";
+  const auto rhythm = ig::world::trace_rhythm(write_temp("rhythm.csv", trace));
+  ASSERT_EQ(rhythm.size(), 2u);
+  EXPECT_DOUBLE_EQ(rhythm[0], 0.5);
+  EXPECT_DOUBLE_EQ(rhythm[1], 1.5);
+  auto w = load("surge.yaml");
+  w.events.clear();
+  w.workload.rhythm = rhythm;
+  const auto r = run(w, "nearest", 1, 60);
+  double even = 0, odd = 0;
+  for (std::size_t b = 0; b < 60 && b < r.buckets.size(); ++b)
+    (b % 2 ? odd : even) += static_cast<double>(r.buckets[b].arrivals[0]);
+  EXPECT_NEAR(odd / even, 3.0, 0.15);
+  EXPECT_NEAR(even + odd, 7200, 4 * std::sqrt(7200.0));  // the day's volume is kept
 }
 
 TEST(Planet, SameSeedSameSummaryByteForByte) {

@@ -74,7 +74,7 @@ class Progress {
 };
 
 struct PlanetArgs {
-  std::string world, scenario;
+  std::string world, scenario, arrival_trace;
   ig::twin::PlanetConfig cfg;
 };
 
@@ -83,6 +83,10 @@ int cmd_planet(const Common& common, PlanetArgs a, const std::string& out, bool 
   if (a.world.empty()) a.world = ig::world::default_world_path();
   auto world = ig::world::load_world(a.world, catalog);
   if (!a.scenario.empty()) ig::world::load_scenario(a.scenario, world);
+  if (!a.arrival_trace.empty()) {
+    world.workload.rhythm = ig::world::trace_rhythm(a.arrival_trace);
+    world.workload.rhythm_source = std::filesystem::path(a.arrival_trace).filename().string();
+  }
   ig::twin::PlanetSim sim(world, catalog, a.cfg);
   const bool bar_on = progress_on && isatty(STDERR_FILENO);
   auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
@@ -439,6 +443,8 @@ int main(int argc, char** argv) {
   sim->add_option("--world", pa.world, "planet mode: world YAML (default: the embedded data/world/default.yaml)");
   sim->add_option("--scenario", pa.scenario, "planet mode: events YAML (outages, link cuts, capacity loss, surges, publications)");
   sim->add_option("--hours", pa.cfg.hours, "planet mode: simulated hours");
+  sim->add_option("--arrival-trace", pa.arrival_trace,
+                  "planet mode: drive the demand's minute-to-minute rhythm with this trace's arrivals");
   sim->add_option("--scale", pa.cfg.scale, "planet mode: multiplies the world's requests per day");
   sim->add_option("--flow-threshold-bytes", pa.cfg.flow_threshold_bytes,
                   "planet mode: smaller transfers are counted on links but not contended");
@@ -500,7 +506,8 @@ int main(int argc, char** argv) {
     for (const char* f : {"--trace", "--trace-format", "--generate", "--model", "--gpu", "--tp", "--replicas"})
       site_mode |= sim->count(f) > 0;
     if (*sim && site_mode) {
-      for (const char* f : {"--world", "--scenario", "--hours", "--scale", "--flow-threshold-bytes", "--max-attempts"})
+      for (const char* f : {"--world", "--scenario", "--hours", "--scale", "--flow-threshold-bytes", "--max-attempts",
+                            "--arrival-trace"})
         if (sim->count(f) > 0)
           ig::core::fail_flag(std::string(f).substr(2), "planet mode only; --trace, --generate, --model, --gpu, --tp "
                                                         "and --replicas select the single-site twin");

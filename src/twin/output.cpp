@@ -58,6 +58,7 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
   j["seed"] = cfg.seed;
   j["hours"] = cfg.hours;
   j["scale"] = cfg.scale;
+  j["arrival_rhythm"] = w.workload.rhythm_source;
   j["world_size"] = {{"sites", w.sites.size()}, {"links", w.links.size()}, {"metros", w.metros.size()}};
   json rq;
   rq["arrived"] = r.arrived;

@@ -830,7 +830,11 @@ struct PlanetSim::Impl {
       cum += base * w.metros[i].population / pop * d * metro_surge[i];
       metro_cum[i] = cum;
     }
-    total_rate = cum;
+    const auto& rhythm = w.workload.rhythm;
+    const double f = rhythm.empty() ? 1.0 : rhythm[static_cast<std::size_t>(t / kWindowNs) % rhythm.size()];
+    if (f != 1.0)
+      for (auto& c : metro_cum) c *= f;
+    total_rate = cum * f;
   }
   void next_arrival(Ns now) {
     if (now >= horizon) return;

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cmath>
 #include <set>
 
@@ -11,6 +12,7 @@
 #include "core/error.hpp"
 #include "core/paths.hpp"
 #include "model/perf_model.hpp"
+#include "workload/trace.hpp"
 
 namespace infergrid::world {
 
@@ -348,6 +350,28 @@ void read_events(const std::string& file, const YAML::Node& list, World& w) {
 
 }  // namespace
 
+std::vector<double> trace_rhythm(const std::string& path, const std::string& format) {
+  const auto f = format.empty() ? workload::detect_trace_format(path) : workload::parse_trace_format(format);
+  auto src = workload::open_trace(path, f);
+  std::vector<double> counts;
+  workload::Request r;
+  core::Ns first = -1;
+  while (src->next(r)) {
+    if (first < 0) first = r.arrival;
+    const auto minute = static_cast<std::size_t>((r.arrival - first) / (60 * core::kNsPerSec));
+    if (minute >= 60 * 24 * 30) break;  // a month is enough rhythm
+    if (counts.size() <= minute) counts.resize(minute + 1, 0);
+    counts[minute] += 1;
+  }
+  if (counts.size() < 2) fail_input(path, 0, "", "a rhythm needs a trace of at least two minutes");
+  counts.pop_back();  // the last minute is partial
+  double mean = 0;
+  for (double c : counts) mean += c;
+  mean /= static_cast<double>(counts.size());
+  for (double& c : counts) c /= mean;
+  return counts;
+}
+
 World load_world(const std::string& path, const model::Catalog& catalog) {
   const YAML::Node root = load_file(path);
   World w;
@@ -421,6 +445,21 @@ World load_world(const std::string& path, const model::Catalog& catalog) {
       }
       if (sum <= 0) fail_input(path, Fields::line(di), "diurnal", "needs some demand");
       for (auto& v : w.workload.diurnal) v *= 24 / sum;
+    }
+    if (g.has("arrival_trace")) {
+      std::string tp = g.str("arrival_trace");
+      const std::string fmt = g.str("arrival_trace_format", "");
+      const auto line = Fields::line(g.node("arrival_trace"));
+      if (!tp.empty() && tp[0] != '/') {  // relative: beside the world file, else in data/
+        const auto beside = std::filesystem::path(path).parent_path() / tp;
+        tp = std::filesystem::exists(beside) ? beside.string() : core::data_dir() + "/" + tp;
+      }
+      try {
+        w.workload.rhythm = trace_rhythm(tp, fmt);
+      } catch (const core::InputError& e) {
+        fail_input(path, line, "arrival_trace", e.what());
+      }
+      w.workload.rhythm_source = std::filesystem::path(tp).filename().string();
     }
     const YAML::Node classes = need_list(path, wl, g, "classes", true);
     for (const auto& c : classes) read_class(path, c, w);

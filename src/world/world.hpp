@@ -85,6 +85,10 @@ struct TrafficClass {
 struct Workload {
   double requests_per_day = 1e6;
   std::array<double, 24> diurnal{};  // relative demand by local hour (normalized to mean 1)
+  // Minute-by-minute rhythm of a replayed trace (arrivals per minute over its mean), looped over
+  // the run and multiplied into the demand; empty: steady within each minute's diurnal rate.
+  std::vector<double> rhythm;
+  std::string rhythm_source;
   std::vector<TrafficClass> classes;
 };
 
@@ -124,6 +128,9 @@ struct World {
 World load_world(const std::string& path, const model::Catalog& catalog);
 // Appends a scenario file's events (`events:` list) to the world's.
 void load_scenario(const std::string& path, World& world);
+// Arrivals per minute of a trace over their mean (the first month at most; the last, partial
+// minute dropped). Errors name the trace's file and line.
+std::vector<double> trace_rhythm(const std::string& path, const std::string& format = "");
 // The embedded default world: data/world/default.yaml.
 std::string default_world_path();
 
