@@ -28,6 +28,7 @@
 #include "core/geo.hpp"
 #include "workload/generator.hpp"
 #include "workload/trace.hpp"
+#include "serve/engine_server.hpp"
 #include "twin/output.hpp"
 #include "twin/planet.hpp"
 #include "world/world.hpp"
@@ -497,6 +498,24 @@ int main(int argc, char** argv) {
   std::string rtt_data = ig::core::data_dir() + "/net/wonderproxy_2011_rtt.csv";
   geocal->add_option("--data", rtt_data, "measured RTT matrix CSV");
 
+  auto* eng = app.add_subcommand("engine", "serve the OpenAI API from the engine model, without a GPU");
+  ig::serve::EngineOptions eo;
+  eng->add_option("--model", eo.model, "model (see `infergrid catalog`)");
+  eng->add_option("--gpu", eo.gpu, "accelerator");
+  eng->add_option("--tp", eo.tp, "tensor-parallel degree");
+  eng->add_option("--catalog", eo.catalog_file, "YAML file adding or overriding catalog entries");
+  eng->add_option("--host", eo.host, "address to bind");
+  eng->add_option("--port", eo.port, "port (0: any free port; printed on stdout)");
+  eng->add_option("--served-model-name", eo.served_name, "the model name clients ask for (default: --model)");
+  eng->add_option("--max-num-seqs", eo.max_num_seqs, "vLLM --max-num-seqs");
+  eng->add_option("--max-num-batched-tokens", eo.max_num_batched_tokens, "vLLM --max-num-batched-tokens");
+  eng->add_option("--output-dist", eo.output_dist, "output tokens when max_tokens is absent");
+  eng->add_option("--time-scale", eo.time_scale, "wall time per model second (0.1: ten times faster)");
+  eng->add_option("--seed", eo.seed, "seed of the output-length stream");
+  eng->add_option("--fail-after-tokens", eo.fail_after_tokens, "fault: drop each stream after N tokens");
+  eng->add_flag("--refuse", eo.refuse, "fault: answer every inference request with 503");
+  eng->add_option("--add-latency-ms", eo.add_latency_ms, "fault or WAN: delay before each answer");
+
   auto* cat = app.add_subcommand("catalog", "list accelerators and models with derived figures");
   common.add(cat);
 
@@ -548,6 +567,7 @@ int main(int argc, char** argv) {
       }
       return cmd_sim(common, s, site, gen, generate > 0, !no_csv, !no_progress);
     }
+    if (*eng) return ig::serve::run_engine(eo);
     if (*perf) return cmd_perf(common, prompt, batch, output, reservation, max_model_len, util);
     if (*cal) return cmd_calibrate(common, data, fit, md);
     if (*cat) return cmd_catalog(common);

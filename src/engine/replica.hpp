@@ -71,6 +71,11 @@ class Replica {
   // Back up at `now` after a failure: idle from here (no energy is counted while down).
   void restart(core::Ns now) { idle_since_ = now; }
 
+  // (request id, tokens generated so far) of every running sequence, for streaming clients.
+  void running_progress(std::vector<std::pair<std::uint64_t, std::int32_t>>& out) const {
+    out.clear();
+    for (int i : running_) out.emplace_back(pool_[static_cast<std::size_t>(i)].req.id, pool_[static_cast<std::size_t>(i)].generated);
+  }
   int id() const { return id_; }
   int running() const { return static_cast<int>(running_.size()); }
   int waiting() const { return static_cast<int>(waiting_.size()); }
