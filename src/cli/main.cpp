@@ -29,6 +29,7 @@
 #include "workload/generator.hpp"
 #include "workload/trace.hpp"
 #include "serve/engine_server.hpp"
+#include "serve/gateway.hpp"
 #include "twin/output.hpp"
 #include "twin/planet.hpp"
 #include "world/world.hpp"
@@ -516,6 +517,10 @@ int main(int argc, char** argv) {
   eng->add_flag("--refuse", eo.refuse, "fault: answer every inference request with 503");
   eng->add_option("--add-latency-ms", eo.add_latency_ms, "fault or WAN: delay before each answer");
 
+  auto* gwc = app.add_subcommand("gateway", "route OpenAI API requests across sites and backends");
+  std::string gw_config;
+  gwc->add_option("--config", gw_config, "gateway YAML (docs/serve.md)")->required();
+
   auto* cat = app.add_subcommand("catalog", "list accelerators and models with derived figures");
   common.add(cat);
 
@@ -568,6 +573,7 @@ int main(int argc, char** argv) {
       return cmd_sim(common, s, site, gen, generate > 0, !no_csv, !no_progress);
     }
     if (*eng) return ig::serve::run_engine(eo);
+    if (*gwc) return ig::serve::run_gateway(ig::serve::load_gateway_config(gw_config));
     if (*perf) return cmd_perf(common, prompt, batch, output, reservation, max_model_len, util);
     if (*cal) return cmd_calibrate(common, data, fit, md);
     if (*cat) return cmd_catalog(common);

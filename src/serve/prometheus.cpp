@@ -16,8 +16,8 @@ void Histogram::observe(double v) {
 }
 
 void Histogram::write(std::string& out, const std::string& name, const std::string& help,
-                      const std::string& labels) const {
-  out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+                      const std::string& labels, bool header) const {
+  if (header) out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
   const std::string sep = labels.empty() ? "" : ",";
   std::uint64_t cum = 0;
   for (std::size_t i = 0; i < bounds_.size(); ++i) {

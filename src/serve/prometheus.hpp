@@ -13,7 +13,8 @@ class Histogram {
   explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
   void observe(double v);
   // `# TYPE` line, cumulative buckets, _sum and _count, with `labels` (e.g. model_name="x").
-  void write(std::string& out, const std::string& name, const std::string& help, const std::string& labels) const;
+  void write(std::string& out, const std::string& name, const std::string& help, const std::string& labels,
+             bool header = true) const;
   std::uint64_t count() const { return count_; }
 
  private:
