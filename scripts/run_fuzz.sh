@@ -3,7 +3,7 @@
 set -euo pipefail
 build=$1; secs=${2:-15}
 root=$(cd "$(dirname "$0")/.." && pwd)
-for t in fuzz_azure fuzz_azure_mm fuzz_burstgpt fuzz_mooncake fuzz_catalog fuzz_gml fuzz_nodelink fuzz_world fuzz_scenario; do
+for t in fuzz_azure fuzz_azure_mm fuzz_burstgpt fuzz_mooncake fuzz_catalog fuzz_gml fuzz_nodelink fuzz_world fuzz_scenario fuzz_openai fuzz_gateway; do
   corpus=$(mktemp -d)
   cp "$root/tests/fuzz/corpus/${t#fuzz_}/"* "$corpus/"
   echo "== $t (${secs}s)"

@@ -162,3 +162,27 @@ TEST(Cli, GeoRttPrintsABareNumber) {
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.out.find("flag --from"), string::npos);
 }
+
+TEST(Cli, GatewayAndEngineConfigErrorsNameFileLineAndField) {
+  const string cfg = kTmp + "/gw-bad.yaml";
+  auto write = [&](const string& text) { std::ofstream(cfg) << text; };
+  const string site = "sites:\n  - name: a\n    location: [1, 2]\n    backends:\n";
+  write("listen: 127.0.0.1:0\n" + site + "      - url: ftp://x\n        models: [m]\n");
+  auto r = sh("gateway --config " + cfg);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find(cfg + ":6: field 'url': expected http://HOST:PORT"), string::npos) << r.out;
+  write("policy: fastest\n" + site + "      - url: http://127.0.0.1:1\n        models: [m]\n");
+  r = sh("gateway --config " + cfg);
+  EXPECT_NE(r.out.find(cfg + ":1: field 'policy': unknown policy 'fastest'"), string::npos) << r.out;
+  write(site + "      - url: http://127.0.0.1:1\n        modles: [m]\n");
+  r = sh("gateway --config " + cfg);
+  EXPECT_NE(r.out.find(":5: field 'models': expected a non-empty list"), string::npos) << r.out;
+  write("listen: nowhere\n" + site + "      - url: http://127.0.0.1:1\n        models: [m]\n");
+  r = sh("gateway --config " + cfg);
+  EXPECT_NE(r.out.find(":1: field 'listen': expected HOST:PORT"), string::npos) << r.out;
+  r = sh("gateway --config /nonexistent.yaml");
+  EXPECT_NE(r.out.find("/nonexistent.yaml: cannot open"), string::npos) << r.out;
+  r = sh("engine --model gpt-9 --port 0");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("unknown model 'gpt-9'"), string::npos) << r.out;
+}

@@ -5,6 +5,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <array>
 #include <deque>
 
 #include "serve/openai.hpp"
@@ -105,6 +106,7 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
     if (ec == http::error::end_of_stream || ec == net::error::eof || ec == beast::error::timeout) return close();
     if (ec == http::error::body_limit) {
       keep_alive_ = false;
+      drain_ = true;  // read the rest of the upload, so the client sees the answer
       version_ = 11;
       send(413, "application/json",
            error_body({413, "invalid_request_error", "the request body is larger than the limit", "", "body_too_large"}),
@@ -169,10 +171,28 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
     if (kind == Item::kWhole || kind == Item::kLast) {  // the answer is complete
       serializer_.reset();
       busy_ = false;
+      if (drain_) return drain();
       if (!keep_alive_) return close();
       if (queue_.empty()) read();
     }
     pump();
+  }
+
+  // After an early answer: discard what the client still sends (at most 64 MiB or 5 s), then close.
+  void drain() {
+    close();
+    gone_ = false;
+    stream_.expires_after(std::chrono::seconds(5));
+    stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      self->drained_ += n;
+      if (ec || self->drained_ > (64u << 20)) {
+        self->gone_ = true;
+        beast::error_code ignore;
+        self->stream_.socket().close(ignore);
+        return;
+      }
+      self->drain();
+    });
   }
 
   void close() {
@@ -188,7 +208,9 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
   const Handler& handler_;
   std::size_t limit_;
   std::deque<Item> queue_;
-  bool writing_ = false, keep_alive_ = true, busy_ = false;
+  bool writing_ = false, keep_alive_ = true, busy_ = false, drain_ = false;
+  std::array<char, 65536> scratch_{};
+  std::size_t drained_ = 0;
   std::atomic<bool> gone_{false};
   unsigned version_ = 11;
 };

@@ -12,6 +12,8 @@
 #include "te/graph.hpp"
 #include "workload/trace.hpp"
 #include "world/world.hpp"
+#include "serve/gateway.hpp"
+#include "serve/openai.hpp"
 
 namespace ig = infergrid;
 
@@ -22,6 +24,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::fwrite(data, 1, size, f);
   std::fclose(f);
   const std::string fmt = FUZZ_FORMAT;
+  if (fmt == "openai") {  // request bodies: an answer or an error, never a crash
+    const std::string_view body(reinterpret_cast<const char*>(data), size);
+    for (auto ep : {ig::serve::Endpoint::kChat, ig::serve::Endpoint::kCompletions}) {
+      ig::serve::ApiRequest r;
+      const auto err = ig::serve::parse_request(body, ep, r);
+      if (err ? (err->status < 400 || err->message.empty()) : (r.model.empty() || r.prompt_tokens < 1)) __builtin_trap();
+    }
+    return 0;
+  }
   try {
     if (fmt == "gml" || fmt == "nodelink") {
       const std::string text(reinterpret_cast<const char*>(data), size);
@@ -45,6 +56,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         for (const auto& e : w.events)
           if (e.site >= static_cast<int>(w.sites.size()) || e.link >= static_cast<int>(w.links.size())) __builtin_trap();
       }
+    } else if (fmt == "gateway") {
+      const auto c = ig::serve::load_gateway_config(path);
+      if (c.sites.empty()) __builtin_trap();
     } else if (fmt == "catalog") {
       auto c = ig::model::Catalog::builtin();
       c.load_yaml(path);
