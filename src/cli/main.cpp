@@ -28,6 +28,7 @@
 #include "core/geo.hpp"
 #include "workload/generator.hpp"
 #include "workload/trace.hpp"
+#include "serve/demo.hpp"
 #include "serve/engine_server.hpp"
 #include "serve/gateway.hpp"
 #include "twin/output.hpp"
@@ -521,6 +522,13 @@ int main(int argc, char** argv) {
   std::string gw_config;
   gwc->add_option("--config", gw_config, "gateway YAML (docs/serve.md)")->required();
 
+  auto* demo = app.add_subcommand("demo", "run a small local fabric: emulated sites, a gateway, mixed traffic, a failure");
+  ig::serve::DemoOptions dopt;
+  demo->add_option("--sites", dopt.sites, "emulated sites (3 to 5)");
+  demo->add_option("--requests", dopt.requests, "requests to send");
+  demo->add_option("--concurrency", dopt.concurrency, "clients sending at once");
+  demo->add_option("--policy", dopt.policy, "routing policy (as in the twin)");
+
   auto* cat = app.add_subcommand("catalog", "list accelerators and models with derived figures");
   common.add(cat);
 
@@ -573,6 +581,7 @@ int main(int argc, char** argv) {
       return cmd_sim(common, s, site, gen, generate > 0, !no_csv, !no_progress);
     }
     if (*eng) return ig::serve::run_engine(eo);
+    if (*demo) return ig::serve::run_demo(dopt);
     if (*gwc) return ig::serve::run_gateway(ig::serve::load_gateway_config(gw_config));
     if (*perf) return cmd_perf(common, prompt, batch, output, reservation, max_model_len, util);
     if (*cal) return cmd_calibrate(common, data, fit, md);
