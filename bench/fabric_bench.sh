@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The gateway against nginx as a plain reverse proxy, in front of the same engine processes, in
+# the same run; the engines alone as the baseline. Medians of RUNS repetitions (interleaved).
+#  1. open loop at 1,000 streaming requests/s: time to first byte, p50 and p99, and what each
+#     proxy adds over going direct;
+#  2. closed loop, 64 clients: the most streaming requests per second;
+#  3. 10,000 streams opened at once and held: the most open at once, and failures.
+set -euo pipefail
+build=${1:-build}
+runs=${RUNS:-3}
+bin=$build/infergrid
+load=$build/fabric_load
+command -v nginx >/dev/null || { echo "installing nginx"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
+ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# A proxy holds two descriptors per stream (client and upstream): the streams held at once in
+# part 3 are capped by this machine's descriptor limit.
+HOLD=${HOLD:-$(( $(ulimit -n) >= 21000 ? 10000 : ($(ulimit -n) - 1000) / 2 ))}
+echo "descriptor limit $(ulimit -n): holding $HOLD streams in part 3"
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+port_of() { for _ in $(seq 100); do grep -qo 'listening on' "$1" 2>/dev/null && { grep -o '[0-9]*$' "$1"; return; }; sleep 0.05; done; echo "no port in $1" >&2; exit 1; }
+start_engines() {  # N ARGS...: N engines, prints their ports
+  local n=$1; shift
+  for i in $(seq "$n"); do
+    "$bin" engine --model llama3-8b --port 0 --seed "$i" "$@" > "$tmp/e$i.out" 2>&1 & pids+=($!)
+  done
+  for i in $(seq "$n"); do port_of "$tmp/e$i.out"; done
+}
+start_proxies() {  # PORTS...: starts the gateway and nginx in front of them; sets GW and NG
+  local ports=("$@")
+  { echo "listen: 127.0.0.1:0"; echo "policy: least-outstanding"; echo "threads: 2"
+    echo "sites:"; echo "  - name: local"; echo "    location: [50.11, 8.68]"; echo "    backends:"
+    for p in "${ports[@]}"; do echo "      - url: http://127.0.0.1:$p"; echo "        models: [llama3-8b]"; echo "        max_concurrency: 100000"; done
+  } > "$tmp/gw.yaml"
+  "$bin" gateway --config "$tmp/gw.yaml" > "$tmp/gw.out" 2>&1 & pids+=($!)
+  GW=$(port_of "$tmp/gw.out")
+  NG=$((20000 + RANDOM % 20000))
+  mkdir -p "$tmp/ng"
+  { echo "worker_processes 2; pid $tmp/ng/nginx.pid; error_log $tmp/ng/error.log error;"
+    echo "worker_rlimit_nofile 200000; events { worker_connections 100000; }"
+    echo "http { access_log off; client_body_temp_path $tmp/ng; proxy_temp_path $tmp/ng;"
+    echo "  fastcgi_temp_path $tmp/ng; uwsgi_temp_path $tmp/ng; scgi_temp_path $tmp/ng;"
+    echo "  upstream engines { least_conn;"; for p in "${ports[@]}"; do echo "    server 127.0.0.1:$p;"; done; echo "  }"
+    echo "  server { listen 127.0.0.1:$NG; location / { proxy_pass http://engines; proxy_http_version 1.1;"
+    echo "    proxy_set_header Connection \"\"; proxy_buffering off; proxy_read_timeout 300s; } } }"
+  } > "$tmp/ng/nginx.conf"
+  nginx -p "$tmp/ng" -c "$tmp/ng/nginx.conf" -g 'daemon off;' & pids+=($!)
+  sleep 0.5
+}
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
+mapfile -t E < <(start_engines 1 --time-scale 0.2 --max-num-seqs 1024)
+start_proxies "${E[@]}"
+"$load" open "127.0.0.1:${E[0]}" 200 2 8 >/dev/null  # warm-up
+for r in $(seq "$runs"); do
+  for t in direct:${E[0]} nginx:$NG gateway:$GW; do
+    "$load" open "127.0.0.1:${t#*:}" 1000 10 8 | sed "s/^/${t%%:*} /" >> "$tmp/open.txt"
+  done
+done
+for t in direct nginx gateway; do
+  p50=$(grep "^$t " "$tmp/open.txt" | field ttfb_p50_ms | median); p99=$(grep "^$t " "$tmp/open.txt" | field ttfb_p99_ms | median)
+  f=$(grep "^$t " "$tmp/open.txt" | field failed | sort -g | tail -1)
+  echo "open 1000/s $t: ttfb p50 $p50 ms, p99 $p99 ms, most failures in a run $f"
+  eval "${t}_p50=$p50 ${t}_p99=$p99"
+done
+echo "added over direct: nginx p50 $(echo "$nginx_p50 - $direct_p50" | bc -l) ms, p99 $(echo "$nginx_p99 - $direct_p99" | bc -l) ms; gateway p50 $(echo "$gateway_p50 - $direct_p50" | bc -l) ms, p99 $(echo "$gateway_p99 - $direct_p99" | bc -l) ms"
+for r in $(seq "$runs"); do
+  for t in direct:${E[0]} nginx:$NG gateway:$GW; do
+    "$load" closed "127.0.0.1:${t#*:}" 64 10 8 | sed "s/^/${t%%:*} /" >> "$tmp/closed.txt"
+  done
+done
+for t in direct nginx gateway; do
+  echo "closed 64 clients $t: $(grep "^$t " "$tmp/closed.txt" | field completed_per_s | median) streams/s (median)"
+done
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; pids=(); sleep 0.5
+mapfile -t E < <(start_engines 4 --time-scale 1 --max-num-seqs 4096)
+start_proxies "${E[@]}"
+for t in nginx:$NG gateway:$GW; do
+  "$load" hold "127.0.0.1:${t#*:}" "$HOLD" 0 150 | sed "s/^/hold ${t%%:*} /"
+done
