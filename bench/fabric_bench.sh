@@ -18,13 +18,14 @@ HOLD=${HOLD:-$(( $(ulimit -n) >= 21000 ? 10000 : ($(ulimit -n) - 1000) / 2 ))}
 echo "descriptor limit $(ulimit -n): holding $HOLD streams in part 3"
 tmp=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+cleanup() { for p in "${pids[@]}" $(cat "$tmp/engine.pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
 port_of() { for _ in $(seq 100); do grep -qo 'listening on' "$1" 2>/dev/null && { grep -o '[0-9]*$' "$1"; return; }; sleep 0.05; done; echo "no port in $1" >&2; exit 1; }
 start_engines() {  # N ARGS...: N engines, prints their ports
   local n=$1; shift
   for i in $(seq "$n"); do
-    "$bin" engine --model llama3-8b --port 0 --seed "$i" "$@" > "$tmp/e$i.out" 2>&1 & pids+=($!)
+    "$bin" engine --model llama3-8b --port 0 --seed "$i" "$@" > "$tmp/e$i.out" 2>&1 &
+    echo $! >> "$tmp/engine.pids"  # a subshell: pids+=() would be lost
   done
   for i in $(seq "$n"); do port_of "$tmp/e$i.out"; done
 }
@@ -36,7 +37,7 @@ start_proxies() {  # PORTS...: starts the gateway and nginx in front of them; se
   } > "$tmp/gw.yaml"
   "$bin" gateway --config "$tmp/gw.yaml" > "$tmp/gw.out" 2>&1 & pids+=($!)
   GW=$(port_of "$tmp/gw.out")
-  NG=$((20000 + RANDOM % 20000))
+  NG=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   mkdir -p "$tmp/ng"
   { echo "worker_processes 2; pid $tmp/ng/nginx.pid; error_log $tmp/ng/error.log error;"
     echo "worker_rlimit_nofile 200000; events { worker_connections 100000; }"
@@ -76,7 +77,7 @@ done
 for t in direct nginx gateway; do
   echo "closed 64 clients $t: $(grep "^$t " "$tmp/closed.txt" | field completed_per_s | median) streams/s (median)"
 done
-for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; pids=(); sleep 0.5
+for p in "${pids[@]}" $(cat "$tmp/engine.pids"); do kill "$p" 2>/dev/null || true; done; pids=(); rm -f "$tmp/engine.pids"; sleep 1
 mapfile -t E < <(start_engines 4 --time-scale 1 --max-num-seqs 4096)
 start_proxies "${E[@]}"
 for t in nginx:$NG gateway:$GW; do

@@ -125,6 +125,38 @@ TEST(Planet, CutLinkReroutesAndTransfersShareTheBottleneckMaxMin) {
   EXPECT_GT(r.classes[0].retrieval.mean(), direct.classes[0].retrieval.mean() + 1.0);
 }
 
+TEST(Planet, TeSplitsATransferOverBothPathsOfADiamond) {
+  const auto w = load("diamond.yaml");
+  ig::twin::PlanetConfig cfg;
+  cfg.hours = 0.5;
+  const auto fair = ig::twin::PlanetSim(w, ig::model::Catalog::builtin(), cfg).run();
+  cfg.bandwidth = "te";
+  const auto te = ig::twin::PlanetSim(w, ig::model::Catalog::builtin(), cfg).run();
+  auto staleness = [](const ig::twin::PlanetResult& r) {
+    for (const auto& s : r.staleness)
+      if (s.site == "b") return s.ready_s - s.published_s;
+    return -1.0;
+  };
+  // 100 GB: on the direct 400G link alone, 2 s; split by te over the direct link and the
+  // detour (each 50 GB/s), 1 s.
+  EXPECT_NEAR(staleness(fair), 2.0, 0.01);
+  EXPECT_NEAR(staleness(te), 1.0, 0.01);
+  EXPECT_GT(te.te_solves, 1u);
+  EXPECT_EQ(fair.te_solves, 0u);
+  EXPECT_EQ(te.arrived, te.completed + te.rejected + te.lost);
+  // Under a cut of the direct link, te still finishes the transfer over the detour.
+  auto cut = w;
+  ig::world::Event e;
+  e.kind = ig::world::Event::Kind::kLinkCut;
+  e.at = ig::core::from_seconds(500);
+  e.duration = ig::core::from_seconds(3600);
+  e.link = cut.link_index(0, 1);
+  e.factor = 0;
+  cut.events.push_back(e);
+  const auto rc = ig::twin::PlanetSim(cut, ig::model::Catalog::builtin(), cfg).run();
+  EXPECT_NEAR(staleness(rc), 2.0, 0.01);
+}
+
 TEST(Planet, RegionalOutageAccountsForEveryRequest) {
   const auto w = load("outage.yaml");
   const auto r = run(w);

@@ -452,6 +452,10 @@ int main(int argc, char** argv) {
   sim->add_option("--flow-threshold-bytes", pa.cfg.flow_threshold_bytes,
                   "planet mode: smaller transfers are counted on links but not contended");
   sim->add_option("--max-attempts", pa.cfg.max_attempts, "planet mode: sites tried before a request is lost");
+  sim->add_option("--bandwidth", pa.cfg.bandwidth,
+                  "planet mode: fair (per-flow max-min on lowest-latency routes) | te (tiered max-min on k paths "
+                  "from the te module, re-solved every --te-interval-s and on link and demand events)");
+  sim->add_option("--te-interval-s", pa.cfg.te_interval_s, "planet mode, --bandwidth te: periodic re-solve");
   bool step_by_step = false;
   sim->add_flag("--step-by-step", step_by_step, "one event per decode iteration (the baseline the closed form is measured against)");
 
@@ -539,7 +543,7 @@ int main(int argc, char** argv) {
       site_mode |= sim->count(f) > 0;
     if (*sim && site_mode) {
       for (const char* f : {"--world", "--scenario", "--hours", "--scale", "--flow-threshold-bytes", "--max-attempts",
-                            "--arrival-trace"})
+                            "--arrival-trace", "--bandwidth", "--te-interval-s"})
         if (sim->count(f) > 0)
           ig::core::fail_flag(std::string(f).substr(2), "planet mode only; --trace, --generate, --model, --gpu, --tp "
                                                         "and --replicas select the single-site twin");

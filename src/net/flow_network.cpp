@@ -55,6 +55,13 @@ void FlowNetwork::end_flow(int id) {
   --active_;
 }
 
+void FlowNetwork::set_bound(int id, double bound) {
+  Flow& f = flows_[static_cast<std::size_t>(id)];
+  if (!f.alive || f.bound == bound) return;
+  f.bound = bound;
+  for (int l : f.links) touch(l);
+}
+
 double FlowNetwork::load(int link) const {
   double s = 0;
   for (int f : links_[static_cast<std::size_t>(link)].flows) s += flows_[static_cast<std::size_t>(f)].rate;

@@ -19,6 +19,8 @@ class FlowNetwork {
   void set_capacity(int link, double capacity);
   int start_flow(std::vector<int> links, int priority_class = 0, double bound = kUnbounded);
   void end_flow(int flow);
+  // A new rate bound for a live flow (kUnbounded: none).
+  void set_bound(int flow, double bound);
   // Re-solves the components touched since the last update; returns how many flows it re-rated.
   std::size_t update();
   // Re-solves everything (reference for tests and benchmarks).

@@ -59,6 +59,7 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
   j["hours"] = cfg.hours;
   j["scale"] = cfg.scale;
   j["arrival_rhythm"] = w.workload.rhythm_source;
+  j["bandwidth"] = cfg.bandwidth;
   j["world_size"] = {{"sites", w.sites.size()}, {"links", w.links.size()}, {"metros", w.metros.size()}};
   json rq;
   rq["arrived"] = r.arrived;
@@ -111,6 +112,7 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
   net["flows"] = r.flows;
   net["retrievals"] = r.retrievals;
   net["retrieval_failures"] = r.retrieval_failures;
+  net["te_solves"] = r.te_solves;
   std::vector<std::size_t> order(w.links.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(),

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <chrono>
 #include <queue>
+#include <tuple>
 
 #include "control/site_router.hpp"
 #include "core/error.hpp"
@@ -13,6 +15,7 @@
 #include "net/flow_network.hpp"
 #include "net/latency.hpp"
 #include "sim/event_queue.hpp"
+#include "te/solver.hpp"
 
 namespace infergrid::twin {
 
@@ -20,7 +23,7 @@ using core::Ns;
 
 namespace {
 
-constexpr std::int32_t kArrival = -1, kStep = -2, kWindow = -3, kScenario = -4, kBucket = -5;
+constexpr std::int32_t kArrival = -1, kStep = -2, kWindow = -3, kScenario = -4, kBucket = -5, kTe = -6;
 constexpr std::int32_t kFlowBase = -1000;  // a flow's event targets kFlowBase - flow id
 constexpr Ns kWindowNs = 60 * core::kNsPerSec;  // demand is re-evaluated every simulated minute
 constexpr Ns kDrainNs = 2 * 3600 * core::kNsPerSec;
@@ -66,9 +69,19 @@ struct PlanetSim::Impl {
     Ns last = 0;
     FlowKind kind = FlowKind::kUpload;
     int owner = 0, cls = 0, src = -1, dst = -1;
+    int agg = -1, path = -1;  // te mode: the aggregate and its path index (-1: unallocated)
     std::uint32_t gen = 0;
     bool alive = false;
     std::vector<int> links;
+  };
+  // te mode: the flows of one (source site, destination site, class).
+  struct Agg {
+    int src = 0, dst = 0, cls = 0;
+    std::vector<std::vector<int>> paths;  // directed link ids
+    std::vector<double> alloc;            // bytes/s per path
+    std::vector<std::vector<int>> on_path;
+    std::vector<int> unallocated;         // flows started since the last solve, or off every path
+    double pending = 0;                   // bytes announced for transfers about to start
   };
   struct Route {
     std::vector<int> links;  // directed link ids
@@ -101,6 +114,11 @@ struct PlanetSim::Impl {
   std::vector<Route> routes;                 // [src * S + dst]
   std::vector<std::vector<int>> shard_holders;
   std::vector<Flow> flows;
+  std::vector<int> sync_parts;  // per staleness entry: transfer parts still moving
+  bool te_mode = false, te_dirty = false, te_pending = false;
+  Ns te_last = -1;
+  std::map<std::tuple<int, int, int>, int> agg_index;
+  std::vector<Agg> aggs;
 
   std::vector<Req> reqs;
   std::vector<std::uint32_t> free_reqs;
@@ -137,6 +155,10 @@ struct PlanetSim::Impl {
     if (cfg.max_attempts < 1) core::fail_flag("max-attempts", "must be at least 1");
     horizon = core::from_seconds(cfg.hours * 3600);
     router = control::make_site_router(cfg.router, cfg.seed);
+    if (cfg.bandwidth != "fair" && cfg.bandwidth != "te") core::fail_flag("bandwidth", "must be fair or te");
+    te_mode = cfg.bandwidth == "te";
+    if (te_mode && !(cfg.te_interval_s > 0 && cfg.te_horizon_s > 0 && cfg.te_paths >= 1))
+      core::fail_flag("bandwidth", "te needs a positive interval, horizon and path count");
     router_needs_detail = cfg.router == "llm-d";
     const std::size_t S = w.sites.size();
     // Models and deployments.
@@ -335,6 +357,27 @@ struct PlanetSim::Impl {
   // ---- flows ------------------------------------------------------------------------------------
   int start_flow(std::vector<int> dlinks, int cls, double bytes, FlowKind kind, int owner, int src,
                  int dst, Ns now) {
+    int agg = -1, path = -1;
+    if (te_mode && src >= 0 && src != dst) {
+      const auto key = std::make_tuple(src, dst, cls);
+      auto it = agg_index.find(key);
+      if (it == agg_index.end()) {
+        it = agg_index.emplace(key, static_cast<int>(aggs.size())).first;
+        aggs.push_back(Agg{src, dst, cls, {}, {}, {}, {}, 0});
+      }
+      agg = it->second;
+      const Agg& a = aggs[static_cast<std::size_t>(agg)];
+      double best = 0;
+      for (std::size_t p = 0; p < a.paths.size(); ++p) {
+        const bool cut = std::any_of(a.paths[p].begin(), a.paths[p].end(),
+                                     [&](int dl) { return link_factor[static_cast<std::size_t>(dl / 2)] <= 0; });
+        if (cut) continue;
+        const double share = a.alloc[p] / static_cast<double>(a.on_path[p].size() + 1);
+        if (share > best) best = share, path = static_cast<int>(p);
+      }
+      if (path >= 0) dlinks = a.paths[static_cast<std::size_t>(path)];
+      else request_te(now);  // a demand the last solve did not see
+    }
     const int id = fn.start_flow(dlinks, cls);
     if (static_cast<std::size_t>(id) >= flows.size()) flows.resize(static_cast<std::size_t>(id) + 1);
     Flow& f = flows[static_cast<std::size_t>(id)];
@@ -350,8 +393,116 @@ struct PlanetSim::Impl {
     f.dst = dst;
     f.alive = true;
     f.links = std::move(dlinks);
+    f.agg = agg;
+    f.path = path;
     ++res.flows;
+    if (agg >= 0) {
+      Agg& a = aggs[static_cast<std::size_t>(agg)];
+      if (path >= 0) {
+        a.on_path[static_cast<std::size_t>(path)].push_back(id);
+        rebound(a, path);
+      } else {
+        a.unallocated.push_back(id);
+      }
+    }
     return id;
+  }
+  // Splits a path's allocation equally between the aggregate's flows on it.
+  void rebound(Agg& a, int p) {
+    const auto& v = a.on_path[static_cast<std::size_t>(p)];
+    if (v.empty()) return;
+    const double b = std::max(1.0, a.alloc[static_cast<std::size_t>(p)] / static_cast<double>(v.size()));
+    for (int f : v) fn.set_bound(f, b);
+  }
+  void request_te(Ns now) {
+    te_dirty = true;
+    if (te_pending) return;
+    te_pending = true;
+    // At most one solve per simulated second on demand; the periodic one comes anyway.
+    q.push(std::max(now, te_last + core::kNsPerSec), kTe, 1);
+  }
+  // The te module's tiered max-min over every aggregate with bytes left.
+  void te_solve(Ns now) {
+    te_pending = false;
+    te_dirty = false;
+    te_last = now;
+    te::Graph g;
+    for (std::size_t s = 0; s < w.sites.size(); ++s) {
+      te::Node n;
+      n.id = static_cast<std::int64_t>(s);
+      n.name = w.sites[s].id;
+      g.nodes.push_back(n);
+    }
+    std::vector<int> te_to_dl;
+    for (std::size_t l = 0; l < w.links.size(); ++l) {
+      if (link_factor[l] <= 0) continue;
+      // In GB/s: the solvers' tolerances are set for capacities of ordinary magnitude.
+      const double cap = w.links[l].gbps / 8 * link_factor[l];
+      const double lat = w.links[l].km * net::RttModel::kFiberMsPerKm + w.per_hop_ms;
+      g.links.push_back({w.links[l].a, w.links[l].b, cap, lat});
+      te_to_dl.push_back(static_cast<int>(2 * l));
+      g.links.push_back({w.links[l].b, w.links[l].a, cap, lat});
+      te_to_dl.push_back(static_cast<int>(2 * l + 1));
+    }
+    g.rebuild_adjacency();
+    te::Problem p;
+    p.graph = &g;
+    std::vector<int> agg_of;
+    for (std::size_t k = 0; k < aggs.size(); ++k) {
+      Agg& a = aggs[k];
+      double left = 0;
+      auto add = [&](int f) {
+        Flow& fl = flows[static_cast<std::size_t>(f)];
+        settle(fl, now);
+        left += fl.remaining;
+      };
+      for (auto& v : a.on_path) for (int f : v) add(f);
+      for (int f : a.unallocated) add(f);
+      left += a.pending;
+      if (left <= 0) continue;
+      auto paths = te::k_shortest_paths(g, a.src, a.dst, cfg.te_paths);
+      if (paths.empty()) continue;
+      p.demands.push_back({a.src, a.dst, left / cfg.te_horizon_s / 1e9, a.cls});
+      p.paths.push_back(std::move(paths));
+      agg_of.push_back(static_cast<int>(k));
+    }
+    if (p.demands.empty()) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    const te::Allocation alloc = te::solve_fast(p, te::Objective::kMaxMin);
+    res.te_solve_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    ++res.te_solves;
+    for (std::size_t d = 0; d < p.demands.size(); ++d) {
+      Agg& a = aggs[static_cast<std::size_t>(agg_of[d])];
+      std::vector<int> flows_of;
+      for (auto& v : a.on_path) flows_of.insert(flows_of.end(), v.begin(), v.end());
+      flows_of.insert(flows_of.end(), a.unallocated.begin(), a.unallocated.end());
+      a.paths.clear();
+      for (const auto& path : p.paths[d]) {
+        std::vector<int> dl;
+        for (int l : path) dl.push_back(te_to_dl[static_cast<std::size_t>(l)]);
+        a.paths.push_back(std::move(dl));
+      }
+      a.alloc = alloc.flow[d];
+      for (double& x : a.alloc) x *= 1e9;  // back to bytes/s
+      a.on_path.assign(a.paths.size(), {});
+      a.unallocated.clear();
+      // Flows keep their links; those on an allocated path are bounded to its share, the others
+      // (their path no longer chosen) run unbounded until they end.
+      for (int f : flows_of) {
+        Flow& fl = flows[static_cast<std::size_t>(f)];
+        fl.path = -1;
+        for (std::size_t k = 0; k < a.paths.size(); ++k)
+          if (a.alloc[k] > 0 && a.paths[k] == fl.links) fl.path = static_cast<int>(k);
+        if (fl.path >= 0) {
+          a.on_path[static_cast<std::size_t>(fl.path)].push_back(f);
+        } else {
+          // Move it onto the best allocated path with the bytes it has left.
+          a.unallocated.push_back(f);
+          fn.set_bound(f, net::FlowNetwork::kUnbounded);
+        }
+      }
+      for (std::size_t k = 0; k < a.paths.size(); ++k) rebound(a, static_cast<int>(k));
+    }
   }
   void settle(Flow& f, Ns now) {
     const double moved = std::min(f.remaining, f.rate * core::to_seconds(now - f.last));
@@ -381,6 +532,19 @@ struct PlanetSim::Impl {
     f.alive = false;
     ++f.gen;
     fn.end_flow(id);
+    if (f.agg >= 0) {
+      Agg& a = aggs[static_cast<std::size_t>(f.agg)];
+      auto drop = [id](std::vector<int>& v) {
+        if (auto it = std::find(v.begin(), v.end(), id); it != v.end()) v.erase(it);
+      };
+      if (f.path >= 0 && static_cast<std::size_t>(f.path) < a.on_path.size()) {
+        drop(a.on_path[static_cast<std::size_t>(f.path)]);
+        rebound(a, f.path);
+      } else {
+        drop(a.unallocated);
+      }
+      f.agg = -1;
+    }
   }
 
   // ---- requests ---------------------------------------------------------------------------------
@@ -627,7 +791,8 @@ struct PlanetSim::Impl {
     const int owner = f.owner, src = f.src, dst = f.dst;
     end_flow(id, now);
     if (kind == FlowKind::kSync) {
-      res.staleness[static_cast<std::size_t>(owner)].ready_s = core::to_seconds(now);
+      if (--sync_parts[static_cast<std::size_t>(owner)] == 0)
+        res.staleness[static_cast<std::size_t>(owner)].ready_s = core::to_seconds(now);
       return;
     }
     const auto slot = static_cast<std::uint32_t>(owner);
@@ -748,6 +913,7 @@ struct PlanetSim::Impl {
     fn.set_capacity(2 * link, cap);
     fn.set_capacity(2 * link + 1, cap);
     compute_routes();
+    if (te_mode) request_te(now);
     // Flows over a cut link move to the new route with the bytes they have left.
     if (factor > 0) return;
     for (std::size_t id = 0; id < flows.size(); ++id) {
@@ -767,25 +933,88 @@ struct PlanetSim::Impl {
 
   void publish(const world::Event& e, Ns now) {
     const int repo_site = w.repositories[static_cast<std::size_t>(e.repo)].site;
+    const double bytes = e.size_gb * 1e9;
+    std::vector<std::pair<int, int>> pulls;  // (site, staleness index)
     for (std::size_t s = 0; s < w.sites.size(); ++s) {
       if (!e.model.empty()) {
         bool deploys_it = false;
         for (const auto& d : w.sites[s].deployments) deploys_it |= d.model == e.model;
         if (!deploys_it) continue;
       }
-      Staleness st{e.artifact, w.sites[s].id, core::to_seconds(now), -1};
-      res.staleness.push_back(st);
+      res.staleness.push_back(Staleness{e.artifact, w.sites[s].id, core::to_seconds(now), -1});
+      sync_parts.push_back(0);
       const int idx = static_cast<int>(res.staleness.size() - 1);
       if (static_cast<int>(s) == repo_site) {
         res.staleness.back().ready_s = core::to_seconds(now);
         continue;
       }
-      const Route& rt = route(repo_site, static_cast<int>(s));
-      const double bytes = e.size_gb * 1e9;
       count_kind("sync", bytes, true);
-      if (!rt.ok) continue;
-      start_flow(rt.links, kClassSync, bytes, FlowKind::kSync, idx, repo_site, static_cast<int>(s), now);
+      if (!route(repo_site, static_cast<int>(s)).ok) continue;
+      pulls.emplace_back(static_cast<int>(s), idx);
     }
+    if (!te_mode) {
+      for (auto [s, idx] : pulls) {
+        sync_parts[static_cast<std::size_t>(idx)] = 1;
+        start_flow(route(repo_site, s).links, kClassSync, bytes, FlowKind::kSync, idx, repo_site, s, now);
+      }
+      return;
+    }
+    // te: announce every pull, solve once, then split each pull over its allocated paths (as B4
+    // splits an aggregate's flows across tunnels), in proportion to each path's allocation.
+    std::vector<int> agg_of;
+    for (auto [s, idx] : pulls) {
+      const auto key = std::make_tuple(repo_site, s, kClassSync);
+      auto it = agg_index.find(key);
+      if (it == agg_index.end()) {
+        it = agg_index.emplace(key, static_cast<int>(aggs.size())).first;
+        aggs.push_back(Agg{repo_site, s, kClassSync, {}, {}, {}, {}, 0});
+      }
+      aggs[static_cast<std::size_t>(it->second)].pending += bytes;
+      agg_of.push_back(it->second);
+    }
+    if (!pulls.empty()) te_solve(now);
+    for (std::size_t k = 0; k < pulls.size(); ++k) {
+      const auto [s, idx] = pulls[k];
+      Agg& a = aggs[static_cast<std::size_t>(agg_of[k])];
+      a.pending = std::max(0.0, a.pending - bytes);
+      double total = 0;
+      for (double x : a.alloc) total += x;
+      std::vector<std::pair<std::size_t, double>> parts;
+      for (std::size_t p = 0; p < a.alloc.size(); ++p)
+        if (a.alloc[p] > 0) parts.emplace_back(p, bytes * a.alloc[p] / total);
+      if (parts.empty()) {  // no allocation (all paths saturated): the lowest-latency route
+        sync_parts[static_cast<std::size_t>(idx)] = 1;
+        start_flow(route(repo_site, s).links, kClassSync, bytes, FlowKind::kSync, idx, repo_site, s, now);
+        continue;
+      }
+      sync_parts[static_cast<std::size_t>(idx)] = static_cast<int>(parts.size());
+      for (auto [p, b] : parts) start_flow_on(a, agg_of[k], p, b, FlowKind::kSync, idx, now);
+    }
+  }
+
+  // te: a flow of aggregate `a` on its path p, bounded to its share of the path's allocation.
+  int start_flow_on(Agg& a, int agg, std::size_t p, double bytes, FlowKind kind, int owner, Ns now) {
+    const int id = fn.start_flow(a.paths[p], a.cls);
+    if (static_cast<std::size_t>(id) >= flows.size()) flows.resize(static_cast<std::size_t>(id) + 1);
+    Flow& f = flows[static_cast<std::size_t>(id)];
+    const std::uint32_t gen = f.gen + 1;
+    f = Flow{};
+    f.gen = gen;
+    f.remaining = bytes;
+    f.last = now;
+    f.kind = kind;
+    f.owner = owner;
+    f.cls = a.cls;
+    f.src = a.src;
+    f.dst = a.dst;
+    f.alive = true;
+    f.links = a.paths[p];
+    f.agg = agg;
+    f.path = static_cast<int>(p);
+    ++res.flows;
+    a.on_path[p].push_back(id);
+    rebound(a, static_cast<int>(p));
+    return id;
   }
 
   void scenario(std::uint32_t code, Ns now) {
@@ -858,6 +1087,7 @@ struct PlanetSim::Impl {
     q.push(std::min(bucket_ns, horizon), kBucket);
     window_end = 0;
     q.push(0, kWindow);
+    if (te_mode) q.push(0, kTe, 0);
     Ns now = 0;
     std::uint64_t next_progress = 1 << 16;
     while (!q.empty()) {
@@ -895,6 +1125,15 @@ struct PlanetSim::Impl {
         }
       } else if (ev.target == kScenario) {
         scenario(ev.generation, now);
+      } else if (ev.target == kTe) {
+        if (ev.generation == 0) {  // the periodic solve
+          te_solve(now);
+          if (now < horizon) q.push(now + core::from_seconds(cfg.te_interval_s), kTe, 0);
+        } else if (te_dirty) {
+          te_solve(now);
+        } else {
+          te_pending = false;
+        }
       } else if (ev.target == kBucket) {
         close_bucket(now);
         if (now < horizon) q.push(std::min(now + bucket_ns, horizon), kBucket);

@@ -31,6 +31,14 @@ struct PlanetConfig {
   double retry_detect_ms = 1000;  // the gateway notices a dead site after this long
   double response_bytes_per_token = 200;  // one SSE chunk per token
   double bucket_s = 900;          // time-series resolution
+  // DCI bandwidth: "fair" (every flow on its lowest-latency route, strict priority between
+  // classes, max-min within) or "te" (the te module's tiered max-min on k paths per site pair
+  // and class, re-solved every te_interval_s and on link and demand events; flows are bounded
+  // to their aggregate's allocation on the path they are given).
+  std::string bandwidth = "fair";
+  double te_interval_s = 30;
+  double te_horizon_s = 1;  // an aggregate's demand: its bytes left over this horizon
+  int te_paths = 3;
   engine::EngineConfig engine;
 };
 
@@ -86,6 +94,8 @@ struct PlanetResult {
   std::map<std::string, double> bytes_by_kind;  // upload, response, retrieval, sync, ...
   double network_energy_j = 0;
   std::uint64_t events = 0, flows = 0, retrievals = 0, retrieval_failures = 0;
+  std::uint64_t te_solves = 0;
+  double te_solve_ms = 0;
   core::Ns end = 0;
 };
 
