@@ -46,6 +46,20 @@ Allocation solve(const Problem& p, Objective o, bool fast) { return fast ? solve
 
 }  // namespace
 
+// The triangle in bytes/s (capacities 5e10): the same answers, scaled. Unscaled, CLP's
+// tolerances returned zero flows for it.
+TEST(Te, LargeUnitsGiveTheSameAnswerScaled) {
+  const Graph g = graph(3, {{0, 1, 1e11}, {1, 2, 1e11}, {0, 2, 5e10}});
+  for (bool fast : {false, true}) {
+    const Problem p = problem(g, {{0, 2, 2e11, 0}});
+    EXPECT_NEAR(solve(p, Objective::kMlu, fast).value, 20.0 / 15, 1e-6) << fast;
+    EXPECT_NEAR(solve(p, Objective::kMaxFlow, fast).value, 1.5e11, 1.5e11 * 1e-6) << fast;
+    const Allocation mm = solve(p, Objective::kMaxMin, fast);
+    EXPECT_NEAR(served(mm, 0), 1.5e11, 1.5e11 * 1e-6) << fast;
+    EXPECT_NEAR(mm.link_load[2], 5e10, 5e10 * 1e-6) << fast;
+  }
+}
+
 // Triangle: A->C direct (5) or A->B->C (10, 10); 12 units from A to C.
 // MLU: x1/5 = x2/10 = U, x1 + x2 = 12, so U = 0.8. Everything fits: max-flow = max-min = 12.
 TEST(Te, TriangleByHand) {

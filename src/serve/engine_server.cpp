@@ -56,30 +56,9 @@ class Engine {
   }
 
   void handle(Request&& req, std::shared_ptr<Reply> reply) {
-    const std::string target(req.target());
-    const auto path = target.substr(0, target.find('?'));
-    if (path == "/health") return reply->send(o_.refuse ? 503 : 200, "text/plain", o_.refuse ? "refusing\n" : "ok\n");
-    if (path == "/metrics") return reply->send(200, "text/plain; version=0.0.4", metrics());
-    if (path == "/v1/models") {
-      nlohmann::json j;
-      j["object"] = "list";
-      j["data"] = nlohmann::json::array({{{"id", served_}, {"object", "model"}, {"created", created_s()}, {"owned_by", "infergrid"}}});
-      return reply->send(200, "application/json", j.dump());
-    }
-    Endpoint ep;
-    if (path == "/v1/chat/completions") ep = Endpoint::kChat;
-    else if (path == "/v1/completions") ep = Endpoint::kCompletions;
-    else return send_error(*reply, 404, "invalid_request_error", "unknown path " + path, "", "not_found");
-    if (req.method() != http::verb::post) return send_error(*reply, 405, "invalid_request_error", "use POST", "", "method_not_allowed");
     ApiRequest ar;
-    if (auto e = parse_request(req.body(), ep, ar)) return send_error(*reply, e->status, e->type, e->message, e->param, e->code);
-    if (ar.model != served_)
-      return send_error(*reply, 404, "invalid_request_error", fmt::format("The model '{}' does not exist", ar.model),
-                        "model", "model_not_found");
+    if (!openai_front(req, *reply, o_.refuse ? 503 : 200, [this] { return metrics(); }, {served_}, ar)) return;
     if (o_.refuse) return send_error(*reply, 503, "service_unavailable", "the engine refuses requests (fault knob)");
-    if (const auto h = req.find("x-infergrid-priority"); h != req.end()) {
-      if (auto p = parse_priority(std::string_view(h->value().data(), h->value().size()))) ar.priority = *p;
-    }
     if (o_.add_latency_ms > 0) {
       auto t = std::make_shared<net::steady_timer>(ioc_, std::chrono::microseconds(static_cast<std::int64_t>(o_.add_latency_ms * 1000)));
       t->async_wait([this, t, ar, reply](const boost::system::error_code&) { admit(ar, reply); });

@@ -161,8 +161,10 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
     for (std::size_t s = 0; s < cfg_.sites.size(); ++s)
       for (std::size_t b = 0; b < cfg_.sites[s].backends.size(); ++b) {
         flat_.push_back({static_cast<int>(s), static_cast<int>(b)});
-        for (const auto& m : cfg_.sites[s].backends[b].models) models_.insert(m);
+        for (const auto& m : cfg_.sites[s].backends[b].models) models_.push_back(m);
       }
+    std::sort(models_.begin(), models_.end());
+    models_.erase(std::unique(models_.begin(), models_.end()), models_.end());
     live_ = std::vector<BackendLive>(flat_.size());
     observed_.resize(flat_.size());
     std::atomic_store(&snap_, std::make_shared<const Snapshot>(Snapshot{observed_}));
@@ -214,7 +216,7 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
   net::io_context& ioc_;
   GatewayConfig cfg_;
   std::vector<std::pair<int, int>> flat_;  // (site, backend in site)
-  std::set<std::string> models_;
+  std::vector<std::string> models_;  // sorted, unique
   std::vector<BackendLive> live_;
   std::mutex obs_mu_;
   std::vector<Observed> observed_;  // the scrapers' working copy, under obs_mu_
@@ -603,34 +605,10 @@ bool Gateway::client_location(const Request& req, core::LatLon& out, std::string
 }
 
 void Gateway::handle(Request&& req, std::shared_ptr<Reply> reply) {
+  ApiRequest ar;
+  if (!openai_front(req, *reply, 200, [this] { return metrics(); }, models_, ar)) return;
   const std::string target(req.target());
   const auto path = target.substr(0, target.find('?'));
-  if (path == "/health") return reply->send(200, "text/plain", "ok\n");
-  if (path == "/metrics") return reply->send(200, "text/plain; version=0.0.4", metrics());
-  if (path == "/v1/models") {
-    nlohmann::json j;
-    j["object"] = "list";
-    j["data"] = nlohmann::json::array();
-    for (const auto& m : models_) j["data"].push_back({{"id", m}, {"object", "model"}, {"created", 0}, {"owned_by", "infergrid"}});
-    return reply->send(200, "application/json", j.dump());
-  }
-  Endpoint ep;
-  if (path == "/v1/chat/completions") ep = Endpoint::kChat;
-  else if (path == "/v1/completions") ep = Endpoint::kCompletions;
-  else return send_error(*reply, 404, "invalid_request_error", "unknown path " + path, "", "not_found");
-  if (req.method() != http::verb::post) return send_error(*reply, 405, "invalid_request_error", "use POST", "", "method_not_allowed");
-  ApiRequest ar;
-  if (auto e = parse_request(req.body(), ep, ar)) return send_error(*reply, e->status, e->type, e->message, e->param, e->code);
-  if (!models_.count(ar.model))
-    return send_error(*reply, 404, "invalid_request_error", fmt::format("The model '{}' does not exist", ar.model), "model",
-                      "model_not_found");
-  if (const auto h = req.find("x-infergrid-priority"); h != req.end()) {
-    const auto p = parse_priority(std::string_view(h->value().data(), h->value().size()));
-    if (!p)
-      return send_error(*reply, 400, "invalid_request_error",
-                        "x-infergrid-priority must be critical, interactive or batch", "x-infergrid-priority");
-    ar.priority = *p;
-  }
   auto call = std::make_shared<Call>();
   call->gw = shared_from_this();
   call->reply = std::move(reply);

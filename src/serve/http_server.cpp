@@ -7,6 +7,7 @@
 #include <boost/beast/http.hpp>
 #include <array>
 #include <deque>
+#include <nlohmann/json.hpp>
 
 #include "serve/openai.hpp"
 
@@ -243,6 +244,48 @@ void HttpServer::accept() {
     }
     accept();
   });
+}
+
+bool openai_front(const Request& req, Reply& reply, int health_status, const std::function<std::string()>& metrics,
+                  const std::vector<std::string>& models, ApiRequest& out) {
+  const std::string target(req.target());
+  const auto path = target.substr(0, target.find('?'));
+  if (path == "/health") {
+    reply.send(health_status, "text/plain", health_status == 200 ? "ok\n" : "unavailable\n");
+    return false;
+  }
+  if (path == "/metrics") {
+    reply.send(200, "text/plain; version=0.0.4", metrics());
+    return false;
+  }
+  if (path == "/v1/models") {
+    nlohmann::json j;
+    j["object"] = "list";
+    j["data"] = nlohmann::json::array();
+    for (const auto& m : models) j["data"].push_back({{"id", m}, {"object", "model"}, {"created", 0}, {"owned_by", "infergrid"}});
+    reply.send(200, "application/json", j.dump());
+    return false;
+  }
+  Endpoint ep;
+  if (path == "/v1/chat/completions") ep = Endpoint::kChat;
+  else if (path == "/v1/completions") ep = Endpoint::kCompletions;
+  else return send_error(reply, 404, "invalid_request_error", "unknown path " + path, "", "not_found"), false;
+  if (req.method() != http::verb::post)
+    return send_error(reply, 405, "invalid_request_error", "use POST", "", "method_not_allowed"), false;
+  if (auto e = parse_request(req.body(), ep, out)) return send_error(reply, e->status, e->type, e->message, e->param, e->code), false;
+  if (std::find(models.begin(), models.end(), out.model) == models.end())
+    return send_error(reply, 404, "invalid_request_error", "The model '" + out.model + "' does not exist", "model",
+                      "model_not_found"),
+           false;
+  if (const auto h = req.find("x-infergrid-priority"); h != req.end()) {
+    const auto p = parse_priority(std::string_view(h->value().data(), h->value().size()));
+    if (!p)
+      return send_error(reply, 400, "invalid_request_error", "x-infergrid-priority must be critical, interactive or batch",
+                        "x-infergrid-priority"),
+             false;
+    out.priority = *p;
+  }
+  return true;
 }
 
 void send_error(Reply& r, int status, const std::string& type, const std::string& message, const std::string& param,

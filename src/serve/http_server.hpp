@@ -51,6 +51,14 @@ class HttpServer {
   unsigned short port_ = 0;
 };
 
+struct ApiRequest;
+// What the engine and the gateway answer alike: GET /health (with `health_status`), /metrics
+// (from `metrics`), /v1/models (`models`); 404 for other paths, 405 for other methods, 400 for a
+// bad body, 404 for a model not in `models`. Returns true, with `out` parsed (and its priority
+// taken from x-infergrid-priority), when the request is an inference the caller must serve.
+bool openai_front(const Request& req, Reply& reply, int health_status, const std::function<std::string()>& metrics,
+                  const std::vector<std::string>& models, ApiRequest& out);
+
 // An OpenAI error answer.
 void send_error(Reply& r, int status, const std::string& type, const std::string& message,
                 const std::string& param = "", const std::string& code = "");

@@ -6,9 +6,9 @@
 
 namespace infergrid::sim {
 
-namespace {
-nlohmann::ordered_json dist(const core::QuantileSketch& s) {
+nlohmann::ordered_json sketch_json(const core::QuantileSketch& s, bool with_count) {
   nlohmann::ordered_json j;
+  if (with_count) j["count"] = s.count();
   j["mean"] = s.mean();
   j["p50"] = s.quantile(0.5);
   j["p90"] = s.quantile(0.9);
@@ -16,6 +16,9 @@ nlohmann::ordered_json dist(const core::QuantileSketch& s) {
   j["max"] = s.max();
   return j;
 }
+
+namespace {
+nlohmann::ordered_json dist(const core::QuantileSketch& s) { return sketch_json(s); }
 double safe_div(double a, double b) { return b > 0 ? a / b : 0; }
 }  // namespace
 

@@ -107,7 +107,7 @@ void check(const ClpSimplex& m, const char* what) {
 
 }  // namespace
 
-Allocation solve_lp(const Problem& p, Objective o) {
+Allocation solve_lp_unscaled(const Problem& p, Objective o) {
   validate(p, o);
   const auto t0 = std::chrono::steady_clock::now();
   Allocation a;

@@ -1,5 +1,8 @@
 #include "te/solver.hpp"
 
+#include <algorithm>
+#include <optional>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -86,11 +89,47 @@ void validate(const Problem& p, Objective o) {
 
 namespace {
 
+// Solves `p` in units where the largest capacity is 1000, and scales the answer back.
+template <class Solve>
+Allocation scaled(const Problem& p, Objective o, const Allocation* warm, Solve&& solve) {
+  double cap = 0;
+  for (const auto& l : p.graph->links) cap = std::max(cap, l.capacity);
+  if (!(cap > 0) || (cap >= 10 && cap <= 1e5)) return solve(p, warm);
+  const double k = 1000 / cap;
+  Graph g = *p.graph;
+  for (auto& l : g.links) l.capacity *= k;
+  Problem q = p;
+  q.graph = &g;
+  for (auto& d : q.demands) d.volume *= k;
+  std::optional<Allocation> w;
+  if (warm) {
+    w = *warm;
+    for (auto& v : w->flow)
+      for (auto& x : v) x *= k;
+    for (auto& x : w->link_load) x *= k;
+  }
+  Allocation a = solve(q, w ? &*w : nullptr);
+  for (auto& v : a.flow)
+    for (auto& x : v) x /= k;
+  for (auto& x : a.link_load) x /= k;
+  if (o != Objective::kMlu) {  // MLU is a ratio; the others are volumes
+    a.value /= k;
+    a.bound /= k;
+  }
+  return a;
+}
+
 }  // namespace
 
+Allocation solve_lp(const Problem& p, Objective o) {
+  return scaled(p, o, nullptr, [o](const Problem& q, const Allocation*) { return solve_lp_unscaled(q, o); });
+}
+
 Allocation solve_fast(const Problem& p, Objective o, const Allocation* warm) {
-  if (o == Objective::kMaxMin) return solve_max_min_levels(p);
-  return solve_column_generation(p, o, warm);
+  return scaled(p, o, warm, [o](const Problem& q, const Allocation* w) {
+    if (o == Objective::kMaxMin) return solve_max_min_levels(q);
+    return solve_column_generation(q, o, w);
+  });
 }
 
 }  // namespace infergrid::te

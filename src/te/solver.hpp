@@ -40,7 +40,10 @@ struct Allocation {
 // without a path under MLU); throws InputError.
 void validate(const Problem& p, Objective o);
 
+// Both solve in units where the largest capacity is 1000 (the simplex tolerances assume numbers
+// of ordinary size: capacities in bytes/s, 5e10, made CLP return zero flows) and scale back.
 Allocation solve_lp(const Problem& p, Objective o);
+Allocation solve_lp_unscaled(const Problem& p, Objective o);
 
 // The same LP's optimum by column generation (MLU, max-flow); `warm` seeds the master with the
 // paths a previous allocation used.

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "sim/summary.hpp"
 
 namespace infergrid::twin {
 
@@ -15,16 +16,7 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
-json dist(const core::QuantileSketch& s) {
-  json j;
-  j["count"] = s.count();
-  j["mean"] = s.mean();
-  j["p50"] = s.quantile(0.5);
-  j["p90"] = s.quantile(0.9);
-  j["p99"] = s.quantile(0.99);
-  j["max"] = s.max();
-  return j;
-}
+json dist(const core::QuantileSketch& s) { return sim::sketch_json(s, true); }
 
 const char* prio_name(workload::Priority p) {
   switch (p) {
@@ -45,11 +37,14 @@ void write_file(const std::string& path, const std::string& text) {
   if (!out) core::fail_input(path, 0, "", "write failed");
 }
 
-double facility_kwh(const world::World& w, const PlanetResult& r, std::size_t s) {
+}  // namespace
+
+double site_facility_kwh(const world::World& w, const PlanetResult& r, std::size_t s) {
   return r.sites[s].it_energy_j * w.sites[s].pue / 3.6e6;
 }
-
-}  // namespace
+double site_carbon_kg(const world::World& w, const PlanetResult& r, std::size_t s) {
+  return site_facility_kwh(w, r, s) * w.sites[s].carbon_g_per_kwh / 1000;
+}
 
 std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, const PlanetResult& r) {
   json j;
@@ -132,8 +127,8 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
   double it = 0, fac = 0, carbon = 0;
   for (std::size_t s = 0; s < w.sites.size(); ++s) {
     it += r.sites[s].it_energy_j / 3.6e6;
-    fac += facility_kwh(w, r, s);
-    carbon += facility_kwh(w, r, s) * w.sites[s].carbon_g_per_kwh / 1000;
+    fac += site_facility_kwh(w, r, s);
+    carbon += site_carbon_kg(w, r, s);
   }
   json en;
   en["it_kwh"] = it;
@@ -151,8 +146,8 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
     e["routed"] = st.routed;
     e["completed"] = st.completed;
     e["evacuated"] = st.evacuated;
-    e["facility_kwh"] = facility_kwh(w, r, s);
-    e["carbon_kg"] = facility_kwh(w, r, s) * w.sites[s].carbon_g_per_kwh / 1000;
+    e["facility_kwh"] = site_facility_kwh(w, r, s);
+    e["carbon_kg"] = site_carbon_kg(w, r, s);
     e["peak_kw"] = st.peak_kw;
     e["power_cap_kw"] = w.sites[s].power_cap_kw;
     e["buckets_over_cap"] = st.buckets_over_cap;
@@ -228,10 +223,9 @@ std::string write_planet_outputs(const std::string& dir, const world::World& w, 
   std::string sites = "id,tier,lat,lon,routed,completed,evacuated,facility_kwh,carbon_kg,peak_kw,power_cap_kw,buckets_over_cap\n";
   for (std::size_t s = 0; s < w.sites.size(); ++s) {
     const auto& st = r.sites[s];
-    const double kwh = st.it_energy_j * w.sites[s].pue / 3.6e6;
     sites += fmt::format("{},{},{:.4f},{:.4f},{},{},{},{:.3f},{:.3f},{:.1f},{:.1f},{}\n", w.sites[s].id,
                          world::tier_name(w.sites[s].tier), w.sites[s].pos.lat, w.sites[s].pos.lon, st.routed,
-                         st.completed, st.evacuated, kwh, kwh * w.sites[s].carbon_g_per_kwh / 1000, st.peak_kw,
+                         st.completed, st.evacuated, site_facility_kwh(w, r, s), site_carbon_kg(w, r, s), st.peak_kw,
                          w.sites[s].power_cap_kw, st.buckets_over_cap);
   }
   write_file(dir + "/sites.csv", sites);

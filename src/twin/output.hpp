@@ -9,6 +9,10 @@
 
 namespace infergrid::twin {
 
+// A site's facility energy (accelerators x PUE) in kWh, and its carbon in kg.
+double site_facility_kwh(const world::World& w, const PlanetResult& r, std::size_t site);
+double site_carbon_kg(const world::World& w, const PlanetResult& r, std::size_t site);
+
 std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, const PlanetResult& r);
 std::string planet_summary_text(const world::World& w, const PlanetResult& r);
 // Writes every file above into `dir` (created if needed); returns the report's path.

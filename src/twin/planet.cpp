@@ -355,6 +355,30 @@ struct PlanetSim::Impl {
   }
 
   // ---- flows ------------------------------------------------------------------------------------
+  // A flow in the network and its record (generation kept: stale completions stay stale).
+  int new_flow(std::vector<int> dlinks, int cls, double bytes, FlowKind kind, int owner, int src, int dst, int agg,
+               int path, Ns now) {
+    const int id = fn.start_flow(dlinks, cls);
+    if (static_cast<std::size_t>(id) >= flows.size()) flows.resize(static_cast<std::size_t>(id) + 1);
+    Flow& f = flows[static_cast<std::size_t>(id)];
+    const std::uint32_t gen = f.gen + 1;
+    f = Flow{};
+    f.gen = gen;
+    f.remaining = bytes;
+    f.last = now;
+    f.kind = kind;
+    f.owner = owner;
+    f.cls = cls;
+    f.src = src;
+    f.dst = dst;
+    f.alive = true;
+    f.links = std::move(dlinks);
+    f.agg = agg;
+    f.path = path;
+    ++res.flows;
+    return id;
+  }
+
   int start_flow(std::vector<int> dlinks, int cls, double bytes, FlowKind kind, int owner, int src,
                  int dst, Ns now) {
     int agg = -1, path = -1;
@@ -378,24 +402,7 @@ struct PlanetSim::Impl {
       if (path >= 0) dlinks = a.paths[static_cast<std::size_t>(path)];
       else request_te(now);  // a demand the last solve did not see
     }
-    const int id = fn.start_flow(dlinks, cls);
-    if (static_cast<std::size_t>(id) >= flows.size()) flows.resize(static_cast<std::size_t>(id) + 1);
-    Flow& f = flows[static_cast<std::size_t>(id)];
-    const std::uint32_t gen = f.gen + 1;
-    f = Flow{};
-    f.gen = gen;
-    f.remaining = bytes;
-    f.last = now;
-    f.kind = kind;
-    f.owner = owner;
-    f.cls = cls;
-    f.src = src;
-    f.dst = dst;
-    f.alive = true;
-    f.links = std::move(dlinks);
-    f.agg = agg;
-    f.path = path;
-    ++res.flows;
+    const int id = new_flow(std::move(dlinks), cls, bytes, kind, owner, src, dst, agg, path, now);
     if (agg >= 0) {
       Agg& a = aggs[static_cast<std::size_t>(agg)];
       if (path >= 0) {
@@ -436,7 +443,7 @@ struct PlanetSim::Impl {
     std::vector<int> te_to_dl;
     for (std::size_t l = 0; l < w.links.size(); ++l) {
       if (link_factor[l] <= 0) continue;
-      // In GB/s: the solvers' tolerances are set for capacities of ordinary magnitude.
+      // In GB/s (te scales any units, but its answers read better in these).
       const double cap = w.links[l].gbps / 8 * link_factor[l];
       const double lat = w.links[l].km * net::RttModel::kFiberMsPerKm + w.per_hop_ms;
       g.links.push_back({w.links[l].a, w.links[l].b, cap, lat});
@@ -994,24 +1001,7 @@ struct PlanetSim::Impl {
 
   // te: a flow of aggregate `a` on its path p, bounded to its share of the path's allocation.
   int start_flow_on(Agg& a, int agg, std::size_t p, double bytes, FlowKind kind, int owner, Ns now) {
-    const int id = fn.start_flow(a.paths[p], a.cls);
-    if (static_cast<std::size_t>(id) >= flows.size()) flows.resize(static_cast<std::size_t>(id) + 1);
-    Flow& f = flows[static_cast<std::size_t>(id)];
-    const std::uint32_t gen = f.gen + 1;
-    f = Flow{};
-    f.gen = gen;
-    f.remaining = bytes;
-    f.last = now;
-    f.kind = kind;
-    f.owner = owner;
-    f.cls = a.cls;
-    f.src = a.src;
-    f.dst = a.dst;
-    f.alive = true;
-    f.links = a.paths[p];
-    f.agg = agg;
-    f.path = static_cast<int>(p);
-    ++res.flows;
+    const int id = new_flow(a.paths[p], a.cls, bytes, kind, owner, a.src, a.dst, agg, static_cast<int>(p), now);
     a.on_path[p].push_back(id);
     rebound(a, static_cast<int>(p));
     return id;

@@ -149,19 +149,17 @@ std::string report_html(const world::World& w, const PlanetConfig& cfg, const Pl
   kpis["inter-site / user bytes"] = fmt::format("{:.2f}", r.user_bytes > 0 ? r.inter_site_bytes / r.user_bytes : 0.0);
   double kwh = 0, carbon = 0;
   for (std::size_t s = 0; s < w.sites.size(); ++s) {
-    const double e = r.sites[s].it_energy_j * w.sites[s].pue / 3.6e6;
-    kwh += e;
-    carbon += e * w.sites[s].carbon_g_per_kwh / 1000;
+    kwh += site_facility_kwh(w, r, s);
+    carbon += site_carbon_kg(w, r, s);
   }
   kpis["energy"] = fmt::format("{:.1f} MWh", kwh / 1000);
   kpis["carbon"] = fmt::format("{:.1f} t CO2", carbon / 1000);
   d["kpis"] = kpis;
   json sites = json::array();
   for (std::size_t s = 0; s < w.sites.size(); ++s) {
-    const double e = r.sites[s].it_energy_j * w.sites[s].pue / 3.6e6;
     sites.push_back({{"id", w.sites[s].id}, {"tier", world::tier_name(w.sites[s].tier)}, {"lat", w.sites[s].pos.lat},
                      {"lon", w.sites[s].pos.lon}, {"completed", r.sites[s].completed}, {"peak_kw", r.sites[s].peak_kw},
-                     {"carbon_kg", e * w.sites[s].carbon_g_per_kwh / 1000}});
+                     {"carbon_kg", site_carbon_kg(w, r, s)}});
   }
   d["sites"] = sites;
   json links = json::array();
