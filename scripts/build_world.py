@@ -251,7 +251,9 @@ BUDGET_70B, BUDGET_R1, BUDGET_8B = 170, 70, 60
 for s in sites:
     t = s["tier"]
     if t == "edge":
-        deps = [("llama3-8b", "l40s", 1, 4)]
+        # Edge sites alternate between L40S (48 GB) and the smaller, cooler L4 (24 GB).
+        edge_i = [x["id"] for x in sites if x["tier"] == "edge"].index(s["id"])
+        deps = [("llama3-8b", "l40s", 1, 4)] if edge_i % 2 == 0 else [("llama3-8b", "l4", 1, 6)]
     else:
         sh = share[s["id"]]
         big = "b200" if s["id"] in ("us-east-virginia", "eu-central-frankfurt", "ap-tokyo") else "h200"

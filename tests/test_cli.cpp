@@ -1,6 +1,7 @@
 // The command line end to end: real processes, real files.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -45,7 +46,7 @@ TEST(Cli, SameSeedSameBytes) {
 }
 
 TEST(Cli, PlanetRunWritesSummaryCsvsAndReport) {
-  const auto r = sh("sim --hours 0.25 --scale 0.02 --router llm-d --no-progress --out " + kTmp + "/planet");
+  const auto r = sh("sim --hours 0.25 --scale 0.02 --router llm-d --requests-csv --no-progress --out " + kTmp + "/planet");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("report: " + kTmp + "/planet/report.html"), string::npos) << r.out;
   const string s = slurp(kTmp + "/planet/summary.json");
@@ -55,6 +56,12 @@ TEST(Cli, PlanetRunWritesSummaryCsvsAndReport) {
     EXPECT_NE(s.find(key), string::npos) << key;
   for (const char* f : {"timeseries.csv", "sites.csv", "links.csv", "metros.csv", "staleness.csv"})
     EXPECT_GT(slurp(kTmp + "/planet/" + f).size(), 50u) << f;
+  // A row per request, whatever became of it.
+  const auto at = s.find("\"arrived\": ");
+  ASSERT_NE(at, string::npos);
+  const long arrived = std::stol(s.substr(at + 11));
+  const string rows = slurp(kTmp + "/planet/requests.csv");
+  EXPECT_EQ(static_cast<long>(std::count(rows.begin(), rows.end(), '\n')), arrived + 1);
   const string html = slurp(kTmp + "/planet/report.html");
   EXPECT_GT(html.size(), 500000u);  // Vega, Vega-Lite and the world atlas are inside
   EXPECT_EQ(html.find("src=\"http"), string::npos);

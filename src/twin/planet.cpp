@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <chrono>
+#include <cstdio>
 #include <queue>
 #include <tuple>
 
@@ -139,6 +140,8 @@ struct PlanetSim::Impl {
 
   sim::EventQueue q;
   PlanetResult res;
+  std::FILE* csv = nullptr;
+  std::string csv_buf;
   Bucket bucket;
   Ns bucket_start = 0;
 
@@ -241,6 +244,37 @@ struct PlanetSim::Impl {
     res.metro_ttft_sum.assign(w.metros.size(), 0);
     res.metro_met_slo.assign(w.metros.size(), 0);
     new_bucket(0);
+    if (!cfg.requests_csv.empty()) {
+      csv = std::fopen(cfg.requests_csv.c_str(), "wb");
+      if (!csv) core::fail_input(cfg.requests_csv, 0, "", "cannot write");
+      csv_buf = "id,metro,class,site,status,reason,attempts,arrival_s,ttft_ms,tpot_ms,e2e_ms,network_ms,retrieval_ms,"
+                "queue_ms,compute_ms,prompt_tokens,output_tokens\n";
+    }
+  }
+  ~Impl() { flush_csv(true); }
+
+  void flush_csv(bool close = false) {
+    if (!csv) return;
+    std::fwrite(csv_buf.data(), 1, csv_buf.size(), csv);
+    csv_buf.clear();
+    if (close) {
+      std::fclose(csv);
+      csv = nullptr;
+    }
+  }
+  // One row; times in ms (empty where the request got no answer).
+  void row(const Req& r, const char* status, const std::string& reason, double ttft, double tpot, double e2e,
+           double queue, double compute, std::int32_t out_tokens) {
+    if (!csv) return;
+    const auto num = [](double v) { return v < 0 ? std::string() : fmt::format("{:.3f}", v); };
+    csv_buf += fmt::format("{},\"{}\",{},{},{},{},{},{:.6f},{},{},{},{:.3f},{:.3f},{},{},{},{}\n", r.gid,
+                           w.metros[static_cast<std::size_t>(r.metro)].name,
+                           w.workload.classes[static_cast<std::size_t>(r.cls)].name,
+                           r.site >= 0 ? w.sites[static_cast<std::size_t>(r.site)].id : "", status, reason, r.attempts,
+                           core::to_seconds(r.t_arrive), num(ttft), num(tpot), num(e2e),
+                           core::to_ms(r.net_ns) + (ttft >= 0 ? r.one_way_ms : 0), core::to_ms(r.retrieval_ns),
+                           num(queue), num(compute), r.req.prompt_tokens, out_tokens);
+    if (csv_buf.size() > (1 << 20)) flush_csv();
   }
 
   // Lowest-latency routes between all sites over the links still up (Dijkstra from each site).
@@ -578,6 +612,7 @@ struct PlanetSim::Impl {
 
   void lose(std::uint32_t slot, const std::string& reason) {
     Req& r = reqs[slot];
+    row(r, "lost", reason, -1, -1, -1, -1, -1, 0);
     ++res.lost;
     ++res.lost_by_reason[reason];
     ++res.classes[static_cast<std::size_t>(r.cls)].lost;
@@ -855,6 +890,7 @@ struct PlanetSim::Impl {
     auto& cs = res.classes[static_cast<std::size_t>(r.cls)];
     --deploys[static_cast<std::size_t>(r.deploy)].outstanding;
     if (c.rejected) {
+      row(r, "rejected", "does not fit in the KV cache", -1, -1, -1, -1, -1, 0);
       ++res.rejected;
       ++cs.rejected;
       free_req(slot);
@@ -885,6 +921,8 @@ struct PlanetSim::Impl {
     ++bucket.completed;
     bucket.ttft.add(ttft);
     count_kind("response", c.output_tokens * cfg.response_bytes_per_token, false);
+    row(r, "completed", met ? "" : "missed SLO", ttft, tpot, e2e, core::to_ms(c.first_scheduled - r.t_enqueue),
+        core::to_ms(c.finish - c.first_scheduled), c.output_tokens);
     free_req(slot);
   }
 
@@ -1142,6 +1180,7 @@ struct PlanetSim::Impl {
       res.sites[static_cast<std::size_t>(deploys[static_cast<std::size_t>(replica_deploy[r])].site)].it_energy_j +=
           replicas[r].stats().energy_j;
     for (const auto& l : w.links) res.network_energy_j += 2 * l.transceiver_w * core::to_seconds(std::max(now, horizon));
+    flush_csv(true);
     if (progress) progress(1.0, res.arrived);
     return std::move(res);
   }

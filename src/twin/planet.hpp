@@ -40,6 +40,8 @@ struct PlanetConfig {
   double te_horizon_s = 1;  // an aggregate's demand: its bytes left over this horizon
   int te_paths = 3;
   engine::EngineConfig engine;
+  // One CSV row per request (completed, rejected or lost) to this path; empty: none.
+  std::string requests_csv;
 };
 
 // Per class of traffic.
