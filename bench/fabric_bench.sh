@@ -14,8 +14,10 @@ command -v nginx >/dev/null || { echo "installing nginx"; DEBIAN_FRONTEND=nonint
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # A proxy holds two descriptors per stream (client and upstream): the streams held at once in
 # part 3 are capped by this machine's descriptor limit.
-HOLD=${HOLD:-$(( $(ulimit -n) >= 21000 ? 10000 : ($(ulimit -n) - 1000) / 2 ))}
-echo "descriptor limit $(ulimit -n): holding $HOLD streams in part 3"
+# part 3 runs the gateway as two processes sharing the listening socket (processes: 2), as nginx
+# runs two workers, each process with its own descriptor limit.
+HOLD=${HOLD:-10000}
+echo "descriptor limit $(ulimit -n) per process: holding $HOLD streams in part 3"
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}" $(cat "$tmp/engine.pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
@@ -31,7 +33,7 @@ start_engines() {  # N ARGS...: N engines, prints their ports
 }
 start_proxies() {  # PORTS...: starts the gateway and nginx in front of them; sets GW and NG
   local ports=("$@")
-  { echo "listen: 127.0.0.1:0"; echo "policy: least-outstanding"; echo "threads: 2"
+  { echo "listen: 127.0.0.1:0"; echo "policy: least-outstanding"; echo "threads: 2"; echo "processes: ${PROCS:-1}"
     echo "sites:"; echo "  - name: local"; echo "    location: [50.11, 8.68]"; echo "    backends:"
     for p in "${ports[@]}"; do echo "      - url: http://127.0.0.1:$p"; echo "        models: [llama3-8b]"; echo "        max_concurrency: 100000"; done
   } > "$tmp/gw.yaml"
@@ -54,6 +56,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
+if [ "${ONLY_HOLD:-0}" != 1 ]; then
 mapfile -t E < <(start_engines 1 --time-scale 0.2 --max-num-seqs 1024)
 start_proxies "${E[@]}"
 "$load" open "127.0.0.1:${E[0]}" 200 2 8 >/dev/null  # warm-up
@@ -78,8 +81,9 @@ for t in direct nginx gateway; do
   echo "closed 64 clients $t: $(grep "^$t " "$tmp/closed.txt" | field completed_per_s | median) streams/s (median)"
 done
 for p in "${pids[@]}" $(cat "$tmp/engine.pids"); do kill "$p" 2>/dev/null || true; done; pids=(); rm -f "$tmp/engine.pids"; sleep 1
+fi
 mapfile -t E < <(start_engines 4 --time-scale 1 --max-num-seqs 4096)
-start_proxies "${E[@]}"
+PROCS=2 start_proxies "${E[@]}"
 for t in nginx:$NG gateway:$GW; do
   "$load" hold "127.0.0.1:${t#*:}" "$HOLD" 0 150 | sed "s/^/hold ${t%%:*} /"
 done

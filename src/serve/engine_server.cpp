@@ -246,6 +246,7 @@ int run_engine(const EngineOptions& o) {
   net::io_context ioc(1);
   Engine engine(ioc, o);
   HttpServer server(ioc, o.host, o.port, [&](Request&& r, std::shared_ptr<Reply> rep) { engine.handle(std::move(r), std::move(rep)); });
+  server.start();
   std::printf("listening on %s:%u\n", o.host.c_str(), server.port());
   std::fflush(stdout);
   net::signal_set signals(ioc, SIGINT, SIGTERM);

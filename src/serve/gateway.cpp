@@ -18,6 +18,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "control/site_router.hpp"
 #include "core/error.hpp"
 #include "model/catalog.hpp"
@@ -72,6 +77,7 @@ GatewayConfig load_gateway_config(const std::string& path) {
       c.has_location = true;
     }
     c.threads = f.integer("threads", 2, false, 1);
+    c.processes = f.integer("processes", 1, false, 1);
     c.scrape_interval_ms = f.integer("scrape_interval_ms", 100, false, 10);
     c.connect_timeout_ms = f.integer("connect_timeout_ms", 1000, false, 1);
     c.first_byte_timeout_ms = f.integer("first_byte_timeout_ms", 60000, false, 1);
@@ -351,7 +357,7 @@ struct Gateway::Call : std::enable_shared_from_this<Gateway::Call> {
         const auto& o = snap->backends[i];
         if (gw->circuit_open(i) || std::find(tried.begin(), tried.end(), i) != tried.end()) continue;
         const int own = gw->live_[i].inflight.load();
-        cap += b.max_concurrency;
+        cap += static_cast<double>(b.max_concurrency) / cfg.processes;
         load += own;
         ++v.replicas;
         v.outstanding += std::max(own, static_cast<int>(o.running + o.waiting));
@@ -661,18 +667,38 @@ std::string Gateway::metrics() {
 
 int run_gateway(const GatewayConfig& cfg) {
   net::io_context ioc(cfg.threads);
-  auto gw = std::make_shared<Gateway>(ioc, cfg);
+  std::shared_ptr<Gateway> gw;
   HttpServer server(ioc, cfg.listen_host, cfg.listen_port,
-                    [gw](Request&& r, std::shared_ptr<Reply> rep) { gw->handle(std::move(r), std::move(rep)); });
-  gw->start_scrapers();
+                    [&gw](Request&& r, std::shared_ptr<Reply> rep) { gw->handle(std::move(r), std::move(rep)); });
   std::printf("listening on %s:%u\n", cfg.listen_host.c_str(), server.port());
   std::fflush(stdout);
+  std::fflush(stderr);
+  std::vector<pid_t> children;
+  for (int i = 1; i < cfg.processes; ++i) {
+    ioc.notify_fork(net::execution_context::fork_prepare);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      ioc.notify_fork(net::execution_context::fork_child);
+      prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive the first process
+      children.clear();
+      break;
+    }
+    ioc.notify_fork(net::execution_context::fork_parent);
+    if (pid > 0) children.push_back(pid);
+  }
+  gw = std::make_shared<Gateway>(ioc, cfg);
+  server.start();
+  gw->start_scrapers();
   net::signal_set signals(ioc, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code&, int) { ioc.stop(); });
+  signals.async_wait([&](const boost::system::error_code&, int) {
+    for (pid_t c : children) kill(c, SIGTERM);
+    ioc.stop();
+  });
   std::vector<std::thread> pool;
   for (int i = 1; i < cfg.threads; ++i) pool.emplace_back([&] { ioc.run(); });
   ioc.run();
   for (auto& t : pool) t.join();
+  for (pid_t c : children) waitpid(c, nullptr, 0);
   return 0;
 }
 

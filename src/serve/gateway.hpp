@@ -33,6 +33,9 @@ struct GatewayConfig {
   core::LatLon location;  // the gateway's own (default: its first site's)
   std::vector<SiteConfig> sites;
   int threads = 2;
+  // Processes sharing the listening socket (each with its threads, scrapers, counters and 1/N of
+  // every backend's capacity): past one process's descriptor limit (two per stream).
+  int processes = 1;
   int scrape_interval_ms = 100;
   int connect_timeout_ms = 1000;
   int first_byte_timeout_ms = 60000;

@@ -227,7 +227,6 @@ HttpServer::HttpServer(net::io_context& ioc, const std::string& host, unsigned s
   acceptor_.bind(ep);
   acceptor_.listen(4096);
   port_ = acceptor_.local_endpoint().port();
-  accept();
 }
 
 void HttpServer::stop() {

@@ -36,9 +36,11 @@ using Handler = std::function<void(Request&& req, std::shared_ptr<Reply> reply)>
 
 class HttpServer {
  public:
-  // Binds host:port (port 0: any free port) and starts accepting on `ioc`.
+  // Binds host:port (port 0: any free port) and listens; start() accepts on `ioc`. Between the
+  // two a process may fork: the children share the listening socket.
   HttpServer(boost::asio::io_context& ioc, const std::string& host, unsigned short port, Handler handler,
              std::size_t body_limit = 8 << 20);
+  void start() { accept(); }
   unsigned short port() const { return port_; }
   void stop();
 
