@@ -177,6 +177,10 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
     ttft_.reserve(3);
     for (int i = 0; i < 3; ++i) ttft_.emplace_back(std::vector<double>{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30});
     counts_ = std::vector<std::atomic<std::uint64_t>>(cfg_.sites.size() * 3 * kOutcomes + 3 * kOutcomes);
+    try {  // loaded here, not on the request path
+      metros_ = world::load_world(world::default_world_path(), model::Catalog::builtin()).metros;
+    } catch (const core::InputError&) {
+    }
     if (!cfg_.access_log.empty()) {
       log_ = cfg_.access_log == "-" ? stderr : std::fopen(cfg_.access_log.c_str(), "ab");
       if (!log_) core::fail_input(cfg_.access_log, 0, "access_log", "cannot open for appending");
@@ -233,8 +237,7 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
   std::FILE* log_ = nullptr;
   std::mutex log_mu_;
   std::atomic<std::uint64_t> next_id_{1};
-  std::vector<world::Metro> metros_;
-  std::once_flag metros_once_;
+  std::vector<world::Metro> metros_;  // the embedded world's, for locations given by name
 };
 
 // ---- scraping -----------------------------------------------------------------------------------
@@ -595,12 +598,6 @@ bool Gateway::client_location(const Request& req, core::LatLon& out, std::string
   }
   const std::string v(h->value());
   if (core::parse_latlon(v, out)) return true;
-  std::call_once(metros_once_, [this] {
-    try {
-      metros_ = world::load_world(world::default_world_path(), model::Catalog::builtin()).metros;
-    } catch (const core::InputError&) {
-    }
-  });
   for (const auto& m : metros_)
     if (m.name == v) {
       out = m.pos;
