@@ -258,7 +258,7 @@ for s in sites:
         sh = share[s["id"]]
         big = "b200" if s["id"] in ("us-east-virginia", "eu-central-frankfurt", "ap-tokyo") else "h200"
         r70 = max(3 if t == "core" else 2, round(BUDGET_70B * sh))
-        r1 = max(2 if t == "core" else 0, round(BUDGET_R1 * sh * (0.6 if big == "b200" else 1)))
+        r1 = max(2 if t == "core" else 1, round(BUDGET_R1 * sh * (0.6 if big == "b200" else 1)))
         r8 = max(4 if t == "core" else 2, round(BUDGET_8B * sh))
         deps = [("llama3-70b", "h100-80gb", 8, r70), ("llama3-8b", "h100-80gb", 1, r8)]
         if r1 > 0:
