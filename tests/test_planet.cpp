@@ -286,8 +286,14 @@ TEST(SiteRouter, BaselinesDecideAsTheSystemsTheyStandFor) {
   EXPECT_EQ(*ig::control::make_site_router("nearest", 1)->pick(r, v), 0u);
   EXPECT_EQ(*ig::control::make_site_router("skyserve", 1)->pick(r, v), 1u);           // 1 per replica
   EXPECT_EQ(*ig::control::make_site_router("least-outstanding", 1)->pick(r, v), 1u);  // 4 in all
-  // llm-d: queue 2 x (1, 0, 0.333...) + kv 2 x (0.1, 0.9, 0.5) + prefix 3 x (0, 0, 1).
-  EXPECT_EQ(*ig::control::make_site_router("llm-d", 1)->pick(r, v), 2u);
+  // llm-d: queue 2 x (0, 1, 1/3) + (1 - kv) 2 x (0.1, 0.9, 0.5) + prefix 3 x (0, 0, 1).
+  const auto llmd = ig::control::make_site_router("llm-d", 1);
+  EXPECT_EQ(*llmd->pick(r, v), 2u);
+  const auto sc = llmd->scores(v);
+  // Waiting per replica 7.5, 0, 5: queue scores 0, 1, 1/3.
+  EXPECT_NEAR(sc[0], 2 * 0 + 2 * 0.1 + 3 * 0, 1e-12);
+  EXPECT_NEAR(sc[1], 2 * 1 + 2 * 0.9 + 3 * 0, 1e-12);
+  EXPECT_NEAR(sc[2], 2 * (1.0 / 3) + 2 * 0.5 + 3 * 1, 1e-12);
   auto rr = ig::control::make_site_router("round-robin", 1);
   EXPECT_EQ(*rr->pick(r, v), 0u);
   EXPECT_EQ(*rr->pick(r, v), 1u);

@@ -15,8 +15,20 @@ double per_replica(const SiteView& s) {
   return s.replicas > 0 ? static_cast<double>(s.outstanding) / s.replicas : 1e300;
 }
 
+template <class F>
+std::vector<double> each(std::span<const SiteView> s, F f) {
+  std::vector<double> v;
+  v.reserve(s.size());
+  for (const auto& x : s) v.push_back(f(x));
+  return v;
+}
+
 class Nearest final : public SiteRouter {
  public:
+  std::vector<double> scores(std::span<const SiteView> s) const override {
+    return each(s, [](const SiteView& x) { return x.rtt_ms; });
+  }
+  const char* score_name() const override { return "rtt_ms (lowest wins)"; }
   std::optional<std::size_t> pick(const GeoRequest&, std::span<const SiteView> s) override {
     std::size_t best = 0;
     for (std::size_t i = 1; i < s.size(); ++i)
@@ -27,6 +39,12 @@ class Nearest final : public SiteRouter {
 
 class RoundRobin final : public SiteRouter {
  public:
+  std::vector<double> scores(std::span<const SiteView> s) const override {
+    std::vector<double> v(s.size(), 0);
+    if (!s.empty()) v[next_ % s.size()] = 1;
+    return v;
+  }
+  const char* score_name() const override { return "next in turn (1)"; }
   std::optional<std::size_t> pick(const GeoRequest&, std::span<const SiteView> s) override {
     return next_++ % s.size();
   }
@@ -38,6 +56,10 @@ class RoundRobin final : public SiteRouter {
 // Fewest requests outstanding at the site (the endpoint), ties to the nearest.
 class LeastOutstanding final : public SiteRouter {
  public:
+  std::vector<double> scores(std::span<const SiteView> s) const override {
+    return each(s, [](const SiteView& x) { return static_cast<double>(x.outstanding); });
+  }
+  const char* score_name() const override { return "outstanding (lowest wins)"; }
   std::optional<std::size_t> pick(const GeoRequest&, std::span<const SiteView> s) override {
     std::size_t best = 0;
     for (std::size_t i = 1; i < s.size(); ++i)
@@ -50,6 +72,8 @@ class LeastOutstanding final : public SiteRouter {
 
 class PowerOfTwo final : public SiteRouter {
  public:
+  std::vector<double> scores(std::span<const SiteView> s) const override { return each(s, per_replica); }
+  const char* score_name() const override { return "outstanding per replica (lower of two random wins)"; }
   explicit PowerOfTwo(std::uint64_t seed) : rng_(seed, "site-power-of-two") {}
   std::optional<std::size_t> pick(const GeoRequest&, std::span<const SiteView> s) override {
     if (s.size() == 1) return 0;
@@ -69,6 +93,8 @@ class PowerOfTwo final : public SiteRouter {
 // ties break by index, as the policy's min() does.
 class SkyServe final : public SiteRouter {
  public:
+  std::vector<double> scores(std::span<const SiteView> s) const override { return each(s, per_replica); }
+  const char* score_name() const override { return "in-flight per replica (lowest wins)"; }
   std::optional<std::size_t> pick(const GeoRequest&, std::span<const SiteView> s) override {
     std::size_t best = 0;
     for (std::size_t i = 1; i < s.size(); ++i)
@@ -83,22 +109,25 @@ class SkyServe final : public SiteRouter {
 class LlmD final : public SiteRouter {
  public:
   std::optional<std::size_t> pick(const GeoRequest&, std::span<const SiteView> s) override {
-    double qmin = 1e300, qmax = -1;
-    for (const auto& v : s) {
-      const double q = v.replicas ? static_cast<double>(v.waiting) / v.replicas : 1e300;
-      qmin = std::min(qmin, q);
-      qmax = std::max(qmax, q);
-    }
+    const auto v = scores(s);
     std::size_t best = 0;
-    double best_score = -1;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-      const double q = s[i].replicas ? static_cast<double>(s[i].waiting) / s[i].replicas : 1e300;
-      const double queue = qmax > qmin ? (qmax - q) / (qmax - qmin) : 1.0;
-      const double score = 2 * queue + 2 * (1 - s[i].kv_usage) + 3 * s[i].prefix_hit;
-      if (score > best_score) best_score = score, best = i;
-    }
+    for (std::size_t i = 1; i < v.size(); ++i)
+      if (v[i] > v[best]) best = i;
     return best;
   }
+  std::vector<double> scores(std::span<const SiteView> s) const override {
+    double qmin = 1e300, qmax = -1;
+    auto queue = [](const SiteView& v) { return v.replicas ? static_cast<double>(v.waiting) / v.replicas : 1e300; };
+    for (const auto& v : s) {
+      qmin = std::min(qmin, queue(v));
+      qmax = std::max(qmax, queue(v));
+    }
+    return each(s, [&](const SiteView& v) {
+      const double q = qmax > qmin ? (qmax - queue(v)) / (qmax - qmin) : 1.0;
+      return 2 * q + 2 * (1 - v.kv_usage) + 3 * v.prefix_hit;
+    });
+  }
+  const char* score_name() const override { return "2 queue + 2 (1 - kv) + 3 prefix (highest wins)"; }
 };
 
 }  // namespace

@@ -41,6 +41,10 @@ class SiteRouter {
   virtual ~SiteRouter() = default;
   // Index into `sites` (never empty), or nothing to reject the request.
   virtual std::optional<std::size_t> pick(const GeoRequest& r, std::span<const SiteView> sites) = 0;
+  // What the policy weighs for each candidate, for access logs: the figure it minimizes (RTT,
+  // outstanding, load per replica) or, for llm-d, the weighted score it maximizes.
+  virtual std::vector<double> scores(std::span<const SiteView> sites) const = 0;
+  virtual const char* score_name() const = 0;
 };
 
 std::unique_ptr<SiteRouter> make_site_router(const std::string& name, std::uint64_t seed);

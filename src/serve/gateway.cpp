@@ -321,6 +321,7 @@ struct Gateway::Call : std::enable_shared_from_this<Gateway::Call> {
   int site = -1, attempts = 0;
   nlohmann::json candidates = nlohmann::json::array();
   std::string why;
+  const char* score_name = "";
   // Upstream.
   std::optional<beast::tcp_stream> up;
   std::optional<tcp::resolver> resolver;
@@ -402,6 +403,9 @@ struct Gateway::Call : std::enable_shared_from_this<Gateway::Call> {
     if (!router) router = control::make_site_router(cfg.policy, 1);
     const control::GeoRequest gr{0, 0, priority, 0};
     const auto k = router->pick(gr, views).value_or(0);
+    const auto sc = router->scores(views);
+    for (std::size_t i = 0; i < sc.size() && i < candidates.size(); ++i) candidates[i]["score"] = std::round(sc[i] * 1000) / 1000;
+    score_name = router->score_name();
     site = view_site[k];
     why = fmt::format("{}: rtt {:.1f} ms, {} outstanding on {} backends, kv {:.2f}", cfg.policy, views[k].rtt_ms,
                       views[k].outstanding, views[k].replicas, views[k].kv_usage);
@@ -577,6 +581,7 @@ struct Gateway::Call : std::enable_shared_from_this<Gateway::Call> {
     j["client"] = {client.lat, client.lon};
     j["policy"] = gw->cfg_.policy;
     j["candidates"] = candidates;
+    j["score"] = score_name;
     j["site"] = site >= 0 ? nlohmann::json(gw->cfg_.sites[static_cast<std::size_t>(site)].name) : nlohmann::json(nullptr);
     j["backend"] = site >= 0 ? nlohmann::json(gw->backend(backend).url) : nlohmann::json(nullptr);
     j["why"] = why;

@@ -79,6 +79,9 @@ test('chat completion, not streamed, from the nearest site', async () => {
   assert.equal(last.site, 'london');
   assert.equal(last.candidates.length, 3);
   assert.match(last.why, /^nearest/);
+  assert.equal(last.score, 'rtt_ms (lowest wins)');
+  const chosen = last.candidates.find((c) => c.site === 'london');
+  assert.equal(chosen.score, Math.min(...last.candidates.map((c) => c.score)));
 });
 
 test('chat completion streamed with usage; every chunk parses', async () => {
