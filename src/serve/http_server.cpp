@@ -47,8 +47,14 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
     res->set(http::field::content_type, type);
     res->set(http::field::cache_control, "no-cache");
     for (auto& [k, v] : headers) res->set(k, v);
-    res->keep_alive(keep_alive_);
-    res->chunked(true);
+    if (version_ >= 11) {
+      res->keep_alive(keep_alive_);
+      res->chunked(true);
+    } else {  // HTTP/1.0 has no chunked encoding: the body runs until the connection closes
+      raw_ = true;
+      keep_alive_ = false;
+      res->keep_alive(false);
+    }
     post([self = shared_from_this(), res] {
       self->queue_.push_back(Item{Item::kHeader, {}, res});
       self->pump();
@@ -152,10 +158,12 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
         http::async_write_header(stream_, *serializer_, done);
         break;
       case Item::kChunk:
-        net::async_write(stream_, http::make_chunk(net::buffer(it.data)), done);
+        if (raw_) net::async_write(stream_, net::buffer(it.data), done);
+        else net::async_write(stream_, http::make_chunk(net::buffer(it.data)), done);
         break;
       case Item::kLast:
-        net::async_write(stream_, http::make_chunk_last(), done);
+        if (raw_) net::async_write(stream_, net::const_buffer(), done);
+        else net::async_write(stream_, http::make_chunk_last(), done);
         break;
     }
   }
@@ -209,7 +217,7 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
   const Handler& handler_;
   std::size_t limit_;
   std::deque<Item> queue_;
-  bool writing_ = false, keep_alive_ = true, busy_ = false, drain_ = false;
+  bool writing_ = false, keep_alive_ = true, busy_ = false, drain_ = false, raw_ = false;
   std::array<char, 65536> scratch_{};
   std::size_t drained_ = 0;
   std::atomic<bool> gone_{false};
