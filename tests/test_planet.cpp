@@ -12,7 +12,10 @@
 #include "control/site_router.hpp"
 #include "core/error.hpp"
 #include "core/geo.hpp"
+#include "model/perf_model.hpp"
 #include "net/latency.hpp"
+#include "sim/site_sim.hpp"
+#include "workload/generator.hpp"
 #include "twin/output.hpp"
 #include "twin/planet.hpp"
 #include "world/world.hpp"
@@ -155,6 +158,35 @@ TEST(Planet, TeSplitsATransferOverBothPathsOfADiamond) {
   cut.events.push_back(e);
   const auto rc = ig::twin::PlanetSim(cut, ig::model::Catalog::builtin(), cfg).run();
   EXPECT_NEAR(staleness(rc), 2.0, 0.01);
+}
+
+TEST(Planet, AroundOneSiteTheEngineBehavesAsTheOneSiteTwin) {
+  const auto w = load("one-site.yaml");
+  const auto r = run(w, "nearest", 0.5);
+  // The one-site twin on a Poisson stream of the same rate and lengths, same engine and router.
+  ig::workload::GeneratorSpec g;
+  g.rate = 20;
+  g.count = 36000;
+  g.prompt = ig::workload::LengthDist::parse("fixed:1024", "p");
+  g.output = ig::workload::LengthDist::parse("fixed:128", "o");
+  auto src = ig::workload::make_generator(g);
+  const auto catalog = ig::model::Catalog::builtin();
+  auto pm = std::make_shared<ig::model::PerfModel>(catalog.llm("llama3-8b"), catalog.accelerator("h100-80gb"), 1);
+  ig::sim::SiteConfig sc;
+  sc.replicas = 2;
+  sc.router = "least-outstanding";
+  ig::sim::Metrics m(ig::sim::Slo{});
+  ig::sim::SiteSim site(pm, static_cast<std::int64_t>(pm->kv_capacity_tokens(0.9)), sc);
+  site.run(*src, m);
+  const auto& c = r.classes[0];
+  ASSERT_GT(c.completed, 30000u);
+  // Compute (first scheduled to last token) and queueing agree within sampling noise.
+  const double site_compute = m.e2e().mean() - m.queue().mean();
+  EXPECT_NEAR(c.compute.mean(), site_compute, 0.02 * site_compute);
+  EXPECT_NEAR(c.queue.mean(), m.queue().mean(), 0.1 * m.queue().mean() + 0.5);
+  // The user sees the fixed term of the round trip on top (last mile 0, distance 0).
+  const double rtt = ig::net::RttModel::calibrated().fixed_ms;
+  EXPECT_NEAR(c.ttft.mean() - m.ttft().mean(), rtt, 0.05 * m.ttft().mean() + 0.5);
 }
 
 TEST(Planet, RegionalOutageAccountsForEveryRequest) {
