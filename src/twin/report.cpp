@@ -119,7 +119,7 @@ show('power', {$schema: 'https://vega.github.io/schema/vega-lite/v5.json', width
   encoding: {x: {field: 't_h', type: 'quantitative', title: 'hour (UTC)'}, y: {field: 'kw', type: 'quantitative', title: 'kW (all sites, with PUE)'}}});
 show('links', {$schema: 'https://vega.github.io/schema/vega-lite/v5.json', width: wide, height: 220,
   data: {values: D.link_series}, mark: 'rect',
-  encoding: {x: {field: 't_h', type: 'ordinal', title: 'hour (UTC)', axis: {labelOverlap: true}}, y: {field: 'link', type: 'nominal', title: null},
+  encoding: {x: {field: 't_h', type: 'ordinal', sort: null, title: 'hour (UTC)', axis: {labelOverlap: true}}, y: {field: 'link', type: 'nominal', title: null},
              color: {field: 'util', type: 'quantitative', scale: {scheme: 'orangered'}, title: 'utilization'}}});
 let t = '<table><tr><th>class</th><th>completed</th><th>lost</th><th>TTFT p50</th><th>TTFT p99</th><th>SLO</th></tr>';
 for (const c of D.classes) t += `<tr><td>${esc(c.name)}</td><td>${c.completed.toLocaleString()}</td><td>${c.lost}</td><td>${c.ttft_p50.toFixed(0)} ms</td><td>${c.ttft_p99.toFixed(0)} ms</td><td>${(100*c.slo).toFixed(1)}%</td></tr>`;
@@ -192,8 +192,10 @@ std::string report_html(const world::World& w, const PlanetConfig& cfg, const Pl
     const double end = i + 1 < r.buckets.size() ? r.buckets[i + 1].t_s : core::to_seconds(r.end);
     const double dt = std::max(1e-9, end - b.t_s);
     const double th = b.t_s / 3600;
-    const bool drain = b.t_s >= cfg.hours * 3600 - 1e-6;  // after the horizon: no arrivals by design
-    for (std::size_t c = 0; c < b.arrivals.size() && !drain; ++c)
+    // The drain after the horizon (no arrivals, the last requests finishing) stays in
+    // timeseries.csv; the charts show the simulated day.
+    if (b.t_s >= cfg.hours * 3600 - 1e-6) continue;
+    for (std::size_t c = 0; c < b.arrivals.size(); ++c)
       arrivals.push_back({{"t_h", th}, {"class", w.workload.classes[c].name}, {"per_s", static_cast<double>(b.arrivals[c]) / dt}});
     if (b.ttft.count()) {
       ttft.push_back({{"t_h", th}, {"q", "p50"}, {"ms", b.ttft.quantile(0.5)}});
