@@ -189,6 +189,26 @@ TEST(Planet, AroundOneSiteTheEngineBehavesAsTheOneSiteTwin) {
   EXPECT_NEAR(c.ttft.mean() - m.ttft().mean(), rtt, 0.05 * m.ttft().mean() + 0.5);
 }
 
+TEST(Planet, ConversationsHitPrefixCachesWhereLlmDSendsThem) {
+  const auto w = ig::world::load_world(ig::world::default_world_path(), ig::model::Catalog::builtin());
+  ig::twin::PlanetConfig cfg;
+  cfg.hours = 0.5;
+  cfg.scale = 0.1;
+  auto cached = [&](const std::string& router, bool caching) {
+    cfg.router = router;
+    cfg.prefix_caching = caching;
+    const auto r = ig::twin::PlanetSim(w, ig::model::Catalog::builtin(), cfg).run();
+    const auto& chat = r.classes[0];
+    return static_cast<double>(chat.cached_tokens) / static_cast<double>(chat.prompt_tokens);
+  };
+  // llm-d routes a conversation back to the pod holding its prefix; a least-outstanding
+  // balancer inside the site lands there by chance; without caching nothing hits.
+  const double llmd = cached("llm-d", true), nearest = cached("nearest", true);
+  EXPECT_GT(llmd, 2 * nearest);
+  EXPECT_GT(llmd, 0.05);
+  EXPECT_EQ(cached("llm-d", false), 0.0);
+}
+
 TEST(Planet, RegionalOutageAccountsForEveryRequest) {
   const auto w = load("outage.yaml");
   const auto r = run(w);

@@ -456,7 +456,8 @@ int main(int argc, char** argv) {
                   "planet mode: fair (per-flow max-min on lowest-latency routes) | te (tiered max-min on k paths "
                   "from the te module, re-solved every --te-interval-s and on link and demand events)");
   sim->add_option("--te-interval-s", pa.cfg.te_interval_s, "planet mode, --bandwidth te: periodic re-solve");
-  bool planet_csv = false;
+  bool planet_csv = false, no_prefix = false;
+  sim->add_flag("--no-prefix-caching", no_prefix, "planet mode: engines without prefix caching");
   sim->add_flag("--requests-csv", planet_csv, "planet mode: also write DIR/requests.csv, a row per request (large)");
   bool step_by_step = false;
   sim->add_flag("--step-by-step", step_by_step, "one event per decode iteration (the baseline the closed form is measured against)");
@@ -545,7 +546,8 @@ int main(int argc, char** argv) {
       site_mode |= sim->count(f) > 0;
     if (*sim && site_mode) {
       for (const char* f : {"--world", "--scenario", "--hours", "--scale", "--flow-threshold-bytes", "--max-attempts",
-                            "--arrival-trace", "--bandwidth", "--te-interval-s", "--requests-csv"})
+                            "--arrival-trace", "--bandwidth", "--te-interval-s", "--requests-csv",
+                            "--no-prefix-caching"})
         if (sim->count(f) > 0)
           ig::core::fail_flag(std::string(f).substr(2), "planet mode only; --trace, --generate, --model, --gpu, --tp "
                                                         "and --replicas select the single-site twin");
@@ -558,6 +560,7 @@ int main(int argc, char** argv) {
       pa.cfg.engine.block_size = site.engine.block_size;
       pa.cfg.engine.gpu_memory_utilization = site.engine.gpu_memory_utilization;
       pa.cfg.engine.priority_scheduling = policy == "priority";
+      pa.cfg.prefix_caching = !no_prefix;
       if (planet_csv) {
         std::filesystem::create_directories(s["out"]);
         pa.cfg.requests_csv = s["out"] + "/requests.csv";

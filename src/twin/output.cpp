@@ -84,6 +84,8 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
     k["slo_attainment"] = cs.arrived ? static_cast<double>(cs.met_slo) / static_cast<double>(cs.arrived) : 0.0;
     k["goodput_rps"] = static_cast<double>(cs.met_slo) / secs;
     k["output_tokens"] = cs.output_tokens;
+    k["prefix_cached_fraction"] =
+        cs.prompt_tokens ? static_cast<double>(cs.cached_tokens) / static_cast<double>(cs.prompt_tokens) : 0.0;
     k["ttft_ms"] = dist(cs.ttft);
     k["tpot_ms"] = dist(cs.tpot);
     k["e2e_ms"] = dist(cs.e2e);

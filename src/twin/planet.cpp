@@ -62,6 +62,8 @@ struct PlanetSim::Impl {
     double one_way_ms = 0;
     double upload_bytes = 0;
     std::uint64_t gid = 0, session = 0;
+    int ring_slot = -1;             // its conversation's entry in the metro's ring
+    std::int32_t shared_tokens = 0; // prompt tokens shared with the conversation's last turn
     int metro = 0, cls = 0, site = -1, deploy = -1, retrievals_left = 0, attempts = 0;
     Stage stage = Stage::kRoute;
   };
@@ -134,8 +136,17 @@ struct PlanetSim::Impl {
   double total_rate = 0;
   Ns window_end = 0;
   std::uint64_t next_session = 1;
-  std::vector<std::pair<std::uint64_t, std::int16_t>> session_site;
-  std::vector<std::array<std::uint64_t, 16>> metro_sessions;
+  // Recent conversations of each metro (a continuing turn picks one): where the last turn ran,
+  // its context length and its prompt's block hashes, which the next turn's prefix shares.
+  struct SessionRec {
+    std::uint64_t session = 0;
+    int site = -1, replica = -1;
+    std::int32_t context = 0;
+    std::vector<std::uint64_t> hashes;
+  };
+  std::vector<control::SiteView> pod_views;
+  static constexpr int kHashBlock = 256;  // tokens per prefix-cache hash block
+  std::vector<std::array<SessionRec, 16>> metro_sessions;
   std::vector<std::uint8_t> metro_sessions_n;
 
   sim::EventQueue q;
@@ -152,6 +163,7 @@ struct PlanetSim::Impl {
         rng_class(c.seed, "planet-classes"),
         rng_len(c.seed, "planet-lengths"),
         rng_route(c.seed, "planet-route") {
+    cfg.engine.enable_prefix_caching = cfg.prefix_caching;
     cfg.engine.validate();
     if (!(cfg.hours > 0 && cfg.hours <= 24 * 365)) core::fail_flag("hours", "must be in (0, 8760]");
     if (!(cfg.scale > 0)) core::fail_flag("scale", "must be positive");
@@ -234,7 +246,6 @@ struct PlanetSim::Impl {
 
     metro_surge.assign(w.metros.size(), 1.0);
     metro_cum.assign(w.metros.size(), 0);
-    session_site.assign(1u << 20, {0, -1});
     metro_sessions.assign(w.metros.size(), {});
     metro_sessions_n.assign(w.metros.size(), 0);
     res.classes.resize(w.workload.classes.size());
@@ -680,15 +691,42 @@ struct PlanetSim::Impl {
     r.req.prompt_tokens = static_cast<std::int32_t>(std::min<std::int64_t>(prompt, 1'000'000));
     r.upload_bytes = bytes;
     r.retrievals_left = tc.retrievals.mean() > 0 ? tc.retrievals.sample(rng_len) : 0;
-    // Sessions: a continuing turn reuses a recent session of the same metro.
+    // Conversations: a continuing turn picks a recent conversation of the same metro; its prompt
+    // shares the last turn's context (up to its own length) as a prefix, block for block, so the
+    // engines' prefix caches hit where that turn ran. New content gets new block hashes.
     auto& ring = metro_sessions[static_cast<std::size_t>(metro)];
     auto& n = metro_sessions_n[static_cast<std::size_t>(metro)];
-    if (tc.session_continue > 0 && n > 0 && rng_len.uniform() < tc.session_continue) {
-      r.session = ring[rng_len.below(std::min<std::uint64_t>(n, ring.size()))];
+    if (tc.session_continue > 0) {
+      std::size_t shared_blocks = 0;
+      if (n > 0 && rng_len.uniform() < tc.session_continue) {
+        r.ring_slot = static_cast<int>(rng_len.below(std::min<std::uint64_t>(n, ring.size())));
+        const SessionRec& sr = ring[static_cast<std::size_t>(r.ring_slot)];
+        r.session = sr.session;
+        const auto shared = std::min<std::int64_t>(sr.context, r.req.prompt_tokens - 1);
+        shared_blocks = std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(0, shared)) / kHashBlock,
+                                              sr.hashes.size());
+        r.req.block_hashes.assign(sr.hashes.begin(), sr.hashes.begin() + static_cast<std::ptrdiff_t>(shared_blocks));
+      } else {
+        r.session = next_session++;
+        r.ring_slot = static_cast<int>(n % ring.size());
+        ring[static_cast<std::size_t>(r.ring_slot)] = SessionRec{r.session, -1, -1, 0, {}};
+        n = static_cast<std::uint8_t>(std::min<int>(n + 1, 255));
+      }
+      const auto blocks = static_cast<std::size_t>(r.req.prompt_tokens / kHashBlock);
+      std::uint64_t h = r.req.block_hashes.empty() ? r.session * 0x9E3779B97F4A7C15ULL : r.req.block_hashes.back();
+      for (std::size_t b = shared_blocks; b < blocks; ++b) {  // prefix-chained, unique to this turn
+        h = (h ^ (r.gid + 1) * 0xBF58476D1CE4E5B9ULL ^ b) * 0x94D049BB133111EBULL;
+        h ^= h >> 31;
+        r.req.block_hashes.push_back(h);
+      }
+      r.req.hash_block_tokens = kHashBlock;
+      r.shared_tokens = static_cast<std::int32_t>(shared_blocks * kHashBlock);
+      SessionRec& sr = ring[static_cast<std::size_t>(r.ring_slot)];
+      sr.hashes = r.req.block_hashes;
+      sr.context = static_cast<std::int32_t>(std::min<std::int64_t>(
+          std::int64_t{r.req.prompt_tokens} + r.req.output_tokens, 1'000'000));
     } else {
       r.session = next_session++;
-      ring[n % ring.size()] = r.session;
-      n = static_cast<std::uint8_t>(std::min<int>(n + 1, 255));
     }
     ++res.classes[static_cast<std::size_t>(cls)].arrived;
     ++bucket.arrivals[static_cast<std::size_t>(cls)];
@@ -720,8 +758,12 @@ struct PlanetSim::Impl {
           }
         v.kv_usage = kv / dep.up;
         v.waiting = waiting;
-        const auto& e = session_site[r.session & (session_site.size() - 1)];
-        v.prefix_hit = (e.first == r.session && e.second == dep.site) ? 0.8 : 0.0;
+        v.prefix_hit = 0;
+        if (r.ring_slot >= 0 && r.shared_tokens > 0) {
+          const auto& sr = metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
+          if (sr.session == r.session && sr.site == dep.site)
+            v.prefix_hit = static_cast<double>(r.shared_tokens) / r.req.prompt_tokens;
+        }
       }
       views.push_back(v);
       view_deploy.push_back(d);
@@ -744,7 +786,10 @@ struct PlanetSim::Impl {
     auto& ss = res.sites[static_cast<std::size_t>(r.site)];
     ++ss.routed;
     ss.peak_outstanding = std::max(ss.peak_outstanding, dep.outstanding);
-    session_site[r.session & (session_site.size() - 1)] = {r.session, static_cast<std::int16_t>(r.site)};
+    if (r.ring_slot >= 0) {
+      auto& sr = metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
+      if (sr.session == r.session) sr.site = r.site;
+    }
     r.one_way_ms = v.rtt_ms / 2;
     const Ns one_way = core::from_seconds(r.one_way_ms / 1000);
     const int access = metro_link0 + r.metro;
@@ -774,14 +819,41 @@ struct PlanetSim::Impl {
       start_retrieval(slot, now);
       return;
     }
-    // The replica with the fewest outstanding requests among those up.
+    // Within the site: llm-d scores the replicas (pods) as it scores sites, prefix included;
+    // every other policy leaves it to the site's balancer: the fewest outstanding requests.
     int best = -1;
-    for (int i = dep.first; i < dep.first + dep.count; ++i) {
-      if (!replica_up[static_cast<std::size_t>(i)]) continue;
-      if (best < 0 || replicas[static_cast<std::size_t>(i)].outstanding() <
-                          replicas[static_cast<std::size_t>(best)].outstanding())
-        best = i;
+    SessionRec* sr = nullptr;
+    if (r.ring_slot >= 0) {
+      auto& rec = metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
+      if (rec.session == r.session) sr = &rec;
     }
+    if (router_needs_detail) {
+      pod_views.clear();
+      for (int i = dep.first; i < dep.first + dep.count; ++i) {
+        if (!replica_up[static_cast<std::size_t>(i)]) continue;
+        const auto& rep = replicas[static_cast<std::size_t>(i)];
+        control::SiteView v;
+        v.site = i;
+        v.outstanding = rep.outstanding();
+        v.waiting = rep.waiting();
+        v.replicas = 1;
+        v.kv_usage = rep.kv_usage();
+        v.prefix_hit = sr && sr->replica == i && r.shared_tokens > 0
+                           ? static_cast<double>(r.shared_tokens) / r.req.prompt_tokens
+                           : 0.0;
+        pod_views.push_back(v);
+      }
+      const control::GeoRequest gr{r.gid, r.req.prompt_tokens, static_cast<int>(r.req.priority), r.session};
+      best = pod_views[router->pick(gr, pod_views).value_or(0)].site;
+    } else {
+      for (int i = dep.first; i < dep.first + dep.count; ++i) {
+        if (!replica_up[static_cast<std::size_t>(i)]) continue;
+        if (best < 0 || replicas[static_cast<std::size_t>(i)].outstanding() <
+                            replicas[static_cast<std::size_t>(best)].outstanding())
+          best = i;
+      }
+    }
+    if (sr) sr->replica = best;
     r.stage = Stage::kEngine;
     r.t_enqueue = now;
     workload::Request copy = r.req;
@@ -904,6 +976,8 @@ struct PlanetSim::Impl {
     ++res.completed;
     ++cs.completed;
     cs.output_tokens += static_cast<std::uint64_t>(c.output_tokens);
+    cs.prompt_tokens += static_cast<std::uint64_t>(c.prompt_tokens);
+    cs.cached_tokens += static_cast<std::uint64_t>(c.cached_tokens);
     cs.ttft.add(ttft);
     cs.e2e.add(e2e);
     if (c.output_tokens > 1) cs.tpot.add(tpot);

@@ -40,6 +40,8 @@ struct PlanetConfig {
   double te_horizon_s = 1;  // an aggregate's demand: its bytes left over this horizon
   int te_paths = 3;
   engine::EngineConfig engine;
+  // Engines cache prompt prefixes (vLLM --enable-prefix-caching); conversations share them.
+  bool prefix_caching = true;
   // One CSV row per request (completed, rejected or lost) to this path; empty: none.
   std::string requests_csv;
 };
@@ -48,6 +50,7 @@ struct PlanetConfig {
 struct ClassStats {
   std::uint64_t arrived = 0, completed = 0, rejected = 0, lost = 0, met_slo = 0;
   std::uint64_t output_tokens = 0, retried = 0;
+  std::uint64_t prompt_tokens = 0, cached_tokens = 0;  // of completed requests
   core::QuantileSketch ttft, tpot, e2e, network, retrieval, queue, compute;
 };
 
