@@ -60,11 +60,14 @@ if [ "${ONLY_HOLD:-0}" != 1 ]; then
 mapfile -t E < <(start_engines 1 --time-scale 0.2 --max-num-seqs 1024)
 start_proxies "${E[@]}"
 "$load" open "127.0.0.1:${E[0]}" 200 2 8 >/dev/null  # warm-up
-for r in $(seq "$runs"); do
-  for t in direct:${E[0]} nginx:$NG gateway:$GW; do
-    "$load" open "127.0.0.1:${t#*:}" 1000 10 8 | sed "s/^/${t%%:*} /" >> "$tmp/open.txt"
+measure() {  # MODE N: RUNS interleaved rounds over direct, nginx and gateway into $tmp/MODE.txt
+  for r in $(seq "$runs"); do
+    for t in direct:${E[0]} nginx:$NG gateway:$GW; do
+      "$load" "$1" "127.0.0.1:${t#*:}" "$2" 10 8 | sed "s/^/${t%%:*} /" >> "$tmp/$1.txt"
+    done
   done
-done
+}
+measure open 1000
 for t in direct nginx gateway; do
   p50=$(grep "^$t " "$tmp/open.txt" | field ttfb_p50_ms | median); p99=$(grep "^$t " "$tmp/open.txt" | field ttfb_p99_ms | median)
   f=$(grep "^$t " "$tmp/open.txt" | field failed | sort -g | tail -1)
@@ -72,11 +75,7 @@ for t in direct nginx gateway; do
   eval "${t}_p50=$p50 ${t}_p99=$p99"
 done
 echo "added over direct: nginx p50 $(echo "$nginx_p50 - $direct_p50" | bc -l) ms, p99 $(echo "$nginx_p99 - $direct_p99" | bc -l) ms; gateway p50 $(echo "$gateway_p50 - $direct_p50" | bc -l) ms, p99 $(echo "$gateway_p99 - $direct_p99" | bc -l) ms"
-for r in $(seq "$runs"); do
-  for t in direct:${E[0]} nginx:$NG gateway:$GW; do
-    "$load" closed "127.0.0.1:${t#*:}" 64 10 8 | sed "s/^/${t%%:*} /" >> "$tmp/closed.txt"
-  done
-done
+measure closed 64
 for t in direct nginx gateway; do
   echo "closed 64 clients $t: $(grep "^$t " "$tmp/closed.txt" | field completed_per_s | median) streams/s (median)"
 done

@@ -341,6 +341,13 @@ struct Gateway::Call : std::enable_shared_from_this<Gateway::Call> {
     connect();
   }
 
+  // Serves the model, its circuit is closed, and this call has not tried it yet.
+  bool usable(std::size_t i) const {
+    const auto& ms = gw->backend(i).models;
+    return std::find(ms.begin(), ms.end(), model) != ms.end() && !gw->circuit_open(i) &&
+           std::find(tried.begin(), tried.end(), i) == tried.end();
+  }
+
   // Picks a site by the policy, then the least-loaded backend in it; false when none is left.
   bool pick() {
     const auto snap = std::atomic_load(&gw->snap_);
@@ -355,11 +362,9 @@ struct Gateway::Call : std::enable_shared_from_this<Gateway::Call> {
       v.site = static_cast<int>(s);
       double best_rtt = 1e300, kv = 0;
       for (std::size_t i = 0; i < gw->flat_.size(); ++i) {
-        if (gw->flat_[i].first != static_cast<int>(s)) continue;
+        if (gw->flat_[i].first != static_cast<int>(s) || !usable(i)) continue;
         const auto& b = gw->backend(i);
-        if (std::find(b.models.begin(), b.models.end(), model) == b.models.end()) continue;
         const auto& o = snap->backends[i];
-        if (gw->circuit_open(i) || std::find(tried.begin(), tried.end(), i) != tried.end()) continue;
         const int own = gw->live_[i].inflight.load();
         cap += static_cast<double>(b.max_concurrency) / cfg.processes;
         load += own;
@@ -412,10 +417,7 @@ struct Gateway::Call : std::enable_shared_from_this<Gateway::Call> {
     // The backend in the site with the least (own in-flight + scraped waiting).
     double best = 1e300;
     for (std::size_t i = 0; i < gw->flat_.size(); ++i) {
-      if (gw->flat_[i].first != site) continue;
-      const auto& b = gw->backend(i);
-      if (std::find(b.models.begin(), b.models.end(), model) == b.models.end()) continue;
-      if (gw->circuit_open(i) || std::find(tried.begin(), tried.end(), i) != tried.end()) continue;
+      if (gw->flat_[i].first != site || !usable(i)) continue;
       const double l = gw->live_[i].inflight.load() + snap->backends[i].waiting;
       if (l < best) best = l, backend = i;
     }

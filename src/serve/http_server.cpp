@@ -135,7 +135,6 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
     Request req = parser_->release();
     keep_alive_ = req.keep_alive();
     version_ = req.version();
-    busy_ = true;
     handler_(std::move(req), shared_from_this());
   }
 
@@ -179,7 +178,6 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
     }
     if (kind == Item::kWhole || kind == Item::kLast) {  // the answer is complete
       serializer_.reset();
-      busy_ = false;
       if (drain_) return drain();
       if (!keep_alive_) return close();
       if (queue_.empty()) read();
@@ -217,7 +215,7 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
   const Handler& handler_;
   std::size_t limit_;
   std::deque<Item> queue_;
-  bool writing_ = false, keep_alive_ = true, busy_ = false, drain_ = false, raw_ = false;
+  bool writing_ = false, keep_alive_ = true, drain_ = false, raw_ = false;
   std::array<char, 65536> scratch_{};
   std::size_t drained_ = 0;
   std::atomic<bool> gone_{false};

@@ -39,6 +39,15 @@ void write_file(const std::string& path, const std::string& text) {
 
 }  // namespace
 
+std::vector<std::size_t> busiest_links(const PlanetResult& r, std::size_t n) {
+  std::vector<std::size_t> order(r.links.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](auto a, auto b) { return r.links[a].peak_util > r.links[b].peak_util; });
+  order.resize(std::min(n, order.size()));
+  return order;
+}
+
 double site_facility_kwh(const world::World& w, const PlanetResult& r, std::size_t s) {
   return r.sites[s].it_energy_j * w.sites[s].pue / 3.6e6;
 }
@@ -110,18 +119,14 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
   net["retrievals"] = r.retrievals;
   net["retrieval_failures"] = r.retrieval_failures;
   net["te_solves"] = r.te_solves;
-  std::vector<std::size_t> order(w.links.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](auto a, auto b) { return r.links[a].peak_util > r.links[b].peak_util; });
   json busiest = json::array();
-  for (std::size_t i = 0; i < std::min<std::size_t>(5, order.size()); ++i) {
-    const auto& l = w.links[order[i]];
+  for (const std::size_t li : busiest_links(r, 5)) {
+    const auto& l = w.links[li];
     json e;
     e["a"] = w.sites[static_cast<std::size_t>(l.a)].id;
     e["b"] = w.sites[static_cast<std::size_t>(l.b)].id;
     e["gbps"] = l.gbps;
-    e["peak_utilization"] = r.links[order[i]].peak_util;
+    e["peak_utilization"] = r.links[li].peak_util;
     busiest.push_back(e);
   }
   net["busiest_links"] = busiest;

@@ -3,6 +3,7 @@
 // fields: a seed fixes it byte for byte), timeseries.csv, sites.csv, links.csv, metros.csv,
 // staleness.csv, and report.html (one self-contained page: world map and charts).
 #include <string>
+#include <vector>
 
 #include "twin/planet.hpp"
 #include "world/world.hpp"
@@ -12,6 +13,9 @@ namespace infergrid::twin {
 // A site's facility energy (accelerators x PUE) in kWh, and its carbon in kg.
 double site_facility_kwh(const world::World& w, const PlanetResult& r, std::size_t site);
 double site_carbon_kg(const world::World& w, const PlanetResult& r, std::size_t site);
+
+// The `n` links with the highest peak utilization, busiest first (ties in link order).
+std::vector<std::size_t> busiest_links(const PlanetResult& r, std::size_t n);
 
 std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, const PlanetResult& r);
 std::string planet_summary_text(const world::World& w, const PlanetResult& r);

@@ -133,6 +133,7 @@ struct PlanetSim::Impl {
   std::vector<control::SiteView> views;
   std::vector<int> view_deploy;
   std::vector<double> metro_cum, metro_surge;
+  double population = 0;  // of every metro
   double total_rate = 0;
   Ns window_end = 0;
   std::uint64_t next_session = 1;
@@ -244,6 +245,7 @@ struct PlanetSim::Impl {
       for (const auto& sh : w.sites[s].shards) holders[sh].push_back(static_cast<int>(s));
     for (auto& [_, v] : holders) shard_holders.push_back(v);
 
+    for (const auto& m : w.metros) population += m.population;
     metro_surge.assign(w.metros.size(), 1.0);
     metro_cum.assign(w.metros.size(), 0);
     metro_sessions.assign(w.metros.size(), {});
@@ -424,17 +426,18 @@ struct PlanetSim::Impl {
     return id;
   }
 
+  // te: the aggregate of (src, dst, class), created on first use.
+  int agg_for(int src, int dst, int cls) {
+    const auto [it, fresh] = agg_index.try_emplace(std::make_tuple(src, dst, cls), static_cast<int>(aggs.size()));
+    if (fresh) aggs.push_back(Agg{src, dst, cls, {}, {}, {}, {}, 0});
+    return it->second;
+  }
+
   int start_flow(std::vector<int> dlinks, int cls, double bytes, FlowKind kind, int owner, int src,
                  int dst, Ns now) {
     int agg = -1, path = -1;
     if (te_mode && src >= 0 && src != dst) {
-      const auto key = std::make_tuple(src, dst, cls);
-      auto it = agg_index.find(key);
-      if (it == agg_index.end()) {
-        it = agg_index.emplace(key, static_cast<int>(aggs.size())).first;
-        aggs.push_back(Agg{src, dst, cls, {}, {}, {}, {}, 0});
-      }
-      agg = it->second;
+      agg = agg_for(src, dst, cls);
       const Agg& a = aggs[static_cast<std::size_t>(agg)];
       double best = 0;
       for (std::size_t p = 0; p < a.paths.size(); ++p) {
@@ -548,7 +551,6 @@ struct PlanetSim::Impl {
         if (fl.path >= 0) {
           a.on_path[static_cast<std::size_t>(fl.path)].push_back(f);
         } else {
-          // Move it onto the best allocated path with the bytes it has left.
           a.unallocated.push_back(f);
           fn.set_bound(f, net::FlowNetwork::kUnbounded);
         }
@@ -856,9 +858,12 @@ struct PlanetSim::Impl {
     if (sr) sr->replica = best;
     r.stage = Stage::kEngine;
     r.t_enqueue = now;
-    workload::Request copy = r.req;
-    copy.arrival = now;
-    replicas[static_cast<std::size_t>(best)].enqueue(std::move(copy), now);
+    // The engine takes the request's block hashes; its scalars stay here for the records, and an
+    // evacuation hands the hashes back.
+    workload::Request handed = std::move(r.req);
+    r.req.block_hashes = {};
+    handed.arrival = now;
+    replicas[static_cast<std::size_t>(best)].enqueue(std::move(handed), now);
     sync(static_cast<std::size_t>(best));
   }
 
@@ -1019,7 +1024,10 @@ struct PlanetSim::Impl {
           ++generation[i];
           scheduled[i] = core::kNever;
           res.sites[static_cast<std::size_t>(site)].evacuated += evacuated.size();
-          for (auto& e : evacuated) retry(static_cast<std::uint32_t>(e.id), now, "site outage");
+          for (auto& e : evacuated) {
+            reqs[static_cast<std::size_t>(e.id)].req.block_hashes = std::move(e.block_hashes);
+            retry(static_cast<std::uint32_t>(e.id), now, "site outage");
+          }
         }
       }
       dep.up = want;
@@ -1082,14 +1090,8 @@ struct PlanetSim::Impl {
     // splits an aggregate's flows across tunnels), in proportion to each path's allocation.
     std::vector<int> agg_of;
     for (auto [s, idx] : pulls) {
-      const auto key = std::make_tuple(repo_site, s, kClassSync);
-      auto it = agg_index.find(key);
-      if (it == agg_index.end()) {
-        it = agg_index.emplace(key, static_cast<int>(aggs.size())).first;
-        aggs.push_back(Agg{repo_site, s, kClassSync, {}, {}, {}, {}, 0});
-      }
-      aggs[static_cast<std::size_t>(it->second)].pending += bytes;
-      agg_of.push_back(it->second);
+      agg_of.push_back(agg_for(repo_site, s, kClassSync));
+      aggs[static_cast<std::size_t>(agg_of.back())].pending += bytes;
     }
     if (!pulls.empty()) te_solve(now);
     for (std::size_t k = 0; k < pulls.size(); ++k) {
@@ -1147,8 +1149,7 @@ struct PlanetSim::Impl {
 
   // ---- demand -----------------------------------------------------------------------------------
   void recompute_demand(Ns t) {
-    double pop = 0;
-    for (const auto& m : w.metros) pop += m.population;
+    const double pop = population;
     const double base = w.workload.requests_per_day * cfg.scale / 86400;
     const double hours = core::to_seconds(t) / 3600;
     double cum = 0;

@@ -182,11 +182,8 @@ std::string report_html(const world::World& w, const PlanetConfig& cfg, const Pl
   d["max_util"] = max_util;
   json arrivals = json::array(), ttft = json::array(), traffic = json::array(), power = json::array(),
        lseries = json::array();
-  // The five links with the highest peak, over time.
-  std::vector<std::size_t> top(w.links.size());
-  for (std::size_t i = 0; i < top.size(); ++i) top[i] = i;
-  std::stable_sort(top.begin(), top.end(), [&](auto x, auto y) { return r.links[x].peak_util > r.links[y].peak_util; });
-  top.resize(std::min<std::size_t>(8, top.size()));
+  // The eight links with the highest peak, over time.
+  const auto top = busiest_links(r, 8);
   for (std::size_t i = 0; i < r.buckets.size(); ++i) {
     const auto& b = r.buckets[i];
     const double end = i + 1 < r.buckets.size() ? r.buckets[i + 1].t_s : core::to_seconds(r.end);
