@@ -255,7 +255,7 @@ int cmd_catalog(const Common& common) {
 
 struct TeArgs {
   std::string topology, demands, objective = "mlu", solver = "lp", paths = "4", classes, out, fail_link;
-  double gravity = 0, capacity = 1000;
+  double gravity = 0, capacity = 1000, tolerance = 0.01;
   std::size_t gravity_pairs = 0;
   bool by_hops = false;
 };
@@ -315,8 +315,15 @@ int cmd_te(const TeArgs& t) {
     p.paths = read_paths(t.paths, g, p.demands);
   }
   const Objective o = parse_objective(t.objective);
-  if (t.solver != "lp" && t.solver != "fast") ig::core::fail_flag("solver", "must be lp or fast");
-  const Allocation a = t.solver == "lp" ? solve_lp(p, o) : solve_fast(p, o);
+  if (t.solver != "lp" && t.solver != "fast" && t.solver != "cg") ig::core::fail_flag("solver", "must be lp, fast or cg");
+  if (!(t.tolerance > 0 && t.tolerance < 1)) ig::core::fail_flag("tolerance", "must be in (0, 1)");
+  p.tolerance = t.tolerance;
+  auto solve = [&](const Problem& q, const Allocation* warm) {
+    if (t.solver == "lp") return solve_lp(q, o);
+    if (t.solver == "cg") return solve_exact_cg(q, o, warm);
+    return solve_fast(q, o, warm);
+  };
+  const Allocation a = solve(p, nullptr);
   nlohmann::ordered_json j;
   j["objective_name"] = objective_name(o);
   j["solver"] = a.method;
@@ -354,8 +361,8 @@ int cmd_te(const TeArgs& t) {
       kept.resize(q.paths[d].size(), 0.0);
       warm.flow[d] = kept;
     }
-    const Allocation fresh = t.solver == "lp" ? solve_lp(q, o) : solve_fast(q, o);
-    const Allocation inc = t.solver == "lp" ? fresh : solve_fast(q, o, &warm);
+    const Allocation fresh = solve(q, nullptr);
+    const Allocation inc = t.solver == "lp" ? fresh : solve(q, &warm);
     j["after_failure"] = {{"link", t.fail_link}, {"objective", inc.value}, {"fresh_solve_ms", fresh.solve_ms},
                           {"incremental_solve_ms", inc.solve_ms}, {"fresh_objective", fresh.value}};
   }
@@ -489,7 +496,8 @@ int main(int argc, char** argv) {
   te->add_option("--gravity", ta.gravity, "instead of --demands: gravity-model demands totalling this volume");
   te->add_option("--gravity-pairs", ta.gravity_pairs, "keep only the N largest gravity pairs (0: all)");
   te->add_option("--objective", ta.objective, "mlu | max-flow | max-min");
-  te->add_option("--solver", ta.solver, "lp (exact, CLP) | fast");
+  te->add_option("--solver", ta.solver, "lp (exact, CLP) | fast (potential, certified within --tolerance) | cg (exact column generation)");
+  te->add_option("--tolerance", ta.tolerance, "fast: stop once within this fraction of the optimum's bound (default 0.01)");
   te->add_option("--paths", ta.paths, "k (k lowest-latency paths) or a file of `src dst n0 ... nk` lines");
   te->add_flag("--by-hops", ta.by_hops, "k shortest by hop count instead of latency");
   te->add_option("--classes", ta.classes, "CSV class,guarantee (fraction of demand served before priority)");

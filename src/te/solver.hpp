@@ -19,6 +19,9 @@ struct Problem {
   std::vector<std::vector<Path>> paths;  // per demand
   // Per class: a fraction of each demand guaranteed before strict priority applies (max-min).
   std::vector<std::pair<int, double>> class_guarantee;
+  // The fast allocator's certified relative gap (MLU, max-flow): it stops once its objective is
+  // within this fraction of a bound on the optimum.
+  double tolerance = 0.01;
 };
 
 struct Allocation {
@@ -48,12 +51,23 @@ Allocation solve_lp_unscaled(const Problem& p, Objective o);
 // The same LP's optimum by column generation (MLU, max-flow); `warm` seeds the master with the
 // paths a previous allocation used.
 Allocation solve_column_generation(const Problem& p, Objective o, const Allocation* warm = nullptr);
+// MLU or max-flow by an exponential potential and Gauss-Seidel sweeps over the demands, until
+// the objective is within `eps` of the Lagrangian bound it computes (`*certified` true) or
+// `max_sweeps` full sweeps have run (false). `bound` is that bound.
+Allocation solve_potential(const Problem& p, Objective o, double eps, int max_sweeps,
+                           const Allocation* warm = nullptr, bool* certified = nullptr);
 // Tiered max-min as water-filling levels, each an MLU solved by column generation.
 Allocation solve_max_min_levels(const Problem& p);
 
-// Fast allocation (docs/te.md): column generation for MLU and max-flow, water-filling levels
-// for max-min. `warm` (optional) is a previous allocation of the same demands, its flows aligned
+// Fast allocation (docs/te.md): the potential method for MLU and max-flow, certified within
+// p.tolerance of the optimum (exact column generation, seeded with its paths, where it cannot
+// certify within its sweep budget; exact column generation outright on small problems);
+// water-filling levels by column generation for max-min. `warm` (optional) is a previous allocation of the same demands, its flows aligned
 // with p.paths: incremental re-allocation after a link failure or a demand change.
 Allocation solve_fast(const Problem& p, Objective o, const Allocation* warm = nullptr);
+// Below this many (demand, path) columns solve_fast uses exact column generation.
+extern const std::size_t kSmallProblemColumns;
+// Exact column generation for every objective (scaled like solve_lp).
+Allocation solve_exact_cg(const Problem& p, Objective o, const Allocation* warm = nullptr);
 
 }  // namespace infergrid::te
