@@ -1,5 +1,6 @@
 // The command line end to end: real processes, real files.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -129,6 +130,23 @@ TEST(Cli, TeWritesAllocationsAndRejectsBadInput) {
   const string j = slurp(kTmp + "/te.json");
   for (const char* key : {"\"objective\"", "\"solve_ms\"", "\"demands\"", "\"links\"", "\"utilization\"", "\"flow\""})
     EXPECT_NE(j.find(key), string::npos) << key;
+  // A large instance takes the potential method: certified within --tolerance of its bound.
+  const auto big = sh("te --topology " + string(INFERGRID_DATA_DIR) +
+                      "/net/UsCarrier.json --gravity 50000 --objective mlu --solver fast --tolerance 0.01 --out " + kTmp +
+                      "/te_big.json");
+  ASSERT_EQ(big.code, 0) << big.out;
+  const auto bj = nlohmann::json::parse(slurp(kTmp + "/te_big.json"));
+  EXPECT_EQ(bj["solver"], "fast");
+  EXPECT_GT(bj["bound"].get<double>(), 1.9);
+  EXPECT_LE(bj["objective"].get<double>(), 1.01 * bj["bound"].get<double>());
+  // Exact column generation reaches the LP's optimum.
+  auto objective_of = [&](const string& solver) {
+    const auto res = sh("te --topology " + b4 + " --demands " + string(INFERGRID_DATA_DIR) +
+                        "/net/tm/B4_real_1.csv --objective max-flow --solver " + solver + " --out " + kTmp + "/te_" + solver + ".json");
+    EXPECT_EQ(res.code, 0) << res.out;
+    return nlohmann::json::parse(slurp(kTmp + "/te_" + solver + ".json"))["objective"].get<double>();
+  };
+  EXPECT_NEAR(objective_of("cg"), objective_of("lp"), 1e-6 * objective_of("lp"));
   const string bad_paths = kTmp + "/bad_paths.txt";
   std::ofstream(bad_paths) << "0 1 0 1\n0 2 0 5 2\n";
   const string neg = kTmp + "/neg.json";
@@ -148,6 +166,8 @@ TEST(Cli, TeWritesAllocationsAndRejectsBadInput) {
       {"te --topology " + broken + " --gravity 1 --out " + kTmp + "/x.json", "broken.gml"},
       {"te --topology /nonexistent.gml --gravity 1 --out " + kTmp + "/x.json", "/nonexistent.gml: cannot open file"},
       {"te --topology " + b4 + " --gravity 1 --objective fastest --out " + kTmp + "/x.json", "flag --objective"},
+      {"te --topology " + b4 + " --gravity 1 --solver magic --out " + kTmp + "/x.json", "flag --solver"},
+      {"te --topology " + b4 + " --gravity 1 --tolerance 1.5 --out " + kTmp + "/x.json", "flag --tolerance"},
   };
   for (const auto& c : cases) {
     const auto res = sh(c.args);

@@ -47,6 +47,25 @@ const Objective kAll[] = {Objective::kMlu, Objective::kMaxFlow, Objective::kMaxM
 
 Allocation solve(const Problem& p, Objective o, bool fast) { return fast ? solve_fast(p, o) : solve_lp(p, o); }
 
+// A random strongly connected graph: a ring plus 2n random chords, both directions.
+Graph random_graph(core::Rng& rng, int n) {
+  std::vector<std::tuple<int, int, double>> links;
+  for (int i = 0; i < n; ++i) {
+    const double c = 50 + static_cast<double>(rng.below(200));
+    links.emplace_back(i, (i + 1) % n, c);
+    links.emplace_back((i + 1) % n, i, c);
+  }
+  for (int e = 0; e < 2 * n; ++e) {
+    const int a = static_cast<int>(rng.below(static_cast<std::uint64_t>(n)));
+    const int b = static_cast<int>(rng.below(static_cast<std::uint64_t>(n)));
+    if (a == b) continue;
+    const double c = 20 + static_cast<double>(rng.below(300));
+    links.emplace_back(a, b, c);
+    links.emplace_back(b, a, c);
+  }
+  return graph(n, links);
+}
+
 }  // namespace
 
 // The triangle in bytes/s (capacities 5e10): the same answers, scaled. Unscaled, CLP's
@@ -129,21 +148,7 @@ TEST(Te, FastWithinOnePercentOfLpOnRandomGraphs) {
   core::Rng rng(42, "te-random");
   for (int trial = 0; trial < 12; ++trial) {
     const int n = 8 + static_cast<int>(rng.below(10));
-    std::vector<std::tuple<int, int, double>> links;
-    for (int i = 0; i < n; ++i) {  // a ring keeps it strongly connected
-      const double c = 50 + static_cast<double>(rng.below(200));
-      links.emplace_back(i, (i + 1) % n, c);
-      links.emplace_back((i + 1) % n, i, c);
-    }
-    for (int e = 0; e < 2 * n; ++e) {
-      const int a = static_cast<int>(rng.below(static_cast<std::uint64_t>(n)));
-      const int b = static_cast<int>(rng.below(static_cast<std::uint64_t>(n)));
-      if (a == b) continue;
-      const double c = 20 + static_cast<double>(rng.below(300));
-      links.emplace_back(a, b, c);
-      links.emplace_back(b, a, c);
-    }
-    const Graph g = graph(n, links);
+    const Graph g = random_graph(rng, n);
     auto demands = gravity_demands(g, 200.0 * n * (1 + static_cast<double>(trial % 3)));
     for (auto& d : demands) d.cls = static_cast<int>(rng.below(2));
     Problem p;
@@ -203,28 +208,6 @@ TEST(Te, PotentialByHandWithinItsCertificate) {
   }
 }
 
-namespace {
-
-// A random strongly connected graph: a ring plus 2n random chords, both directions.
-Graph random_graph(core::Rng& rng, int n) {
-  std::vector<std::tuple<int, int, double>> links;
-  for (int i = 0; i < n; ++i) {
-    const double c = 50 + static_cast<double>(rng.below(200));
-    links.emplace_back(i, (i + 1) % n, c);
-    links.emplace_back((i + 1) % n, i, c);
-  }
-  for (int e = 0; e < 2 * n; ++e) {
-    const int a = static_cast<int>(rng.below(static_cast<std::uint64_t>(n)));
-    const int b = static_cast<int>(rng.below(static_cast<std::uint64_t>(n)));
-    if (a == b) continue;
-    const double c = 20 + static_cast<double>(rng.below(300));
-    links.emplace_back(a, b, c);
-    links.emplace_back(b, a, c);
-  }
-  return graph(n, links);
-}
-
-}  // namespace
 
 // Large enough for solve_fast to take the potential (more than kSmallProblemColumns columns):
 // within 1% of the LP, the certificate brackets the LP's optimum, and a warm start after a link
