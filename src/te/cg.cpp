@@ -361,6 +361,7 @@ class LevelMaster {
     const auto& g = *p.graph;
     nl_ = static_cast<int>(g.links.size());
     m_.setLogLevel(0);
+
     m_.resize(nl_, 0);
     for (int l = 0; l < nl_; ++l) m_.setRowBounds(l, -COIN_DBL_MAX, g.links[static_cast<std::size_t>(l)].capacity);
     row_of_.assign(p.demands.size(), -1);
@@ -392,6 +393,9 @@ class LevelMaster {
       for (std::size_t d : active)
         if (price[d] <= 1e-9 * (1 + pmax)) next.push_back(d);
       if (next.size() == active.size()) next.clear();  // degenerate duals: freeze everyone
+      if (std::getenv("INFERGRID_TE_DEBUG"))
+        fmt::print(stderr, "level {}: delta {:.6f}, active {} -> {}, {:.0f} ms\n", levels, delta, active.size(), next.size(),
+                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count());
       active = std::move(next);
     }
     return levels;
@@ -458,9 +462,14 @@ class LevelMaster {
       if (m_.status() != 0) m_.primal();  // retry from scratch
       if (m_.status() != 0)
         throw core::InputError(fmt::format("te: max-min master did not solve (CLP status {})", m_.status()));
-      if (!price()) break;
+      const bool more = price();
+      if (std::getenv("INFERGRID_TE_DEBUG"))
+        fmt::print(stderr, "level round: {} rows, {} cols, {} iterations, {:.0f} ms\n", m_.numberRows(), m_.numberColumns(),
+                   m_.numberIterations(), std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count());
+      if (!more) break;
     }
   }
+  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
 
   std::vector<double> link_prices() const {
     const double* y = m_.dualRowSolution();
@@ -511,29 +520,57 @@ class LevelMaster {
       std::partial_sort(add.begin(), add.begin() + static_cast<long>(per_round), add.end());
       add.resize(per_round);
     }
-    for (const auto& [gain, d, q] : add) {
-      if (row_of_[d] < 0) {
-        // Row: sum_q y_dq - span_d x Delta_current <= served before this level.
-        std::vector<int> cols;
-        std::vector<double> el;
-        if (level_col_ >= 0 && !level_span_.empty() && level_span_[d] > 0) {
-          cols.push_back(level_col_);
-          el.push_back(-level_span_[d]);
-        }
-        const double fixed_before = served_[d];
-        m_.addRow(static_cast<int>(cols.size()), cols.data(), el.data(), -COIN_DBL_MAX, fixed_before);
-        row_of_[d] = m_.numberRows() - 1;
-      }
-      std::vector<int> rows;
-      std::vector<double> el;
-      for (int l : p_.paths[d][0]) rows.push_back(l), el.push_back(-1.0);
-      for (int l : p_.paths[d][q]) rows.push_back(l), el.push_back(1.0);
-      rows.push_back(row_of_[d]);
-      el.push_back(1.0);
-      m_.addColumn(static_cast<int>(rows.size()), rows.data(), el.data(), 0.0, COIN_DBL_MAX, 0.0);
-      shifts_[d].emplace_back(q, m_.numberColumns() - 1);
-    }
+    std::vector<std::pair<std::size_t, std::size_t>> shifts;
+    for (const auto& [gain, d, q] : add) shifts.emplace_back(d, q);
+    add_shifts(shifts);
     return !add.empty();
+  }
+
+  // Adds shift columns (demand, path), with the rows of demands that split now: rows first,
+  // then columns, each in one call (CLP copies its matrix on every addRow / addColumn).
+  void add_shifts(const std::vector<std::pair<std::size_t, std::size_t>>& add) {
+    std::vector<CoinBigIndex> starts{0};
+    std::vector<int> index;
+    std::vector<double> el, lo, hi;
+    int next_row = m_.numberRows();
+    for (const auto& [d, q] : add) {
+      if (row_of_[d] >= 0) continue;
+      // Row: sum_q y_dq - span_d x Delta_current <= served before this level.
+      if (level_col_ >= 0 && !level_span_.empty() && level_span_[d] > 0) {
+        index.push_back(level_col_);
+        el.push_back(-level_span_[d]);
+      }
+      starts.push_back(static_cast<CoinBigIndex>(index.size()));
+      lo.push_back(-COIN_DBL_MAX);
+      hi.push_back(served_[d]);
+      row_of_[d] = next_row++;
+    }
+    if (lo.size() > 0) m_.addRows(static_cast<int>(lo.size()), lo.data(), hi.data(), starts.data(), index.data(), el.data());
+    starts.assign(1, 0);
+    index.clear();
+    el.clear();
+    lo.clear();
+    hi.clear();
+    std::vector<double> obj;
+    int next_col = m_.numberColumns();
+    for (const auto& [d, q] : add) {
+      // Moves flow from the home path to path q: -1 on links only home uses, +1 on links only q uses.
+      const Path& home = p_.paths[d][0];
+      const Path& to = p_.paths[d][q];
+      for (int l : home)
+        if (std::find(to.begin(), to.end(), l) == to.end()) index.push_back(l), el.push_back(-1.0);
+      for (int l : to)
+        if (std::find(home.begin(), home.end(), l) == home.end()) index.push_back(l), el.push_back(1.0);
+      index.push_back(row_of_[d]);
+      el.push_back(1.0);
+      starts.push_back(static_cast<CoinBigIndex>(index.size()));
+      lo.push_back(0.0);
+      hi.push_back(COIN_DBL_MAX);
+      obj.push_back(0.0);
+      shifts_[d].emplace_back(q, next_col++);
+    }
+    if (lo.size() > 0)
+      m_.addColumns(static_cast<int>(lo.size()), lo.data(), hi.data(), obj.data(), starts.data(), index.data(), el.data());
   }
 
   const Problem& p_;
