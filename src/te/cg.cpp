@@ -32,13 +32,11 @@ struct Column {
 };
 
 // Columns added per pricing round: the most improving ones only, so the master stays small
-// and the next round's duals often make the rest unnecessary.
-std::size_t columns_per_round() {
-  static const std::size_t n = [] {
-    const char* env = std::getenv("INFERGRID_TE_COLUMNS");
-    return env ? static_cast<std::size_t>(std::max(1, std::atoi(env))) : std::size_t{200};
-  }();
-  return n;
+// and the next round's duals often make the rest unnecessary. The max-min levels take more
+// (Cogentco max-min: 8.1 s at 200, 7.3 s at 500, 7.9 s at 3,000).
+std::size_t columns_per_round(std::size_t fallback) {
+  static const char* env = std::getenv("INFERGRID_TE_COLUMNS");
+  return env ? static_cast<std::size_t>(std::max(1, std::atoi(env))) : fallback;
 }
 
 class Master {
@@ -310,7 +308,7 @@ class Master {
     }
     // The most improving columns only: a small master re-solves fast, and the duals of the
     // next round often make the rest unnecessary.
-    const std::size_t per_round = columns_per_round();
+    const std::size_t per_round = columns_per_round(200);
     if (add.size() > per_round) {
       std::partial_sort(add.begin(), add.begin() + static_cast<long>(per_round), add.end());
       add.resize(per_round);
@@ -365,6 +363,7 @@ class LevelMaster {
     m_.resize(nl_, 0);
     for (int l = 0; l < nl_; ++l) m_.setRowBounds(l, -COIN_DBL_MAX, g.links[static_cast<std::size_t>(l)].capacity);
     row_of_.assign(p.demands.size(), -1);
+    bounded_.assign(p.demands.size(), 0);
     served_.assign(p.demands.size(), 0.0);
     shifts_.assign(p.demands.size(), {});
   }
@@ -397,6 +396,7 @@ class LevelMaster {
         fmt::print(stderr, "level {}: delta {:.6f}, active {} -> {}, {:.0f} ms\n", levels, delta, active.size(), next.size(),
                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count());
       active = std::move(next);
+      compact(active);
     }
     return levels;
   }
@@ -429,7 +429,41 @@ class LevelMaster {
   }
 
  private:
+  // Demands that no longer rise and have one shift column give up their row: the column's upper
+  // bound (what the demand serves) takes its place, and the basis shrinks as demands freeze
+  // (Cogentco: 11,000 rows would stay to the last level). A demand that rises again, or gets a
+  // second shift column, gets a row back (restore_row).
+  void compact(const std::vector<std::size_t>& active) {
+    std::vector<char> rising(p_.demands.size(), 0);
+    for (std::size_t d : active) rising[d] = 1;
+    std::vector<int> gone;
+    for (std::size_t d = 0; d < p_.demands.size(); ++d) {
+      if (row_of_[d] < 0 || shifts_[d].size() != 1 || rising[d]) continue;
+      gone.push_back(row_of_[d]);
+      m_.setColumnUpper(shifts_[d][0].second, served_[d]);
+      row_of_[d] = -1;
+      bounded_[d] = 1;
+    }
+    if (gone.empty()) return;
+    std::sort(gone.begin(), gone.end());
+    m_.deleteRows(static_cast<int>(gone.size()), gone.data());
+    for (int& r : row_of_)
+      if (r >= 0) r -= static_cast<int>(std::lower_bound(gone.begin(), gone.end(), r) - gone.begin());
+  }
+
+  // Gives a bounded demand its row back (sum of its shifts <= what it serves), its column unbounded.
+  void restore_row(std::size_t d) {
+    const int col = shifts_[d][0].second;
+    const double one = 1.0;
+    m_.addRow(1, &col, &one, -COIN_DBL_MAX, served_[d]);
+    m_.setColumnUpper(col, COIN_DBL_MAX);
+    row_of_[d] = m_.numberRows() - 1;
+    bounded_[d] = 0;
+  }
+
   int add_level_column(const std::vector<std::size_t>& active, const std::vector<double>& span, double upper) {
+    for (std::size_t d : active)
+      if (bounded_[d]) restore_row(d);
     std::vector<double> coef(static_cast<std::size_t>(nl_), 0.0);
     std::vector<int> rows;
     std::vector<double> el;
@@ -464,8 +498,8 @@ class LevelMaster {
         throw core::InputError(fmt::format("te: max-min master did not solve (CLP status {})", m_.status()));
       const bool more = price();
       if (std::getenv("INFERGRID_TE_DEBUG"))
-        fmt::print(stderr, "level round: {} rows, {} cols, {} iterations, {:.0f} ms\n", m_.numberRows(), m_.numberColumns(),
-                   m_.numberIterations(), std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count());
+        fmt::print(stderr, "level round: {} rows, {} cols, {} iterations, objective {:.6f}, {:.0f} ms\n", m_.numberRows(), m_.numberColumns(),
+                   m_.numberIterations(), -m_.objectiveValue(), std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count());
       if (!more) break;
     }
   }
@@ -503,7 +537,11 @@ class LevelMaster {
       if (served_[d] <= 0 && (level_span_.empty() || level_span_[d] <= 0)) continue;  // nothing to move
       double home = 0;
       for (int l : paths[0]) home += w[static_cast<std::size_t>(l)];
-      const double rho = row_of_[d] >= 0 ? std::max(0.0, -y[row_of_[d]]) : 0.0;
+      // What the demand's own limit costs: its row's dual, or for a bounded demand the reduced
+      // cost of its one shift column at its bound.
+      const double rho = row_of_[d] >= 0 ? std::max(0.0, -y[row_of_[d]])
+                         : bounded_[d]  ? std::max(0.0, -m_.dualColumnSolution()[shifts_[d][0].second])
+                                        : 0.0;
       double best = INFINITY;
       std::size_t arg = 0;
       for (std::size_t q = 1; q < paths.size(); ++q) {
@@ -515,7 +553,7 @@ class LevelMaster {
       const double rc = best + rho - home;
       if (arg && rc < -1e-9 * (1 + home)) add.emplace_back(rc * p_.demands[d].volume, d, arg);
     }
-    const std::size_t per_round = columns_per_round();
+    const std::size_t per_round = columns_per_round(500);
     if (add.size() > per_round) {
       std::partial_sort(add.begin(), add.begin() + static_cast<long>(per_round), add.end());
       add.resize(per_round);
@@ -529,6 +567,8 @@ class LevelMaster {
   // Adds shift columns (demand, path), with the rows of demands that split now: rows first,
   // then columns, each in one call (CLP copies its matrix on every addRow / addColumn).
   void add_shifts(const std::vector<std::pair<std::size_t, std::size_t>>& add) {
+    for (const auto& [d, q] : add)
+      if (bounded_[d]) restore_row(d);
     std::vector<CoinBigIndex> starts{0};
     std::vector<int> index;
     std::vector<double> el, lo, hi;
@@ -577,6 +617,7 @@ class LevelMaster {
   int nl_ = 0;
   ClpSimplex m_;
   std::vector<int> row_of_;
+  std::vector<char> bounded_;   // one shift column, bounded instead of a row (compact)
   std::vector<double> served_;  // amount fixed by finished levels
   std::vector<std::vector<std::pair<std::size_t, int>>> shifts_;  // (path, column)
   int level_col_ = -1;
