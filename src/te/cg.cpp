@@ -537,6 +537,7 @@ class LevelMaster {
       if (served_[d] <= 0 && (level_span_.empty() || level_span_[d] <= 0)) continue;  // nothing to move
       double home = 0;
       for (int l : paths[0]) home += w[static_cast<std::size_t>(l)];
+      if (home <= 0) continue;  // no path is cheaper than free: most demands avoid priced links
       // What the demand's own limit costs: its row's dual, or for a bounded demand the reduced
       // cost of its one shift column at its bound.
       const double rho = row_of_[d] >= 0 ? std::max(0.0, -y[row_of_[d]])
