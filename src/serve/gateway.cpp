@@ -88,9 +88,13 @@ GatewayConfig load_gateway_config(const std::string& path) {
     c.breaker_failures = f.integer("breaker_failures", 3, false, 1);
     c.breaker_open_ms = f.integer("breaker_open_ms", 2000, false, 1);
     c.access_log = f.str("access_log", "");
-    const YAML::Node sites = f.node("sites");
-    if (!sites || !sites.IsSequence() || sites.size() == 0)
-      core::fail_input(path, Fields::line(sites ? sites : root), "sites", "expected a non-empty list");
+    // A non-empty list under `key` of the map `owner`; the error names the list or its owner.
+    auto non_empty_list = [&](Fields& fields, const YAML::Node& owner, const std::string& key, const std::string& what) {
+      const YAML::Node n = fields.node(key);
+      if (!n || !n.IsSequence() || n.size() == 0) core::fail_input(path, Fields::line(n ? n : owner), key, what);
+      return n;
+    };
+    const YAML::Node sites = non_empty_list(f, root, "sites", "expected a non-empty list");
     for (const auto& sn : sites) {
       Fields g(path, sn, "sites");
       SiteConfig s;
@@ -99,9 +103,7 @@ GatewayConfig load_gateway_config(const std::string& path) {
         if (o.name == s.name) core::fail_input(path, Fields::line(sn), "name", fmt::format("duplicate site '{}'", s.name));
       if (!g.has("location")) core::fail_input(path, Fields::line(sn), "location", "missing");
       s.location = latlon(g.node("location"), "location");
-      const YAML::Node bs = g.node("backends");
-      if (!bs || !bs.IsSequence() || bs.size() == 0)
-        core::fail_input(path, Fields::line(bs ? bs : sn), "backends", "expected a non-empty list");
+      const YAML::Node bs = non_empty_list(g, sn, "backends", "expected a non-empty list");
       for (const auto& bn : bs) {
         Fields h(path, bn, "backends");
         BackendConfig b;
@@ -116,9 +118,7 @@ GatewayConfig load_gateway_config(const std::string& path) {
           core::fail_input(path, Fields::line(h.node("url")), "url", fmt::format("expected http://HOST:PORT, got '{}'", b.url));
         b.host = rest.substr(0, pc);
         b.port = static_cast<unsigned short>(bp);
-        const YAML::Node ms = h.node("models");
-        if (!ms || !ms.IsSequence() || ms.size() == 0)
-          core::fail_input(path, Fields::line(ms ? ms : bn), "models", "expected a non-empty list of model names");
+        const YAML::Node ms = non_empty_list(h, bn, "models", "expected a non-empty list of model names");
         for (const auto& m : ms) {
           if (!m.IsScalar()) core::fail_input(path, Fields::line(m), "models", "expected a model name");
           b.models.push_back(m.Scalar());

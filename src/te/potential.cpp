@@ -217,6 +217,31 @@ class Potential {
     }
   }
 
+  // Moves flow from path a to path b until the two price the links they do not share alike, or
+  // all of a's flow has moved: the derivative of the potential along the move is h below (per
+  // beta). MLU prices a link at e / c, max-flow at e; `scale` is a's price, for the tolerance.
+  void exchange(int a, int b, double scale) {
+    symmetric_difference(a, b);
+    const bool per_capacity = o_ == Objective::kMlu;
+    auto h = [&](double dl, double& dh) {
+      double v = 0;
+      dh = 0;
+      for (std::size_t l : only_b_) {
+        const double w = per_capacity ? inv_[l] : 1, e = expo(l, load_[l] + dl);
+        v += w * e;
+        dh += beta_ * w * inv_[l] * e;
+      }
+      for (std::size_t l : only_a_) {
+        const double w = per_capacity ? inv_[l] : 1, e = expo(l, load_[l] - dl);
+        v -= w * e;
+        dh += beta_ * w * inv_[l] * e;
+      }
+      return v;
+    };
+    const double delta = root(h, x_[static_cast<std::size_t>(a)], scale);
+    if (delta > 0) move(a, b, delta);
+  }
+
   // MLU: one Gauss-Seidel step on demand d.
   void step_mlu(std::size_t d) {
     const int q0 = dem_start_[d], q1 = dem_start_[d + 1];
@@ -228,24 +253,7 @@ class Potential {
       if (x_[static_cast<std::size_t>(q)] > 0 && c > ga) ga = c, a = q;
     }
     if (a < 0 || a == b || !(ga - gb > 1e-4 * ga)) return;
-    symmetric_difference(a, b);
-    auto h = [&](double dl, double& dh) {  // dPhi/d(delta) / beta, and its derivative / beta
-      double v = 0;
-      dh = 0;
-      for (std::size_t l : only_b_) {
-        const double e = expo(l, load_[l] + dl);
-        v += inv_[l] * e;
-        dh += beta_ * inv_[l] * inv_[l] * e;
-      }
-      for (std::size_t l : only_a_) {
-        const double e = expo(l, load_[l] - dl);
-        v -= inv_[l] * e;
-        dh += beta_ * inv_[l] * inv_[l] * e;
-      }
-      return v;
-    };
-    const double delta = root(h, x_[static_cast<std::size_t>(a)], ga);
-    if (delta > 0) move(a, b, delta);
+    exchange(a, b, ga);
   }
 
   // Max-flow: one Gauss-Seidel step on demand d (lower an overpriced path, shift to the
@@ -285,24 +293,7 @@ class Potential {
       if (a == b) cb = ca;
     }
     if (a >= 0 && a != b && ca - cb > 1e-4 * ca) {
-      symmetric_difference(a, b);
-      auto h = [&](double dl, double& dh) {
-        double v = 0;
-        dh = 0;
-        for (std::size_t l : only_b_) {
-          const double e = expo(l, load_[l] + dl);
-          v += e;
-          dh += beta_ * inv_[l] * e;
-        }
-        for (std::size_t l : only_a_) {
-          const double e = expo(l, load_[l] - dl);
-          v -= e;
-          dh += beta_ * inv_[l] * e;
-        }
-        return v;
-      };
-      const double delta = root(h, x_[static_cast<std::size_t>(a)], ca);
-      if (delta > 0) move(a, b, delta);
+      exchange(a, b, ca);
       cb = path_price(b);
     }
     const double room = vol - total;
