@@ -506,7 +506,12 @@ class LevelMaster {
         rows.push_back(l);
         el.push_back(coef[static_cast<std::size_t>(l)]);
       }
-    m_.addColumn(static_cast<int>(rows.size()), rows.data(), el.data(), 0.0, upper, -1.0);
+    // The objective is the level's throughput (Delta x total span), not Delta: with Delta's
+    // coefficient 1 the duals are the total span times smaller (ASN2k: 1e-7, CLP's own dual
+    // tolerance), and pricing and freezing read noise.
+    double total = 0;
+    for (std::size_t d : active) total += span[d];
+    m_.addColumn(static_cast<int>(rows.size()), rows.data(), el.data(), 0.0, upper, -std::max(total, 1e-9));
     const int col = m_.numberColumns() - 1;
     // Earlier level columns no longer count in the objective.
     if (level_col_ >= 0) m_.setObjectiveCoefficient(level_col_, 0.0);
@@ -565,7 +570,20 @@ class LevelMaster {
     while (true) {
       m_.primal(seeded_ ? 0 : 1);  // warm from the previous basis (values pass), or from the seed
       seeded_ = false;
-      if (m_.status() != 0) m_.primal();  // retry from scratch
+      // Every level LP is feasible (Delta = 0 keeps the last solution), yet from a warm basis CLP
+      // can end "infeasible" by 1e-7..1e-6 when capacities span two orders of magnitude (ASN2k:
+      // 250 to 32,750). A solve from the slack basis finds the feasible point; failing that, the
+      // tolerance widens, up to 1e-5 in units where the largest capacity is 1000.
+      if (m_.status() == 1) {
+        m_.allSlackBasis(true);
+        m_.primal();
+      }
+      while (m_.status() == 1 && m_.primalTolerance() < 0.99e-5 && m_.sumPrimalInfeasibilities() < 1e-3) {
+        m_.setPrimalTolerance(m_.primalTolerance() * 10);
+        if (std::getenv("INFERGRID_TE_DEBUG"))
+          fmt::print(stderr, "primal tolerance widened to {:g} ({:g} infeasible)\n", m_.primalTolerance(), m_.sumPrimalInfeasibilities());
+        m_.primal(1);
+      }
       if (m_.status() != 0)
         throw core::InputError(fmt::format("te: max-min master did not solve (CLP status {})", m_.status()));
       const bool more = price();
