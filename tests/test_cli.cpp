@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <sys/wait.h>
 
@@ -139,6 +140,35 @@ TEST(Cli, TeWritesAllocationsAndRejectsBadInput) {
   EXPECT_EQ(bj["solver"], "fast");
   EXPECT_GT(bj["bound"].get<double>(), 1.9);
   EXPECT_LE(bj["objective"].get<double>(), 1.01 * bj["bound"].get<double>());
+  // Max-min on a large instance (the levels start from the MLU master's basis): within every
+  // capacity, and Pareto-efficient, as max-min fairness must be: a demand served short of its
+  // volume has a saturated link on each of its paths (else it could rise and hurt no one).
+  const auto mm = sh("te --topology " + string(INFERGRID_DATA_DIR) +
+                     "/net/UsCarrier.json --gravity 50000 --objective max-min --solver fast --out " + kTmp + "/te_mm.json");
+  ASSERT_EQ(mm.code, 0) << mm.out;
+  const auto mj = nlohmann::json::parse(slurp(kTmp + "/te_mm.json"));
+  std::map<std::pair<std::int64_t, std::int64_t>, double> util;
+  for (const auto& l : mj["links"]) {
+    auto& u = util[{l["src"].get<std::int64_t>(), l["dst"].get<std::int64_t>()}];
+    u = std::max(u, l["utilization"].get<double>());
+    EXPECT_LE(l["utilization"].get<double>(), 1 + 1e-6);
+  }
+  std::size_t short_served = 0, could_rise = 0;
+  for (const auto& d : mj["demands"]) {
+    if (d["allocated"].get<double>() >= d["volume"].get<double>() * (1 - 1e-6)) continue;
+    ++short_served;
+    for (const auto& path : d["paths"]) {
+      const auto nodes = path["nodes"].get<std::vector<std::int64_t>>();
+      double most = 0;
+      for (std::size_t i = 0; i + 1 < nodes.size(); ++i) most = std::max(most, util.at({nodes[i], nodes[i + 1]}));
+      if (most < 1 - 1e-6) {
+        ++could_rise;
+        break;
+      }
+    }
+  }
+  EXPECT_GT(short_served, 1000u);
+  EXPECT_EQ(could_rise, 0u);
   // Exact column generation reaches the LP's optimum.
   auto objective_of = [&](const string& solver) {
     const auto res = sh("te --topology " + b4 + " --demands " + string(INFERGRID_DATA_DIR) +
