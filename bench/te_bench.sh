@@ -37,17 +37,21 @@ PY
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F), LP timeout ${lp_timeout}s"
 echo "| instance | objective | demands | LP ms | LP objective | fast ms | fast objective | fast's certified gap | speed-up | fast / LP |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
-for obj in mlu max-flow max-min; do
+# OBJECTIVES picks a subset (default: all three).
+objectives=${OBJECTIVES:-mlu max-flow max-min}
+for obj in $objectives; do
   for tm in 0 1 2 3 4; do run "B4 real TM $tm" "$obj" --topology "$data/B4.json" --demands "$data/tm/B4_real_$tm.csv"; done
 done
-for obj in mlu max-flow max-min; do
+for obj in $objectives; do
   run "UsCarrier gravity" "$obj" --topology "$data/UsCarrier.json" --gravity 50000
 done
-for obj in mlu max-flow max-min; do
+for obj in $objectives; do
   run "Cogentco gravity" "$obj" --topology "$data/topology-zoo/Cogentco.gml" --gravity 25000
 done
-for obj in mlu max-flow; do
+for obj in $objectives; do
   run "Kdl gravity top-20k" "$obj" --topology "$data/Kdl.json" --gravity 1000000 --gravity-pairs 20000
+  # ASN2k max-min: the fast levels are not yet exact there (see docs/te.md), so no row.
+  [ "$obj" = max-min ] && continue
   run "ASN2k gravity top-20k" "$obj" --topology "$data/ASN2k.json" --gravity 4000000 --gravity-pairs 20000
 done
 rm -rf "$tmp"

@@ -172,6 +172,16 @@ Allocation solve_lp_unscaled(const Problem& p, Objective o) {
       m.setWhatsChanged(0);  // the matrix changed under CLP's cached (scaled, row) copies
       while (!active.empty()) {
         m.setColumnBounds(tcol, 0, 1);
+        // The objective is the level's throughput (t x the active spans), not t: with t's
+        // coefficient 1 the duals are the total span times smaller, under the freeze threshold
+        // and CLP's tolerance on large instances (Kdl top 20k: the first level froze every demand
+        // as "degenerate", 6,112 of them with a free path and 19% below the fast allocation).
+        double total = 0;
+        for (int d : active) {
+          const double v = p.demands[static_cast<std::size_t>(d)].volume;
+          total += std::max(cap_frac[static_cast<std::size_t>(d)] * v - lower[static_cast<std::size_t>(d)], 0.0);
+        }
+        m.setObjectiveCoefficient(tcol, -std::max(total, 1e-9));
         m.dual();
         if (m.status() != 0) m.primal();  // a changed matrix can leave dual simplex stuck
         ++solves;
