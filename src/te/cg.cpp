@@ -392,6 +392,11 @@ class LevelMaster {
     bounded_.assign(p.demands.size(), 0);
     served_.assign(p.demands.size(), 0.0);
     shifts_.assign(p.demands.size(), {});
+    home_users_.assign(static_cast<std::size_t>(nl_), {});
+    for (std::size_t d = 0; d < p.demands.size(); ++d)
+      if (!p.paths[d].empty())
+        for (int l : p.paths[d][0]) home_users_[static_cast<std::size_t>(l)].push_back(static_cast<int>(d));
+    mark_.assign(p.demands.size(), 0);
   }
 
   // Fills `active` up to cap[d] of their volumes (a guarantee, or 1 in a tier). Returns levels.
@@ -602,13 +607,29 @@ class LevelMaster {
     return w;
   }
 
+  // The demands whose home path crosses a priced link, in increasing order: the others have a free
+  // home path, so no column can improve them and raising them costs nothing (most demands: the
+  // full scan over every demand's paths was the master's own largest cost).
+  std::vector<std::size_t> priced_homes(const std::vector<double>& w) {
+    std::vector<std::size_t> out;
+    for (int l = 0; l < nl_; ++l)
+      if (w[static_cast<std::size_t>(l)] > 0)
+        for (int d : home_users_[static_cast<std::size_t>(l)])
+          if (!mark_[static_cast<std::size_t>(d)]) {
+            mark_[static_cast<std::size_t>(d)] = 1;
+            out.push_back(static_cast<std::size_t>(d));
+          }
+    for (std::size_t d : out) mark_[d] = 0;
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
   // What raising a demand's amount would cost the level, per unit.
-  std::vector<double> home_prices() const {
+  std::vector<double> home_prices() {
     const auto w = link_prices();
     const double* y = m_.dualRowSolution();
     std::vector<double> out(p_.demands.size(), 0.0);
-    for (std::size_t d = 0; d < p_.demands.size(); ++d) {
-      if (p_.paths[d].empty()) continue;
+    for (std::size_t d : priced_homes(w)) {
       double c = 0;
       for (int l : p_.paths[d][0]) c += w[static_cast<std::size_t>(l)];
       if (row_of_[d] >= 0) c -= std::max(0.0, -y[row_of_[d]]);
@@ -621,7 +642,7 @@ class LevelMaster {
     const auto w = link_prices();
     const double* y = m_.dualRowSolution();
     std::vector<std::tuple<double, std::size_t, std::size_t>> add;
-    for (std::size_t d = 0; d < p_.demands.size(); ++d) {
+    for (std::size_t d : priced_homes(w)) {
       const auto& paths = p_.paths[d];
       if (paths.size() < 2) continue;
       if (served_[d] <= 0 && (level_span_.empty() || level_span_[d] <= 0)) continue;  // nothing to move
@@ -713,6 +734,8 @@ class LevelMaster {
   std::vector<std::vector<std::pair<std::size_t, int>>> shifts_;  // (path, column)
   int level_col_ = -1;
   std::vector<double> level_span_;
+  std::vector<std::vector<int>> home_users_;  // per link: the demands whose home path crosses it
+  std::vector<char> mark_;
 };
 
 }  // namespace

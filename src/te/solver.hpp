@@ -56,7 +56,8 @@ Allocation solve_column_generation(const Problem& p, Objective o, const Allocati
 // `max_sweeps` full sweeps have run (false). `bound` is that bound.
 Allocation solve_potential(const Problem& p, Objective o, double eps, int max_sweeps,
                            const Allocation* warm = nullptr, bool* certified = nullptr);
-// Tiered max-min as water-filling levels, each an MLU solved by column generation.
+// Tiered max-min as water-filling levels on one column-generation master, exact (the first
+// level starts from the MLU master's optimal basis).
 Allocation solve_max_min_levels(const Problem& p);
 
 // Fast allocation (docs/te.md): the potential method for MLU and max-flow, certified within
