@@ -178,6 +178,43 @@ TEST(Te, FastWithinOnePercentOfLpOnRandomGraphs) {
   }
 }
 
+// Max-min on a heavily loaded random graph (links far over capacity, so the level duals are small
+// against the volumes): the LP and fast give every demand the same served fraction (the max-min
+// fair vector is unique), and both are Pareto-efficient: a demand served short of its volume has a
+// saturated link on each of its paths. Maximizing t itself instead of the level's throughput, the
+// LP froze demands that could still rise (Kdl: 6,112 of 20,000).
+TEST(Te, MaxMinUniqueAndParetoEfficientUnderHeavyLoad) {
+  core::Rng rng(11, "te-max-min");
+  const Graph g = random_graph(rng, 24);
+  Problem p;
+  p.graph = &g;
+  p.demands = gravity_demands(g, 2e6);
+  p.paths = compute_paths(g, p.demands, 3);
+  const Allocation lp = solve_lp(p, Objective::kMaxMin), fast = solve_fast(p, Objective::kMaxMin);
+  for (const Allocation* a : {&lp, &fast}) {
+    const std::string who = a == &lp ? "lp" : "fast";
+    std::size_t short_served = 0, could_rise = 0;
+    for (std::size_t d = 0; d < p.demands.size(); ++d) {
+      if (a->served_fraction(d, p) >= 1 - 1e-6) continue;
+      ++short_served;
+      for (const Path& path : p.paths[d]) {
+        double most = 0;
+        for (int l : path) most = std::max(most, a->link_load[static_cast<std::size_t>(l)] / g.links[static_cast<std::size_t>(l)].capacity);
+        if (most < 1 - 1e-6) {
+          ++could_rise;
+          break;
+        }
+      }
+    }
+    EXPECT_GT(short_served, p.demands.size() / 2) << who;
+    EXPECT_EQ(could_rise, 0u) << who;
+  }
+  std::size_t differ = 0;
+  for (std::size_t d = 0; d < p.demands.size(); ++d)
+    differ += std::fabs(fast.served_fraction(d, p) - lp.served_fraction(d, p)) > 1e-6;
+  EXPECT_EQ(differ, 0u) << "of " << p.demands.size();
+}
+
 // The potential method on the hand-worked cases: certified, within its tolerance of the exact
 // answer, and its bound on the right side of the optimum (a bound that crossed it would be a
 // wrong certificate). Max-flow allocations fit the capacities.

@@ -412,17 +412,24 @@ class LevelMaster {
       const int col = add_level_column(active, span, 1 - used);
       if (level_col_ == 0 && used == 0) seed_from_mlu(active, span);
       solve_with_pricing();
-      const double delta = m_.primalColumnSolution()[col];
-      m_.setColumnBounds(col, delta, delta);  // later levels keep it
+      const double scaled = m_.primalColumnSolution()[col];
+      m_.setColumnBounds(col, scaled, scaled);  // later levels keep it
+      const double delta = scaled / level_scale_;
       used += delta;
       for (std::size_t d : active) served_[d] += span[d] * delta;
       if (used >= 1 - 1e-9) break;
-      const auto price = home_prices();
-      double pmax = 0;
-      for (std::size_t d : active) pmax = std::max(pmax, price[d]);
+      // Demands whose price is above the duals' rounding freeze; if none is (every bottleneck
+      // price lost in it), the raw prices decide; if none of those either, everyone freezes.
       std::vector<std::size_t> next;
-      for (std::size_t d : active)
-        if (price[d] <= 1e-9 * (1 + pmax)) next.push_back(d);
+      for (const bool careful : {true, false}) {
+        const auto price = home_prices(careful);
+        double pmax = 0;
+        for (std::size_t d : active) pmax = std::max(pmax, price[d]);
+        next.clear();
+        for (std::size_t d : active)
+          if (price[d] <= 1e-9 * (1 + pmax)) next.push_back(d);
+        if (next.size() < active.size()) break;
+      }
       if (next.size() == active.size()) next.clear();  // degenerate duals: freeze everyone
       if (std::getenv("INFERGRID_TE_DEBUG"))
         fmt::print(stderr, "level {}: delta {:.6f}, active {} -> {}, {:.0f} ms\n", levels, delta, active.size(), next.size(),
@@ -511,12 +518,19 @@ class LevelMaster {
         rows.push_back(l);
         el.push_back(coef[static_cast<std::size_t>(l)]);
       }
+    // The column is Delta x K, K its largest link entry, so that its entries are at most 1 like
+    // every other entry of the master (unscaled, a heavy load put 1e5 beside the shifts' 1 and
+    // CLP's tolerances then let a level end short: a random graph at 2e6 of gravity demand).
+    level_scale_ = 1;
+    for (double c : coef) level_scale_ = std::max(level_scale_, c);
+    for (double& e : el) e /= level_scale_;
     // The objective is the level's throughput (Delta x total span), not Delta: with Delta's
     // coefficient 1 the duals are the total span times smaller (ASN2k: 1e-7, CLP's own dual
     // tolerance), and pricing and freezing read noise.
     double total = 0;
     for (std::size_t d : active) total += span[d];
-    m_.addColumn(static_cast<int>(rows.size()), rows.data(), el.data(), 0.0, upper, -std::max(total, 1e-9));
+    m_.addColumn(static_cast<int>(rows.size()), rows.data(), el.data(), 0.0, upper * level_scale_,
+                 -std::max(total, 1e-9) / level_scale_);
     const int col = m_.numberColumns() - 1;
     // Earlier level columns no longer count in the objective.
     if (level_col_ >= 0) m_.setObjectiveCoefficient(level_col_, 0.0);
@@ -625,15 +639,19 @@ class LevelMaster {
   }
 
   // What raising a demand's amount would cost the level, per unit.
-  std::vector<double> home_prices() {
+  std::vector<double> home_prices(bool careful) {
     const auto w = link_prices();
     const double* y = m_.dualRowSolution();
     std::vector<double> out(p_.demands.size(), 0.0);
     for (std::size_t d : priced_homes(w)) {
-      double c = 0;
-      for (int l : p_.paths[d][0]) c += w[static_cast<std::size_t>(l)];
-      if (row_of_[d] >= 0) c -= std::max(0.0, -y[row_of_[d]]);
-      out[d] = c;
+      double home = 0;
+      for (int l : p_.paths[d][0]) home += w[static_cast<std::size_t>(l)];
+      const double rho = row_of_[d] >= 0 ? std::max(0.0, -y[row_of_[d]]) : 0.0;
+      // Home and rho can be huge and equal (links that only frozen demands fill get arbitrary
+      // duals: 7e9 on ASN2k) and then their difference is rounding (2^-20 there): such a demand
+      // is not priced.
+      const double c = home - rho;
+      out[d] = !careful || c > 1e-9 * (home + rho) ? c : 0.0;
     }
     return out;
   }
@@ -690,7 +708,7 @@ class LevelMaster {
       // Row: sum_q y_dq - span_d x Delta_current <= served before this level.
       if (level_col_ >= 0 && !level_span_.empty() && level_span_[d] > 0) {
         index.push_back(level_col_);
-        el.push_back(-level_span_[d]);
+        el.push_back(-level_span_[d] / level_scale_);
       }
       starts.push_back(static_cast<CoinBigIndex>(index.size()));
       lo.push_back(-COIN_DBL_MAX);
@@ -733,6 +751,7 @@ class LevelMaster {
   std::vector<double> served_;  // amount fixed by finished levels
   std::vector<std::vector<std::pair<std::size_t, int>>> shifts_;  // (path, column)
   int level_col_ = -1;
+  double level_scale_ = 1;  // the level column is Delta x level_scale_
   std::vector<double> level_span_;
   std::vector<std::vector<int>> home_users_;  // per link: the demands whose home path crosses it
   std::vector<char> mark_;
