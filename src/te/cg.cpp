@@ -410,14 +410,16 @@ class LevelMaster {
     while (!active.empty() && used < 1 - 1e-12) {
       ++levels;
       const int col = add_level_column(active, span, 1 - used);
-      if (level_col_ == 0 && used == 0) seed_from_mlu(active, span);
+      if (levels_done_++ == 0) seed_from_mlu(active, span);
       solve_with_pricing();
       const double scaled = m_.primalColumnSolution()[col];
-      m_.setColumnBounds(col, scaled, scaled);  // later levels keep it
       const double delta = scaled / level_scale_;
       used += delta;
       for (std::size_t d : active) served_[d] += span[d] * delta;
-      if (used >= 1 - 1e-9) break;
+      if (used >= 1 - 1e-9) {
+        fold_level_column(col, scaled);
+        break;
+      }
       // Demands whose price is above the duals' rounding freeze; if none is (every bottleneck
       // price lost in it), the raw prices decide; if none of those either, everyone freezes.
       std::vector<std::size_t> next;
@@ -431,6 +433,7 @@ class LevelMaster {
         if (next.size() < active.size()) break;
       }
       if (next.size() == active.size()) next.clear();  // degenerate duals: freeze everyone
+      fold_level_column(col, scaled);
       if (std::getenv("INFERGRID_TE_DEBUG"))
         fmt::print(stderr, "level {}: delta {:.6f}, active {} -> {}, {:.0f} ms\n", levels, delta, active.size(), next.size(),
                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count());
@@ -488,6 +491,25 @@ class LevelMaster {
     m_.deleteRows(static_cast<int>(gone.size()), gone.data());
     for (int& r : row_of_)
       if (r >= 0) r -= static_cast<int>(std::lower_bound(gone.begin(), gone.end(), r) - gone.begin());
+  }
+
+  // A finished level keeps its amounts: the column's entries times its value move into the row
+  // bounds and the column leaves the matrix (every level column kept would hold an entry per
+  // loaded link and rising demand row: on Kdl, more entries than all the shift columns, each
+  // scanned by every simplex step's pricing).
+  void fold_level_column(int col, double value) {
+    const CoinPackedMatrix* a = m_.matrix();
+    const CoinBigIndex start = a->getVectorStarts()[col];
+    const int n = a->getVectorLengths()[col];
+    const int* rows = a->getIndices();
+    const double* el = a->getElements();
+    for (CoinBigIndex k = start; k < start + n; ++k)
+      m_.setRowUpper(rows[k], m_.getRowUpper()[rows[k]] - el[k] * value);
+    m_.deleteColumns(1, &col);
+    for (auto& s : shifts_)
+      for (auto& [q, c] : s)
+        if (c > col) --c;
+    level_col_ = -1;
   }
 
   // Gives a bounded demand its row back (sum of its shifts <= what it serves), its column unbounded.
@@ -751,6 +773,7 @@ class LevelMaster {
   std::vector<double> served_;  // amount fixed by finished levels
   std::vector<std::vector<std::pair<std::size_t, int>>> shifts_;  // (path, column)
   int level_col_ = -1;
+  int levels_done_ = 0;
   double level_scale_ = 1;  // the level column is Delta x level_scale_
   std::vector<double> level_span_;
   std::vector<std::vector<int>> home_users_;  // per link: the demands whose home path crosses it
