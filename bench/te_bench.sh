@@ -50,7 +50,7 @@ for obj in $objectives; do
 done
 for obj in $objectives; do
   run "Kdl gravity top-20k" "$obj" --topology "$data/Kdl.json" --gravity 1000000 --gravity-pairs 20000
-  # ASN2k max-min: the fast levels are not yet exact there (see docs/te.md), so no row.
+  # ASN2k max-min: the LP fails on it (CLP status 1, docs/te.md), so there is nothing to compare.
   [ "$obj" = max-min ] && continue
   run "ASN2k gravity top-20k" "$obj" --topology "$data/ASN2k.json" --gravity 4000000 --gravity-pairs 20000
 done

@@ -665,6 +665,10 @@ class LevelMaster {
     const auto w = link_prices();
     const double* y = m_.dualRowSolution();
     std::vector<double> out(p_.demands.size(), 0.0);
+    // Every dual carries the rounding of the largest: a price under 1e-13 of it is noise.
+    double floor = 0;
+    for (int r = 0; r < m_.numberRows(); ++r) floor = std::max(floor, std::fabs(y[r]));
+    floor *= 1e-13;
     for (std::size_t d : priced_homes(w)) {
       double home = 0;
       for (int l : p_.paths[d][0]) home += w[static_cast<std::size_t>(l)];
@@ -673,7 +677,7 @@ class LevelMaster {
       // duals: 7e9 on ASN2k) and then their difference is rounding (2^-20 there): such a demand
       // is not priced.
       const double c = home - rho;
-      out[d] = !careful || c > 1e-9 * (home + rho) ? c : 0.0;
+      out[d] = !careful || (c > 1e-9 * (home + rho) && c > floor) ? c : 0.0;
     }
     return out;
   }
