@@ -39,6 +39,21 @@ std::size_t columns_per_round(std::size_t fallback) {
   return env ? static_cast<std::size_t>(std::max(1, std::atoi(env))) : fallback;
 }
 
+// INFERGRID_TE_DEBUG prints each master solve to stderr.
+bool debug() {
+  static const bool on = std::getenv("INFERGRID_TE_DEBUG") != nullptr;
+  return on;
+}
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+// A path's price under link prices w.
+double path_cost(const std::vector<double>& w, const Path& path) {
+  double c = 0;
+  for (int l : path) c += w[static_cast<std::size_t>(l)];
+  return c;
+}
+
 class Master {
  public:
   Master(const Problem& p, Objective o, const Allocation* warm = nullptr) : p_(p), o_(o) {
@@ -112,10 +127,9 @@ class Master {
       }
       first = false;
       ++rounds;
-      if (std::getenv("INFERGRID_TE_DEBUG"))
+      if (debug())
         fmt::print(stderr, "round {}: {} rows, {} cols, {} simplex iterations, objective {}, t {:.0f} ms\n", rounds,
-                   m_.numberRows(), m_.numberColumns(), m_.numberIterations(), m_.objectiveValue(),
-                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start_).count());
+                   m_.numberRows(), m_.numberColumns(), m_.numberIterations(), m_.objectiveValue(), ms_since(t_start_));
       if (m_.status() != 0)
         throw core::InputError(fmt::format("te: column generation master did not solve (CLP status {})", m_.status()));
       const std::size_t rows = separate();
@@ -137,9 +151,7 @@ class Master {
       if (row_of_[d] >= 0) {
         out[d] = y[row_of_[d]] > tol;
       } else {
-        double c = 0;
-        for (int l : p_.paths[d][active_[d][0]]) c += w[static_cast<std::size_t>(l)];
-        out[d] = c > tol;
+        out[d] = path_cost(w, p_.paths[d][active_[d][0]]) > tol;
       }
     }
     return out;
@@ -308,21 +320,17 @@ class Master {
         // Reduced cost of a new path q: -y_row + sum_q w (MLU), -1 - y_row + sum_q w (max-flow).
         current = o_ == Objective::kMlu ? y[row_of_[d]] : 1.0 + y[row_of_[d]];
       } else if (o_ == Objective::kMlu) {
-        current = 0;
-        for (int l : paths[active_[d][0]]) current += w[static_cast<std::size_t>(l)];
+        current = path_cost(w, paths[active_[d][0]]);
       } else {
         // A lone column with the demand as its bound: the bound's dual is its reduced cost,
         // so a new path must beat min(1, price of the path in use).
-        current = 0;
-        for (int l : paths[active_[d][0]]) current += w[static_cast<std::size_t>(l)];
-        current = std::min(1.0, current);
+        current = std::min(1.0, path_cost(w, paths[active_[d][0]]));
       }
       double best = INFINITY;
       std::size_t arg = SIZE_MAX;
       for (std::size_t q = 0; q < paths.size(); ++q) {
         if (std::find(active_[d].begin(), active_[d].end(), q) != active_[d].end()) continue;
-        double c = 0;
-        for (int l : paths[q]) c += w[static_cast<std::size_t>(l)];
+        const double c = path_cost(w, paths[q]);
         if (c < best) best = c, arg = q;
       }
       if (arg != SIZE_MAX && best < current - 1e-9 * (1 + std::fabs(current)))
@@ -397,6 +405,7 @@ class LevelMaster {
       if (!p.paths[d].empty())
         for (int l : p.paths[d][0]) home_users_[static_cast<std::size_t>(l)].push_back(static_cast<int>(d));
     mark_.assign(p.demands.size(), 0);
+    level_span_.assign(p.demands.size(), 0.0);
   }
 
   // Fills `active` up to cap[d] of their volumes (a guarantee, or 1 in a tier). Returns levels.
@@ -416,27 +425,14 @@ class LevelMaster {
       const double delta = scaled / level_scale_;
       used += delta;
       for (std::size_t d : active) served_[d] += span[d] * delta;
-      if (used >= 1 - 1e-9) {
-        fold_level_column(col, scaled);
-        break;
-      }
-      // Demands whose price is above the duals' rounding freeze; if none is (every bottleneck
-      // price lost in it), the raw prices decide; if none of those either, everyone freezes.
+      const bool done = used >= 1 - 1e-9;
       std::vector<std::size_t> next;
-      for (const bool careful : {true, false}) {
-        const auto price = home_prices(careful);
-        double pmax = 0;
-        for (std::size_t d : active) pmax = std::max(pmax, price[d]);
-        next.clear();
-        for (std::size_t d : active)
-          if (price[d] <= 1e-9 * (1 + pmax)) next.push_back(d);
-        if (next.size() < active.size()) break;
-      }
-      if (next.size() == active.size()) next.clear();  // degenerate duals: freeze everyone
+      if (!done) next = still_rising(active);  // reads the duals: before the fold changes the model
       fold_level_column(col, scaled);
-      if (std::getenv("INFERGRID_TE_DEBUG"))
+      if (done) break;
+      if (debug())
         fmt::print(stderr, "level {}: delta {:.6f}, active {} -> {}, {:.0f} ms\n", levels, delta, active.size(), next.size(),
-                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count());
+                   ms_since(t0_));
       active = std::move(next);
       compact(active);
     }
@@ -460,7 +456,7 @@ class LevelMaster {
       a.flow[d][0] = std::max(0.0, served_[d] - moved);
     }
     a.recompute_loads(p_);
-    if (std::getenv("INFERGRID_TE_DEBUG")) {
+    if (debug()) {
       const double* r = m_.primalRowSolution();
       for (int l = 0; l < nl_; ++l)
         if (std::fabs(r[l] - a.link_load[static_cast<std::size_t>(l)]) > 1e-6)
@@ -554,11 +550,9 @@ class LevelMaster {
     m_.addColumn(static_cast<int>(rows.size()), rows.data(), el.data(), 0.0, upper * level_scale_,
                  -std::max(total, 1e-9) / level_scale_);
     const int col = m_.numberColumns() - 1;
-    // Earlier level columns no longer count in the objective.
-    if (level_col_ >= 0) m_.setObjectiveCoefficient(level_col_, 0.0);
-    level_col_ = col;
+    level_col_ = col;  // earlier level columns are folded away (fold_level_column)
     // Only the demands this level raises have a coefficient in it.
-    level_span_.assign(p_.demands.size(), 0.0);
+    std::fill(level_span_.begin(), level_span_.end(), 0.0);
     for (std::size_t d : active) level_span_[d] = span[d];
     return col;
   }
@@ -585,9 +579,7 @@ class LevelMaster {
     for (const auto& c : b.columns)
       if (c.path != 0) shifts.emplace_back(active[c.demand], c.path);
     add_shifts(shifts);
-    if (std::getenv("INFERGRID_TE_DEBUG"))
-      fmt::print(stderr, "level 1 from MLU {:.6f}: {} shift columns, {:.0f} ms\n", b.u, shifts.size(),
-                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count());
+    if (debug()) fmt::print(stderr, "level 1 from MLU {:.6f}: {} shift columns, {:.0f} ms\n", b.u, shifts.size(), ms_since(t0_));
     if (b.u <= 1) return;  // Delta reaches its cap: the simplex finds that basis
     m_.createStatus();  // a fresh model has no status arrays yet
     m_.setColumnStatus(level_col_, ClpSimplex::basic);
@@ -595,17 +587,15 @@ class LevelMaster {
       m_.setRowStatus(l, b.link_basic[static_cast<std::size_t>(l)] ? ClpSimplex::basic : ClpSimplex::atUpperBound);
     for (std::size_t i = 0; i < b.columns.size(); ++i) {
       const std::size_t d = active[b.columns[i].demand];
-      const auto status = b.basic[i] ? ClpSimplex::basic : ClpSimplex::atLowerBound;
       if (b.columns[i].path == 0) {
         m_.setRowStatus(row_of_[d], b.basic[i] ? ClpSimplex::basic : ClpSimplex::atUpperBound);
       } else {
         for (const auto& [q, c] : shifts_[d])
-          if (q == b.columns[i].path) m_.setColumnStatus(c, status);
+          if (q == b.columns[i].path) m_.setColumnStatus(c, b.basic[i] ? ClpSimplex::basic : ClpSimplex::atLowerBound);
       }
     }
     seeded_ = true;
   }
-  bool seeded_ = false;
 
   void solve_with_pricing() {
     while (true) {
@@ -621,20 +611,19 @@ class LevelMaster {
       }
       while (m_.status() == 1 && m_.primalTolerance() < 0.99e-5 && m_.sumPrimalInfeasibilities() < 1e-3) {
         m_.setPrimalTolerance(m_.primalTolerance() * 10);
-        if (std::getenv("INFERGRID_TE_DEBUG"))
+        if (debug())
           fmt::print(stderr, "primal tolerance widened to {:g} ({:g} infeasible)\n", m_.primalTolerance(), m_.sumPrimalInfeasibilities());
         m_.primal(1);
       }
       if (m_.status() != 0)
         throw core::InputError(fmt::format("te: max-min master did not solve (CLP status {})", m_.status()));
       const bool more = price();
-      if (std::getenv("INFERGRID_TE_DEBUG"))
-        fmt::print(stderr, "level round: {} rows, {} cols, {} iterations, objective {:.6f}, {:.0f} ms\n", m_.numberRows(), m_.numberColumns(),
-                   m_.numberIterations(), -m_.objectiveValue(), std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count());
+      if (debug())
+        fmt::print(stderr, "level round: {} rows, {} cols, {} iterations, objective {:.6f}, {:.0f} ms\n", m_.numberRows(),
+                   m_.numberColumns(), m_.numberIterations(), -m_.objectiveValue(), ms_since(t0_));
       if (!more) break;
     }
   }
-  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
 
   std::vector<double> link_prices() const {
     const double* y = m_.dualRowSolution();
@@ -660,6 +649,30 @@ class LevelMaster {
     return out;
   }
 
+  // The active demands the level's optimum does not price: they rise in the next level. Demands
+  // whose price is above the duals' rounding freeze; if none is (every bottleneck price lost in
+  // it), the raw prices decide; if none of those either, everyone freezes.
+  std::vector<std::size_t> still_rising(const std::vector<std::size_t>& active) {
+    std::vector<std::size_t> next;
+    for (const bool careful : {true, false}) {
+      const auto price = home_prices(careful);
+      double pmax = 0;
+      for (std::size_t d : active) pmax = std::max(pmax, price[d]);
+      next.clear();
+      for (std::size_t d : active)
+        if (price[d] <= 1e-9 * (1 + pmax)) next.push_back(d);
+      if (next.size() < active.size()) return next;
+    }
+    return {};  // degenerate duals: freeze everyone
+  }
+
+  // What a demand's own limit costs: its row's dual, or for a bounded demand the reduced cost of
+  // its one shift column at its bound.
+  double limit_price(std::size_t d, const double* y) const {
+    if (row_of_[d] >= 0) return std::max(0.0, -y[row_of_[d]]);
+    return bounded_[d] ? std::max(0.0, -m_.dualColumnSolution()[shifts_[d][0].second]) : 0.0;
+  }
+
   // What raising a demand's amount would cost the level, per unit.
   std::vector<double> home_prices(bool careful) {
     const auto w = link_prices();
@@ -670,9 +683,8 @@ class LevelMaster {
     for (int r = 0; r < m_.numberRows(); ++r) floor = std::max(floor, std::fabs(y[r]));
     floor *= 1e-13;
     for (std::size_t d : priced_homes(w)) {
-      double home = 0;
-      for (int l : p_.paths[d][0]) home += w[static_cast<std::size_t>(l)];
-      const double rho = row_of_[d] >= 0 ? std::max(0.0, -y[row_of_[d]]) : 0.0;
+      const double home = path_cost(w, p_.paths[d][0]);
+      const double rho = limit_price(d, y);  // active demands are never bounded (restore_row)
       // Home and rho can be huge and equal (links that only frozen demands fill get arbitrary
       // duals: 7e9 on ASN2k) and then their difference is rounding (2^-20 there): such a demand
       // is not priced.
@@ -689,21 +701,14 @@ class LevelMaster {
     for (std::size_t d : priced_homes(w)) {
       const auto& paths = p_.paths[d];
       if (paths.size() < 2) continue;
-      if (served_[d] <= 0 && (level_span_.empty() || level_span_[d] <= 0)) continue;  // nothing to move
-      double home = 0;
-      for (int l : paths[0]) home += w[static_cast<std::size_t>(l)];
-      if (home <= 0) continue;  // no path is cheaper than free: most demands avoid priced links
-      // What the demand's own limit costs: its row's dual, or for a bounded demand the reduced
-      // cost of its one shift column at its bound.
-      const double rho = row_of_[d] >= 0 ? std::max(0.0, -y[row_of_[d]])
-                         : bounded_[d]  ? std::max(0.0, -m_.dualColumnSolution()[shifts_[d][0].second])
-                                        : 0.0;
+      if (served_[d] <= 0 && level_span_[d] <= 0) continue;  // nothing to move
+      const double home = path_cost(w, paths[0]);  // positive: priced_homes
+      const double rho = limit_price(d, y);
       double best = INFINITY;
       std::size_t arg = 0;
       for (std::size_t q = 1; q < paths.size(); ++q) {
         if (std::any_of(shifts_[d].begin(), shifts_[d].end(), [&](const auto& s) { return s.first == q; })) continue;
-        double c = 0;
-        for (int l : paths[q]) c += w[static_cast<std::size_t>(l)];
+        const double c = path_cost(w, paths[q]);
         if (c < best) best = c, arg = q;
       }
       const double rc = best + rho - home;
@@ -732,7 +737,7 @@ class LevelMaster {
     for (const auto& [d, q] : add) {
       if (row_of_[d] >= 0) continue;
       // Row: sum_q y_dq - span_d x Delta_current <= served before this level.
-      if (level_col_ >= 0 && !level_span_.empty() && level_span_[d] > 0) {
+      if (level_span_[d] > 0) {
         index.push_back(level_col_);
         el.push_back(-level_span_[d] / level_scale_);
       }
@@ -778,6 +783,8 @@ class LevelMaster {
   std::vector<std::vector<std::pair<std::size_t, int>>> shifts_;  // (path, column)
   int level_col_ = -1;
   int levels_done_ = 0;
+  bool seeded_ = false;  // the next solve starts from the basis seed_from_mlu set
+  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
   double level_scale_ = 1;  // the level column is Delta x level_scale_
   std::vector<double> level_span_;
   std::vector<std::vector<int>> home_users_;  // per link: the demands whose home path crosses it

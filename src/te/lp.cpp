@@ -155,17 +155,21 @@ Allocation solve_lp_unscaled(const Problem& p, Objective o) {
     // bottlenecked demands (non-zero dual on their fairness row) freeze, the rest go on.
     // The same semantics as the fast solver's water-filling levels.
     auto fill = [&](std::vector<int> active, const std::vector<double>& cap_frac, bool exact) {
+      // What demand d may still gain in this phase.
+      auto span_of = [&](int d) {
+        const double v = p.demands[static_cast<std::size_t>(d)].volume;
+        return std::max(cap_frac[static_cast<std::size_t>(d)] * v - lower[static_cast<std::size_t>(d)], 0.0);
+      };
       for (int d : active) {
         const double v = p.demands[static_cast<std::size_t>(d)].volume;
-        const double span = cap_frac[static_cast<std::size_t>(d)] * v - lower[static_cast<std::size_t>(d)];
-        m.modifyCoefficient(2 * d + 1, tcol, -std::max(span, 0.0));
+        m.modifyCoefficient(2 * d + 1, tcol, -span_of(d));
         m.setRowBounds(2 * d, lower[static_cast<std::size_t>(d)], cap_frac[static_cast<std::size_t>(d)] * v);
         m.setRowBounds(2 * d + 1, lower[static_cast<std::size_t>(d)], COIN_DBL_MAX);
       }
       auto freeze = [&](int d, double t) {
         const double v = p.demands[static_cast<std::size_t>(d)].volume;
-        const double span = std::max(cap_frac[static_cast<std::size_t>(d)] * v - lower[static_cast<std::size_t>(d)], 0.0);
-        lower[static_cast<std::size_t>(d)] += std::min(t, 1.0) * span;
+        const double gain = std::min(t, 1.0) * span_of(d);
+        lower[static_cast<std::size_t>(d)] += gain;
         m.setRowBounds(2 * d, lower[static_cast<std::size_t>(d)], exact ? lower[static_cast<std::size_t>(d)] : v);
         m.setRowBounds(2 * d + 1, -COIN_DBL_MAX, COIN_DBL_MAX);
       };
@@ -177,10 +181,7 @@ Allocation solve_lp_unscaled(const Problem& p, Objective o) {
         // and CLP's tolerance on large instances (Kdl top 20k: the first level froze every demand
         // as "degenerate", 6,112 of them with a free path and 19% below the fast allocation).
         double total = 0;
-        for (int d : active) {
-          const double v = p.demands[static_cast<std::size_t>(d)].volume;
-          total += std::max(cap_frac[static_cast<std::size_t>(d)] * v - lower[static_cast<std::size_t>(d)], 0.0);
-        }
+        for (int d : active) total += span_of(d);
         m.setObjectiveCoefficient(tcol, -std::max(total, 1e-9));
         m.dual();
         if (m.status() != 0) m.primal();  // a changed matrix can leave dual simplex stuck
