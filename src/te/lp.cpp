@@ -185,21 +185,68 @@ Allocation solve_lp_unscaled(const Problem& p, Objective o) {
         m.setObjectiveCoefficient(tcol, -std::max(total, 1e-9));
         m.dual();
         if (m.status() != 0) m.primal();  // a changed matrix can leave dual simplex stuck
+        // Link duals far above the level's price are cancellation in an ill-conditioned basis
+        // (ASN2k: 1e17 against a price of 1e3, and a demand froze with a free path); such a level
+        // is solved again by primal simplex from the slack basis. Kdl, Cogentco and UsCarrier never
+        // come near (at most 300x).
+        double largest = 0;
+        for (int l = 0; l < static_cast<int>(p.graph->links.size()); ++l)
+          largest = std::max(largest, std::fabs(m.dualRowSolution()[2 * nd + l]));
+        if (m.status() == 1 || (m.status() == 0 && largest > 1e6 * std::max(total, 1e-9))) {
+          m.allSlackBasis(true);
+          m.primal();
+        }
+        // Every level LP is feasible (t at its last value); from a warm basis CLP can still end
+        // "infeasible" by 1e-7 when capacities span two orders of magnitude: the tolerance widens,
+        // up to 1e-5 in units where the largest capacity is 1000 (as the fast levels do).
+        while (m.status() == 1 && m.primalTolerance() < 0.99e-5 && m.sumPrimalInfeasibilities() < 1e-3) {
+          m.setPrimalTolerance(m.primalTolerance() * 10);
+          m.primal(1);
+        }
         ++solves;
         check(m, "max-min");
         const double t = m.primalColumnSolution()[tcol];
+        // Bottlenecked demands (a non-zero dual on their fairness row) freeze. A dual is the sum
+        // of link duals along a path less the demand row's, and carries their rounding: links
+        // that only frozen demands fill get arbitrary duals (1e11 on ASN2k), so a fairness dual
+        // counts only above 1e-9 of the terms it comes from and 1e-13 of the largest dual. If none
+        // is above that, the raw duals decide; if none of those either, every demand freezes.
         const double* dual = m.dualRowSolution();
-        std::vector<int> keep;
-        for (int d : active) {
-          if (t >= 1 - 1e-9 || std::fabs(dual[2 * d + 1]) > 1e-9) {
-            freeze(d, t);
-          } else {
-            keep.push_back(d);
+        const double* x = m.primalColumnSolution();
+        double top = 0;
+        for (int r = 0; r < m.numberRows(); ++r) top = std::max(top, std::fabs(dual[r]));
+        auto priced = [&](int d, bool careful) {
+          const double y = std::fabs(dual[2 * d + 1]);
+          if (!careful) return y > 1e-9;
+          // The fairness dual is the demand row's dual and the link duals along a path the
+          // demand uses, summed: its rounding is theirs.
+          double terms = std::fabs(dual[2 * d]);
+          const int c0 = lay.first_col[static_cast<std::size_t>(d)];
+          for (std::size_t k = 0; k < p.paths[static_cast<std::size_t>(d)].size(); ++k) {
+            if (x[c0 + static_cast<int>(k)] <= 0) continue;
+            double sum = 0;
+            for (int l : p.paths[static_cast<std::size_t>(d)][k]) sum += std::fabs(dual[2 * nd + l]);
+            terms = std::max(terms, sum);
           }
-        }
-        if (keep.size() == active.size()) {  // degenerate duals: freeze everything at t
-          for (int d : keep) freeze(d, t);
-          keep.clear();
+          return y > 1e-9 * (1 + terms) && y > 1e-13 * top;
+        };
+        std::vector<int> keep;
+        if (t >= 1 - 1e-9) {
+          for (int d : active) freeze(d, t);
+        } else {
+          std::vector<char> freezes(active.size(), 0);
+          std::size_t n = 0;
+          for (const bool careful : {true, false}) {
+            for (std::size_t i = 0; i < active.size(); ++i) n += freezes[i] = priced(active[i], careful);
+            if (n > 0) break;
+          }
+          for (std::size_t i = 0; i < active.size(); ++i) {
+            if (n == 0 || freezes[i]) {
+              freeze(active[i], t);
+            } else {
+              keep.push_back(active[i]);
+            }
+          }
         }
         active = std::move(keep);
       }
