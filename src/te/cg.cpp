@@ -435,15 +435,16 @@ namespace {
 
 // Tiered max-min fairness by water-filling levels on one persistent column-generation master.
 //
-// Every demand has a home path (its first). A level raises the served amount of the active
-// demands together: a new level column Delta >= 0 adds S_d x Delta to each active demand d on its
-// home path, S_d being the demand's span in the current phase (its guarantee, or what remains of
-// its volume). Shift columns y_dq move flow of demand d from its home path to path q, at most
-// what d currently serves (row: sum_q y_dq - S_d Delta <= served so far). The level maximizes
-// Delta; link duals price new shift columns until none improves (an exact LP optimum). Demands
-// the optimum prices (home price minus the row's dual > 0) are bottlenecked and freeze; earlier
-// level columns stay fixed at their optimum, so frozen demands keep their amounts but may still
-// be re-routed by later levels, as in the LP's iterative solves. No matrix entry ever changes.
+// Every demand has a home path (its first, or the path the first level's MLU optimum gives it,
+// or the path carrying most of its flow after a rebase). A level raises the served amount of the
+// active demands together: a new level column Delta >= 0 adds S_d x Delta to each active demand
+// d on its home path, S_d being the demand's span in the current phase (its guarantee, or what
+// remains of its volume). Shift columns y_dq move flow of demand d from its home path to path q,
+// at most what d currently serves (row: sum_q y_dq - S_d Delta <= served so far). The level
+// maximizes Delta; link duals price new shift columns until none improves (an exact LP optimum).
+// Demands the optimum prices (home price minus the row's dual > 0) are bottlenecked and freeze;
+// a finished level's column is folded into the row bounds, so frozen demands keep their amounts
+// but may still be re-routed by later levels, as in the LP's iterative solves.
 class LevelMaster {
  public:
   explicit LevelMaster(const Problem& p) : p_(p) {
