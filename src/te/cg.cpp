@@ -827,8 +827,8 @@ class LevelMaster {
   void solve_with_pricing() {
     while (true) {
       const auto tp = std::chrono::steady_clock::now();
-      m_.primal(seeded_ ? 0 : 1);
-      const double primal_ms = ms_since(tp);  // warm from the previous basis (values pass), or from the seed
+      m_.primal(seeded_ ? 0 : 1);  // warm from the previous basis (values pass), or from the seed
+      const double primal_ms = ms_since(tp);
       seeded_ = false;
       // Every level LP is feasible (Delta = 0 keeps the last solution), yet from a warm basis CLP
       // can end "infeasible" by 1e-7..1e-6 when capacities span two orders of magnitude (ASN2k:
