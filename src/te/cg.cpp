@@ -515,8 +515,10 @@ class LevelMaster {
         fmt::print(stderr, "level {}: delta {:.6f}, active {} -> {}, {:.0f} ms\n", levels, delta, active.size(), next.size(),
                    ms_since(t0_));
       active = std::move(next);
-      if (well_scaled_) purge(active);
-      compact(active);
+      std::vector<char> rising(p_.demands.size(), 0);
+      for (std::size_t d : active) rising[d] = 1;
+      if (well_scaled_) purge(rising);
+      compact(rising);
     }
     return levels;
   }
@@ -546,9 +548,7 @@ class LevelMaster {
   // bound (what the demand serves) takes its place, and the basis shrinks as demands freeze
   // (Cogentco: 11,000 rows would stay to the last level). A demand that rises again, or gets a
   // second shift column, gets a row back (restore_row).
-  void compact(const std::vector<std::size_t>& active) {
-    std::vector<char> rising(p_.demands.size(), 0);
-    for (std::size_t d : active) rising[d] = 1;
+  void compact(const std::vector<char>& rising) {
     std::vector<int> gone;
     for (std::size_t d = 0; d < p_.demands.size(); ++d) {
       if (row_of_[d] < 0 || shifts_[d].size() != 1 || rising[d]) continue;
@@ -565,9 +565,7 @@ class LevelMaster {
   // Pricing brings a shift back if a later level's duals ask it to make room. The master then
   // holds only the demands that split (Kdl max-min: ~4,000 instead of ~6,000 rows at the last
   // levels, 0.14 ms instead of 0.22 ms a simplex step, 1.1 s instead of 1.5 s of simplex).
-  void purge(const std::vector<std::size_t>& active) {
-    std::vector<char> rising(p_.demands.size(), 0);
-    for (std::size_t d : active) rising[d] = 1;
+  void purge(const std::vector<char>& rising) {
     const double* x = m_.primalColumnSolution();
     std::vector<int> cols, rows;
     for (std::size_t d = 0; d < p_.demands.size(); ++d) {
@@ -797,7 +795,7 @@ class LevelMaster {
     std::vector<char> has_first(active.size(), 0);
     for (const auto& c : b.columns)
       if (c.path == 0) has_first[c.demand] = 1;
-    for (std::size_t i = 0; i < active.size(); ++i) home_[active[i]] = b.single[i] != SIZE_MAX ? b.single[i] : SIZE_MAX;
+    for (std::size_t i = 0; i < active.size(); ++i) home_[active[i]] = b.single[i];  // SIZE_MAX: split, set below
     for (const auto& c : b.columns)
       if (home_[active[c.demand]] == SIZE_MAX || (has_first[c.demand] && c.path == 0)) home_[active[c.demand]] = c.path;
     return b;
@@ -839,20 +837,12 @@ class LevelMaster {
       // can end "infeasible" by 1e-7..1e-6 when capacities span two orders of magnitude (ASN2k:
       // 250 to 32,750). A solve from the slack basis finds the feasible point; failing that, the
       // tolerance widens, up to 1e-5 in units where the largest capacity is 1000.
-      if (m_.status() == 1) {
-        m_.allSlackBasis(true);
-        m_.primal();
-      }
-      while (m_.status() == 1 && m_.primalTolerance() < 0.99e-5 && m_.sumPrimalInfeasibilities() < 1e-3) {
-        m_.setPrimalTolerance(m_.primalTolerance() * 10);
-        if (debug())
-          fmt::print(stderr, "primal tolerance widened to {:g} ({:g} infeasible)\n", m_.primalTolerance(), m_.sumPrimalInfeasibilities());
-        m_.primal(1);
-      }
+      if (m_.status() == 1) resolve_from_slack(m_);
       if (m_.status() != 0)
         throw core::InputError(fmt::format("te: max-min master did not solve (CLP status {}, infeasibility {:g})", m_.status(),
                                            m_.sumPrimalInfeasibilities()));
       const auto tq = std::chrono::steady_clock::now();
+      reprice();
       const bool more = price();
       if (debug())
         fmt::print(stderr, "level round: {} rows, {} cols, {} iterations, objective {:.6f}, {:.0f} ms (primal {:.1f} ms, pricing {:.1f} ms)\n",
@@ -876,14 +866,14 @@ class LevelMaster {
     return w;
   }
 
-  // The demands whose home path crosses a priced link, in increasing order: the others have a free
-  // home path, so no column can improve them and raising them costs nothing (most demands: the
-  // full scan over every demand's paths was the master's own largest cost).
-  std::vector<std::size_t> priced_homes(const std::vector<double>& w) {
-    std::vector<std::size_t> out;
-    for (std::size_t d : prices_.update(w))
-      if (prices_.cost(d, home_[d]) > 0) out.push_back(d);
-    return out;
+  // After each solve: the link prices, every path's price under them, and the demands whose home
+  // path crosses a priced link, in increasing order (the others have a free home path, so no
+  // column can improve them and raising them costs nothing). Pricing and freezing read these.
+  void reprice() {
+    w_ = link_prices();
+    priced_.clear();
+    for (std::size_t d : prices_.update(w_))
+      if (prices_.cost(d, home_[d]) > 0) priced_.push_back(d);
   }
 
   // The active demands the level's optimum does not price: they rise in the next level. Demands
@@ -911,15 +901,14 @@ class LevelMaster {
   }
 
   // What raising a demand's amount would cost the level, per unit.
-  std::vector<double> home_prices(bool careful) {
-    const auto w = link_prices();
+  std::vector<double> home_prices(bool careful) const {
     const double* y = m_.dualRowSolution();
     std::vector<double> out(p_.demands.size(), 0.0);
     // Every dual carries the rounding of the largest: a price under 1e-13 of it is noise.
     double floor = 0;
     for (int r = 0; r < m_.numberRows(); ++r) floor = std::max(floor, std::fabs(y[r]));
     floor *= 1e-13;
-    for (std::size_t d : priced_homes(w)) {
+    for (std::size_t d : priced_) {
       const double home = prices_.cost(d, home_[d]);
       const double rho = limit_price(d, y);  // active demands are never bounded (restore_row)
       // Home and rho can be huge and equal (links that only frozen demands fill get arbitrary
@@ -932,14 +921,13 @@ class LevelMaster {
   }
 
   bool price() {
-    const auto w = link_prices();
     const double* y = m_.dualRowSolution();
     std::vector<std::tuple<double, std::size_t, std::size_t>> add;
-    for (std::size_t d : priced_homes(w)) {
+    for (std::size_t d : priced_) {
       const auto& paths = p_.paths[d];
       if (paths.size() < 2) continue;
       if (served_[d] <= 0 && level_span_[d] <= 0) continue;  // nothing to move
-      const double home = prices_.cost(d, home_[d]);  // positive: priced_homes
+      const double home = prices_.cost(d, home_[d]);  // positive: reprice keeps only priced homes
       const double rho = limit_price(d, y);
       double best = INFINITY;
       std::size_t arg = SIZE_MAX;
@@ -957,9 +945,9 @@ class LevelMaster {
       const Path& from = paths[home_[d]];
       const Path& to = paths[arg];
       for (int l : to)
-        if (std::find(from.begin(), from.end(), l) == from.end()) rc += w[static_cast<std::size_t>(l)], scale += w[static_cast<std::size_t>(l)];
+        if (std::find(from.begin(), from.end(), l) == from.end()) rc += w_[static_cast<std::size_t>(l)], scale += w_[static_cast<std::size_t>(l)];
       for (int l : from)
-        if (std::find(to.begin(), to.end(), l) == to.end()) rc -= w[static_cast<std::size_t>(l)], scale += w[static_cast<std::size_t>(l)];
+        if (std::find(to.begin(), to.end(), l) == to.end()) rc -= w_[static_cast<std::size_t>(l)], scale += w_[static_cast<std::size_t>(l)];
       if (rc < -1e-9 * (1 + scale)) add.emplace_back(rc * p_.demands[d].volume, d, arg);
     }
     const std::size_t per_round = columns_per_round(500);
@@ -1041,6 +1029,8 @@ class LevelMaster {
   double level_scale_ = 1;  // the level column is Delta x level_scale_
   std::vector<double> level_span_;
   PathPrices prices_{p_};
+  std::vector<double> w_;              // link prices of the last solve (reprice)
+  std::vector<std::size_t> priced_;    // demands whose home crosses a priced link (reprice)
   std::vector<std::size_t> home_;             // per demand: its home path (implicit flow)
 };
 

@@ -107,6 +107,17 @@ void check(const ClpSimplex& m, const char* what) {
 
 }  // namespace
 
+void resolve_from_slack(ClpSimplex& m) {
+  m.allSlackBasis(true);
+  m.primal();
+  while (m.status() == 1 && m.primalTolerance() < 0.99e-5 && m.sumPrimalInfeasibilities() < 1e-3) {
+    m.setPrimalTolerance(m.primalTolerance() * 10);
+    if (std::getenv("INFERGRID_TE_DEBUG"))
+      fmt::print(stderr, "primal tolerance widened to {:g} ({:g} infeasible)\n", m.primalTolerance(), m.sumPrimalInfeasibilities());
+    m.primal(1);
+  }
+}
+
 Allocation solve_lp_unscaled(const Problem& p, Objective o) {
   validate(p, o);
   const auto t0 = std::chrono::steady_clock::now();
@@ -187,22 +198,14 @@ Allocation solve_lp_unscaled(const Problem& p, Objective o) {
         if (m.status() != 0) m.primal();  // a changed matrix can leave dual simplex stuck
         // Link duals far above the level's price are cancellation in an ill-conditioned basis
         // (ASN2k: 1e17 against a price of 1e3, and a demand froze with a free path); such a level
-        // is solved again by primal simplex from the slack basis. Kdl, Cogentco and UsCarrier never
-        // come near (at most 300x).
+        // is solved again by primal simplex from the slack basis (the fast levels' master stays
+        // under 300x on Kdl, Cogentco and UsCarrier).
         double largest = 0;
         for (int l = 0; l < static_cast<int>(p.graph->links.size()); ++l)
           largest = std::max(largest, std::fabs(m.dualRowSolution()[2 * nd + l]));
-        if (m.status() == 1 || (m.status() == 0 && largest > 1e6 * std::max(total, 1e-9))) {
-          m.allSlackBasis(true);
-          m.primal();
-        }
         // Every level LP is feasible (t at its last value); from a warm basis CLP can still end
-        // "infeasible" by 1e-7 when capacities span two orders of magnitude: the tolerance widens,
-        // up to 1e-5 in units where the largest capacity is 1000 (as the fast levels do).
-        while (m.status() == 1 && m.primalTolerance() < 0.99e-5 && m.sumPrimalInfeasibilities() < 1e-3) {
-          m.setPrimalTolerance(m.primalTolerance() * 10);
-          m.primal(1);
-        }
+        // "infeasible" by 1e-7 when capacities span two orders of magnitude.
+        if (m.status() == 1 || (m.status() == 0 && largest > 1e6 * std::max(total, 1e-9))) resolve_from_slack(m);
         ++solves;
         check(m, "max-min");
         const double t = m.primalColumnSolution()[tcol];

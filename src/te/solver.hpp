@@ -7,6 +7,8 @@
 
 #include "te/demands.hpp"
 
+class ClpSimplex;
+
 namespace infergrid::te {
 
 enum class Objective { kMlu, kMaxFlow, kMaxMin };
@@ -47,6 +49,10 @@ void validate(const Problem& p, Objective o);
 // of ordinary size: capacities in bytes/s, 5e10, made CLP return zero flows) and scale back.
 Allocation solve_lp(const Problem& p, Objective o);
 Allocation solve_lp_unscaled(const Problem& p, Objective o);
+// Solves a max-min level LP again by primal simplex from the slack basis, widening the primal
+// tolerance up to 1e-5 while CLP still ends it "infeasible" by little (the LP's and the fast
+// levels' recovery; every level LP is feasible).
+void resolve_from_slack(ClpSimplex& m);
 
 // The same LP's optimum by column generation (MLU, max-flow); `warm` seeds the master with the
 // paths a previous allocation used.
