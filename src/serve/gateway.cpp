@@ -593,7 +593,7 @@ struct Gateway::Call : std::enable_shared_from_this<Gateway::Call> {
     j["status"] = st;
     j["outcome"] = outcome;
     j["ms"] = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    gw->log_line(j.dump());
+    gw->log_line(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
 };
 

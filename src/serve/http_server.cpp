@@ -268,7 +268,7 @@ bool openai_front(const Request& req, Reply& reply, int health_status, const std
     j["object"] = "list";
     j["data"] = nlohmann::json::array();
     for (const auto& m : models) j["data"].push_back({{"id", m}, {"object", "model"}, {"created", 0}, {"owned_by", "infergrid"}});
-    reply.send(200, "application/json", j.dump());
+    reply.send(200, "application/json", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     return false;
   }
   Endpoint ep;

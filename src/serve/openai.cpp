@@ -13,7 +13,9 @@ std::string error_body(const ApiError& e) {
   j["error"]["type"] = e.type;
   j["error"]["param"] = e.param.empty() ? json(nullptr) : json(e.param);
   j["error"]["code"] = e.code.empty() ? json(nullptr) : json(e.code);
-  return j.dump();
+  // Messages quote what the client sent (a path, a header): invalid UTF-8 becomes U+FFFD, never
+  // an exception.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::int32_t count_text_tokens(std::string_view text) {
@@ -163,7 +165,7 @@ std::string sse_chunk(Endpoint ep, const std::string& id, const std::string& mod
   choice["logprobs"] = nullptr;
   choice["finish_reason"] = finish_reason ? json(finish_reason) : json(nullptr);
   j["choices"] = json::array({choice});
-  return "data: " + j.dump() + "\n\n";
+  return "data: " + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n";
 }
 
 std::string sse_usage(Endpoint ep, const std::string& id, const std::string& model, std::int64_t created,
@@ -171,7 +173,7 @@ std::string sse_usage(Endpoint ep, const std::string& id, const std::string& mod
   json j = envelope(ep, id, model, created, true);
   j["choices"] = json::array();
   j["usage"] = {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
-  return "data: " + j.dump() + "\n\n";
+  return "data: " + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n";
 }
 
 std::string sse_error(const ApiError& e) { return "data: " + error_body(e) + "\n\n"; }
@@ -188,7 +190,7 @@ std::string full_response(Endpoint ep, const std::string& id, const std::string&
   choice["finish_reason"] = finish_reason;
   j["choices"] = json::array({choice});
   j["usage"] = {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
-  return j.dump();
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace infergrid::serve
