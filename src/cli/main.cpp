@@ -526,6 +526,8 @@ int main(int argc, char** argv) {
   eng->add_option("--served-model-name", eo.served_name, "the model name clients ask for (default: --model)");
   eng->add_option("--max-num-seqs", eo.max_num_seqs, "vLLM --max-num-seqs");
   eng->add_option("--max-num-batched-tokens", eo.max_num_batched_tokens, "vLLM --max-num-batched-tokens");
+  eng->add_option("--max-model-len", eo.max_model_len,
+                  "vLLM --max-model-len: prompt + output tokens per request (default: the KV cache, at most 131072)");
   eng->add_option("--output-dist", eo.output_dist, "output tokens when max_tokens is absent");
   eng->add_option("--time-scale", eo.time_scale, "wall time per model second (0.1: ten times faster)");
   eng->add_option("--seed", eo.seed, "seed of the output-length stream");

@@ -70,9 +70,13 @@ void Replica::enqueue(workload::Request&& r, Ns now) {
     plan(now);
     return;
   }
+  cut_segment(now);
+}
+
+// A decode segment is running: cut it at the first iteration boundary at or after now, where the
+// scheduler will next see what changed.
+void Replica::cut_segment(Ns now) {
   if (seg_steps_ > 1) {
-    // A decode segment is running: cut it at the first iteration boundary at or after now,
-    // where the scheduler will next see the new request.
     std::int64_t lo = 1, hi = seg_steps_;
     while (lo < hi) {
       const std::int64_t mid = (lo + hi) / 2;
@@ -315,6 +319,45 @@ void Replica::complete(int seq, Ns t) {
   free_.push_back(seq);
 }
 
+bool Replica::abort(std::uint64_t id, Ns now) {
+  for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+    Seq& s = pool_[static_cast<std::size_t>(*it)];
+    if (s.req.id != id) continue;
+    used_blocks_ -= s.blocks;  // a preempted sequence holds none; kept exact anyway
+    s.blocks = 0;
+    s.req.block_hashes = {};
+    free_.push_back(*it);
+    waiting_.erase(it);
+    if (running_.empty() && waiting_.empty() && busy_until_ == core::kNever) idle_since_ = now;
+    return true;
+  }
+  for (int seq : running_) {
+    Seq& s = pool_[static_cast<std::size_t>(seq)];
+    if (s.req.id != id) continue;
+    s.aborted = true;
+    cut_segment(now);
+    return true;
+  }
+  return false;
+}
+
+// Running sequences whose client left give back their blocks (after the iteration they were in).
+void Replica::drop_aborted() {
+  for (std::size_t i = 0; i < running_.size();) {
+    const int seq = running_[i];
+    Seq& s = pool_[static_cast<std::size_t>(seq)];
+    if (!s.aborted) {
+      ++i;
+      continue;
+    }
+    used_blocks_ -= s.blocks;
+    s.blocks = 0;
+    s.req.block_hashes = {};
+    free_.push_back(seq);
+    running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+}
+
 void Replica::advance(Ns now) {
   const double dt = core::to_seconds(now - work_start_);
   const double energy = work_power_w_ * step_->accelerators() * dt;
@@ -346,6 +389,7 @@ void Replica::advance(Ns now) {
       complete(seq, now);
     }
   }
+  drop_aborted();
   seg_steps_ = 0;
   plan(now);
 }

@@ -68,6 +68,10 @@ class Replica {
   // The replica fails at `now`: the work in progress is lost (its energy up to now is spent),
   // and every request it held, running or waiting, is handed back in arrival order.
   std::vector<workload::Request> evacuate(core::Ns now);
+  // Request `id` is abandoned at `now` (its client went away): a waiting one leaves at once; a
+  // running one leaves at the end of the iteration in progress (a decode segment is cut there),
+  // as vLLM aborts at its next step. No completion is reported. False if it is not held here.
+  bool abort(std::uint64_t id, core::Ns now);
   // Back up at `now` after a failure: idle from here (no energy is counted while down).
   void restart(core::Ns now) { idle_since_ = now; }
 
@@ -97,6 +101,7 @@ class Replica {
     double energy_j = 0;
     core::Ns first_scheduled = -1, first_token = -1;
     bool looked_up = false;
+    bool aborted = false;
   };
   struct Item {
     int seq;
@@ -118,6 +123,8 @@ class Replica {
   double segment_seconds(std::int64_t k) const;
   void complete(int seq, core::Ns t);
   void reject_head(core::Ns now);
+  void drop_aborted();
+  void cut_segment(core::Ns now);
 
   int id_;
   std::shared_ptr<const model::StepModel> step_;

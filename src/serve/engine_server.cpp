@@ -49,6 +49,10 @@ class Engine {
     cfg.validate();
     const auto kv = static_cast<std::int64_t>(pm->kv_capacity_tokens(cfg.gpu_memory_utilization));
     replica_.emplace(0, pm, cfg, kv);
+    if (o.max_model_len < 0) core::fail_flag("max-model-len", "must be positive");
+    max_model_len_ = o.max_model_len > 0 ? o.max_model_len : std::min<std::int64_t>(kv, 131072);
+    if (max_model_len_ > kv)
+      core::fail_flag("max-model-len", fmt::format("{} tokens do not fit in the KV cache ({} tokens)", max_model_len_, kv));
     output_ = workload::LengthDist::parse(o.output_dist, "output-dist");
     served_ = o.served_name.empty() ? o.model : o.served_name;
     labels_ = fmt::format("model_name=\"{}\"", served_);
@@ -59,6 +63,17 @@ class Engine {
     ApiRequest ar;
     if (!openai_front(req, *reply, o_.refuse ? 503 : 200, [this] { return metrics(); }, {served_}, ar)) return;
     if (o_.refuse) return send_error(*reply, 503, "service_unavailable", "the engine refuses requests (fault knob)");
+    if (ar.n != 1)
+      return send_error(*reply, 400, "invalid_request_error", "the engine emulator generates one choice per request (n = 1)", "n");
+    // As vLLM: a prompt that cannot fit, with the output asked for, is refused before scheduling.
+    const std::int64_t want = ar.prompt_tokens + std::max<std::int64_t>(ar.max_tokens, 0);
+    if (ar.prompt_tokens >= max_model_len_ || want > max_model_len_)
+      return send_error(*reply, 400, "invalid_request_error",
+                        fmt::format("This model's maximum context length is {} tokens. However, you requested {} tokens "
+                                    "({} in the messages, {} in the completion). Please reduce the length of the "
+                                    "messages or completion.",
+                                    max_model_len_, want, ar.prompt_tokens, std::max<std::int32_t>(ar.max_tokens, 0)),
+                        "messages", "context_length_exceeded");
     if (o_.add_latency_ms > 0) {
       auto t = std::make_shared<net::steady_timer>(ioc_, std::chrono::microseconds(static_cast<std::int64_t>(o_.add_latency_ms * 1000)));
       t->async_wait([this, t, ar, reply](const boost::system::error_code&) { admit(ar, reply); });
@@ -96,7 +111,9 @@ class Engine {
     lv.req = ar;
     lv.id = fmt::format("{}-{}", ar.endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl", id);
     lv.created = created_s();
-    lv.total = ar.max_tokens > 0 ? ar.max_tokens : std::max(1, output_.sample(rng_));
+    lv.total = ar.max_tokens > 0 ? ar.max_tokens
+                                 : static_cast<std::int32_t>(std::min<std::int64_t>(
+                                       std::max(1, output_.sample(rng_)), max_model_len_ - ar.prompt_tokens));
     lv.arrived = Clock::now();
     workload::Request r;
     r.id = id;
@@ -109,6 +126,18 @@ class Engine {
     if (ar.stream) reply->begin_stream(200, "text/event-stream");
     live_.emplace(id, std::move(lv));
     replica_->enqueue(std::move(r), now);
+    // The client going away aborts the request (vLLM does the same): its slot and KV blocks are
+    // freed at the end of the iteration in progress.
+    reply->on_close([this, id] { net::post(ioc_, [this, id] { abandon(id); }); });
+    schedule();
+  }
+
+  void abandon(std::uint64_t id) {
+    auto it = live_.find(id);
+    if (it == live_.end()) return;
+    live_.erase(it);
+    ++aborted_total_;
+    replica_->abort(id, std::max(now_ns(), last_event_));
     schedule();
   }
 
@@ -127,7 +156,9 @@ class Engine {
       armed_ = core::kNever;
       last_event_ = t;
       replica_->advance(t);
+      const double before = generation_tokens_total_;
       emit();
+      iteration_tokens_.observe(generation_tokens_total_ - before);
       schedule();
     });
   }
@@ -217,6 +248,9 @@ class Engine {
     write_gauge(out, "vllm:prompt_tokens_total", "Number of prefill tokens processed.", labels_, prompt_tokens_total_, "counter");
     write_gauge(out, "vllm:generation_tokens_total", "Number of generation tokens processed.", labels_, generation_tokens_total_, "counter");
     write_gauge(out, "vllm:request_success_total", "Count of successfully processed requests.", labels_, success_total_, "counter");
+    write_gauge(out, "infergrid_engine_requests_aborted_total", "Requests aborted because their client went away.", labels_,
+                aborted_total_, "counter");
+    iteration_tokens_.write(out, "vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", labels_);
     ttft_.write(out, "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", labels_);
     itl_.write(out, "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", labels_);
     itl_.write(out, "vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.", labels_);
@@ -236,7 +270,9 @@ class Engine {
   std::vector<std::pair<std::uint64_t, std::int32_t>> progress_;
   std::uint64_t next_id_ = 1;
   Ns armed_ = core::kNever, last_event_ = 0;
-  double prompt_tokens_total_ = 0, generation_tokens_total_ = 0, success_total_ = 0;
+  double prompt_tokens_total_ = 0, generation_tokens_total_ = 0, success_total_ = 0, aborted_total_ = 0;
+  std::int64_t max_model_len_ = 0;
+  Histogram iteration_tokens_{{1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192}};
   Histogram ttft_{kTtftBuckets}, itl_{kItlBuckets}, e2e_{kE2eBuckets};
 };
 
@@ -251,7 +287,7 @@ int run_engine(const EngineOptions& o) {
   std::fflush(stdout);
   net::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int) { ioc.stop(); });
-  ioc.run();
+  run_guarded(ioc, "engine");
   return 0;
 }
 

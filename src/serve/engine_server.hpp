@@ -18,6 +18,9 @@ struct EngineOptions {
   std::string output_dist = "lognormal:250:1";  // output tokens when max_tokens is absent
   double time_scale = 1.0;         // < 1 runs faster than the model predicts (tests)
   std::uint64_t seed = 1;
+  // vLLM --max-model-len: prompt + output tokens a request may hold; longer prompts get 400
+  // before they are scheduled. 0: the KV cache's capacity, at most 131,072.
+  std::int64_t max_model_len = 0;
   // Fault knobs for tests.
   std::int64_t fail_after_tokens = -1;  // drop the connection after this many streamed tokens
   bool refuse = false;                  // answer every inference request with 503

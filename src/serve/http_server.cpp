@@ -1,30 +1,98 @@
 #include "serve/http_server.hpp"
 
+#include <fmt/format.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <array>
+#include <boost/beast/ssl.hpp>
+#include <cerrno>
+#include <cstdio>
 #include <deque>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 
+#include "core/error.hpp"
 #include "serve/openai.hpp"
 
 namespace infergrid::serve {
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
+namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
+
+struct HttpServer::Shared {
+  Handler handler;
+  ServerLimits limits;
+  std::shared_ptr<ServerStats> stats;
+  std::optional<ssl::context> tls;
+  std::mutex mu;
+  std::map<std::string, int> per_client;  // open connections by client address, under mu
+};
+
+void ServerStats::write(std::string& out, const std::string& p) const {
+  out += fmt::format("# HELP {0}connections Open client connections.\n# TYPE {0}connections gauge\n{0}connections {1}\n",
+                     p, connections.load());
+  out += fmt::format("# HELP {0}connections_accepted_total Client connections accepted.\n"
+                     "# TYPE {0}connections_accepted_total counter\n{0}connections_accepted_total {1}\n",
+                     p, accepted.load());
+  out += fmt::format("# HELP {0}connections_rejected_total Client connections closed at once by a limit.\n"
+                     "# TYPE {0}connections_rejected_total counter\n"
+                     "{0}connections_rejected_total{{limit=\"total\"}} {1}\n"
+                     "{0}connections_rejected_total{{limit=\"per_client\"}} {2}\n"
+                     "{0}connections_rejected_total{{limit=\"descriptors\"}} {3}\n",
+                     p, rejected_total.load(), rejected_per_client.load(), accept_errors.load());
+  out += fmt::format("# HELP {0}client_timeouts_total Client connections closed by a timeout, by phase.\n"
+                     "# TYPE {0}client_timeouts_total counter\n"
+                     "{0}client_timeouts_total{{phase=\"idle\"}} {1}\n{0}client_timeouts_total{{phase=\"header\"}} {2}\n"
+                     "{0}client_timeouts_total{{phase=\"body\"}} {3}\n{0}client_timeouts_total{{phase=\"write\"}} {4}\n",
+                     p, idle_timeouts.load(), header_timeouts.load(), body_timeouts.load(), write_timeouts.load());
+  out += fmt::format("# HELP {0}slow_clients_total Clients dropped for leaving too many bytes unread.\n"
+                     "# TYPE {0}slow_clients_total counter\n{0}slow_clients_total {1}\n",
+                     p, slow_readers.load());
+  out += fmt::format("# HELP {0}malformed_requests_total Requests refused before parsing their body (400).\n"
+                     "# TYPE {0}malformed_requests_total counter\n{0}malformed_requests_total {1}\n",
+                     p, bad_requests.load());
+  out += fmt::format("# HELP {0}handler_errors_total Requests whose handler threw (answered 500).\n"
+                     "# TYPE {0}handler_errors_total counter\n{0}handler_errors_total {1}\n",
+                     p, handler_errors.load());
+  out += fmt::format("# HELP {0}tls_handshake_failures_total TLS handshakes that failed.\n"
+                     "# TYPE {0}tls_handshake_failures_total counter\n{0}tls_handshake_failures_total {1}\n",
+                     p, tls_failures.load());
+}
 
 namespace {
 
-class Session final : public Reply, public std::enable_shared_from_this<Session> {
+using Plain = beast::tcp_stream;
+using Tls = beast::ssl_stream<beast::tcp_stream>;
+
+template <class Stream>
+class Session final : public Reply, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(tcp::socket&& s, const Handler& h, std::size_t limit) : stream_(std::move(s)), handler_(h), limit_(limit) {}
+  template <class... A>
+  Session(std::shared_ptr<HttpServer::Shared> sh, std::string peer, A&&... a)
+      : stream_(std::forward<A>(a)...), sh_(std::move(sh)), peer_(std::move(peer)) {}
+
+  ~Session() override {
+    sh_->stats->connections.fetch_sub(1);
+    std::lock_guard<std::mutex> lock(sh_->mu);
+    if (auto it = sh_->per_client.find(peer_); it != sh_->per_client.end() && --it->second <= 0)
+      sh_->per_client.erase(it);
+  }
 
   void start() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (std::is_same_v<Stream, Tls>) self->handshake();
+      else self->read();
+    });
   }
 
   void send(int status, const std::string& type, std::string body, Headers headers) override {
@@ -35,7 +103,7 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
     res->keep_alive(keep_alive_);
     res->body() = std::move(body);
     res->prepare_payload();
-    post([self = shared_from_this(), res] {
+    post([self = this->shared_from_this(), res] {
       self->queue_.push_back(Item{Item::kWhole, {}, res});
       self->pump();
     });
@@ -55,37 +123,62 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
       keep_alive_ = false;
       res->keep_alive(false);
     }
-    post([self = shared_from_this(), res] {
+    post([self = this->shared_from_this(), res] {
       self->queue_.push_back(Item{Item::kHeader, {}, res});
       self->pump();
     });
   }
 
   void write(std::string chunk) override {
-    if (chunk.empty()) return;
-    post([self = shared_from_this(), c = std::move(chunk)]() mutable {
+    if (chunk.empty() || gone_) return;
+    const std::size_t n = chunk.size();
+    if (queued_.fetch_add(n) + n > sh_->limits.max_queued_bytes) {
+      post([self = this->shared_from_this()] {
+        if (self->gone_) return;
+        self->sh_->stats->slow_readers.fetch_add(1);
+        self->lost();
+      });
+      return;
+    }
+    post([self = this->shared_from_this(), c = std::move(chunk)]() mutable {
       self->queue_.push_back(Item{Item::kChunk, std::move(c), nullptr});
       self->pump();
     });
   }
 
   void end() override {
-    post([self = shared_from_this()] {
+    post([self = this->shared_from_this()] {
       self->queue_.push_back(Item{Item::kLast, {}, nullptr});
       self->pump();
     });
   }
 
   void abort() override {
-    post([self = shared_from_this()] {
-      self->gone_ = true;
-      beast::error_code ec;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-      self->stream_.close();
-    });
+    post([self = this->shared_from_this()] { self->lost(); });
   }
 
   bool gone() const override { return gone_; }
+
+  void on_close(std::function<void()> f) override {
+    post([self = this->shared_from_this(), gen = req_gen_.load(), f = std::move(f)]() mutable {
+      if (self->answered_ || gen != self->req_gen_.load()) return;
+      if (self->gone_) return f();
+      self->close_cbs_.push_back(std::move(f));
+    });
+  }
+
+  std::size_t queued_bytes() const override { return queued_.load(); }
+
+  void on_drain(std::size_t low, std::function<void()> f) override {
+    post([self = this->shared_from_this(), gen = req_gen_.load(), low, f = std::move(f)]() mutable {
+      if (gen != self->req_gen_.load()) return;
+      if (self->gone_ || self->queued_.load() <= low) return f();
+      self->drain_low_ = low;
+      self->drain_cb_ = std::move(f);
+    });
+  }
+
+  const std::string& peer() const override { return peer_; }
 
  private:
   struct Item {
@@ -94,17 +187,69 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
     std::shared_ptr<http::response<http::string_body>> res;
   };
 
+  auto& tcp_layer() { return beast::get_lowest_layer(stream_); }
+
   template <class F>
   void post(F&& f) {
     net::post(stream_.get_executor(), std::forward<F>(f));
   }
 
+  void handshake() {
+    if constexpr (std::is_same_v<Stream, Tls>) {
+      tcp_layer().expires_after(std::chrono::milliseconds(sh_->limits.header_timeout_ms));
+      stream_.async_handshake(ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+        if (ec) {
+          self->sh_->stats->tls_failures.fetch_add(1);
+          return self->close();
+        }
+        self->read();
+      });
+    }
+  }
+
+  // Waits for the next request's first byte (idle timeout), then reads its header and body.
   void read() {
+    answered_ = false;
+    close_cbs_.clear();
+    if (buffer_.size() > 0) return read_header();
+    if (buffer_.capacity() > 16384) buffer_.shrink_to_fit();  // idle connections stay small
+    tcp_layer().expires_after(std::chrono::milliseconds(sh_->limits.idle_timeout_ms));
+    stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+      if (ec) {
+        if (ec == beast::error::timeout) self->sh_->stats->idle_timeouts.fetch_add(1);
+        return self->close();
+      }
+      self->buffer_.commit(n);
+      self->read_header();
+    });
+  }
+
+  void read_header() {
     parser_.emplace();
-    parser_->body_limit(limit_);
-    parser_->header_limit(64 * 1024);
-    stream_.expires_after(std::chrono::seconds(300));  // idle keep-alive connections close
-    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    parser_->body_limit(sh_->limits.body_limit);
+    parser_->header_limit(static_cast<std::uint32_t>(sh_->limits.header_limit));
+    tcp_layer().expires_after(std::chrono::milliseconds(sh_->limits.header_timeout_ms));
+    http::async_read_header(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec == beast::error::timeout) self->sh_->stats->header_timeouts.fetch_add(1);
+      if (ec) return self->on_read(ec);
+      if (self->parser_->is_done()) return self->on_read(ec);
+      const auto& h = self->parser_->get();
+      if (beast::iequals(h[http::field::expect], "100-continue")) {  // curl waits for it on large bodies
+        auto cont = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
+        net::async_write(self->stream_, net::buffer(*cont), [self, cont](beast::error_code ec, std::size_t) {
+          if (ec) return self->close();
+          self->read_body();
+        });
+        return;
+      }
+      self->read_body();
+    });
+  }
+
+  void read_body() {
+    tcp_layer().expires_after(std::chrono::milliseconds(sh_->limits.body_timeout_ms));
+    http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec == beast::error::timeout) self->sh_->stats->body_timeouts.fetch_add(1);
       self->on_read(ec);
     });
   }
@@ -121,21 +266,62 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
       return;
     }
     if (ec) {
-      if (ec == http::error::bad_method || ec == http::error::bad_target || ec == http::error::bad_version ||
-          ec == http::error::bad_field || ec == http::error::bad_value || ec == http::error::bad_chunk ||
-          ec == http::error::bad_content_length || ec == http::error::header_limit) {
+      if (ec != http::error::partial_message && ec.category() == http::make_error_code(http::error::bad_target).category()) {  // any parse error: the client is told
+        sh_->stats->bad_requests.fetch_add(1);
         keep_alive_ = false;
         version_ = 11;
-        send(400, "application/json", error_body({400, "invalid_request_error", "malformed HTTP request: " + ec.message(), "", ""}), {});
+        const bool big = ec == http::error::header_limit;
+        send(big ? 431 : 400, "application/json",
+             error_body({big ? 431 : 400, "invalid_request_error", "malformed HTTP request: " + ec.message(), "",
+                         big ? "header_too_large" : "malformed_request"}),
+             {});
         return;
       }
       return close();
     }
-    stream_.expires_never();
+    tcp_layer().expires_never();
     Request req = parser_->release();
+    parser_.reset();
     keep_alive_ = req.keep_alive();
     version_ = req.version();
-    handler_(std::move(req), shared_from_this());
+    req_gen_.fetch_add(1);
+    watch();
+    try {
+      sh_->handler(std::move(req), this->shared_from_this());
+    } catch (const std::exception& e) {
+      handler_failed(e.what());
+    } catch (...) {
+      handler_failed("unknown exception");
+    }
+  }
+
+  void handler_failed(const char* what) {
+    sh_->stats->handler_errors.fetch_add(1);
+    std::fprintf(stderr, "infergrid: a request handler failed: %s\n", what);
+    // Whatever was queued is dropped; if the answer had begun, the connection is cut.
+    if (began_ || !queue_.empty()) return lost();
+    keep_alive_ = false;
+    send(500, "application/json", error_body({500, "internal_error", "the server failed on this request", "", "internal_error"}), {});
+  }
+
+  // While an answer is being made, notice the client closing its side (as vLLM does, to abort
+  // the request): a readable socket with nothing to read is a closed one.
+  void watch() {
+    const auto gen = ++watch_gen_;
+    tcp_layer().socket().async_wait(tcp::socket::wait_read, [self = this->shared_from_this(), gen](beast::error_code ec) {
+      if (ec || gen != self->watch_gen_ || self->answered_ || self->gone_) return;
+      char c;
+      const ssize_t n = ::recv(self->tcp_layer().socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) return;  // a pipelined request: it waits in the socket until this answer is done
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return self->watch();
+      self->lost();
+    });
+  }
+
+  void unwatch() {
+    ++watch_gen_;
+    beast::error_code ec;
+    tcp_layer().socket().cancel(ec);
   }
 
   void pump() {
@@ -146,13 +332,16 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
     }
     writing_ = true;
     Item& it = queue_.front();
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     auto done = [self](beast::error_code ec, std::size_t) { self->on_write(ec); };
+    tcp_layer().expires_after(std::chrono::milliseconds(sh_->limits.write_timeout_ms));
     switch (it.kind) {
       case Item::kWhole:
+        began_ = true;
         http::async_write(stream_, *it.res, done);
         break;
       case Item::kHeader:
+        began_ = true;
         serializer_ = std::make_shared<http::response_serializer<http::string_body>>(*it.res);
         http::async_write_header(stream_, *serializer_, done);
         break;
@@ -169,17 +358,30 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
 
   void on_write(beast::error_code ec) {
     writing_ = false;
+    if (queue_.empty()) return;  // dropped by lost()
     const auto kind = queue_.front().kind;
+    if (kind == Item::kChunk) queued_.fetch_sub(queue_.front().data.size());
     queue_.pop_front();
+    if (queue_.empty()) tcp_layer().expires_never();  // no write pending: no write timeout
     if (ec) {
-      gone_ = true;
-      queue_.clear();
-      return close();
+      if (ec == beast::error::timeout) sh_->stats->write_timeouts.fetch_add(1);
+      return lost();
+    }
+    if (drain_cb_ && queued_.load() <= drain_low_) {
+      auto f = std::move(drain_cb_);
+      drain_cb_ = nullptr;
+      f();
     }
     if (kind == Item::kWhole || kind == Item::kLast) {  // the answer is complete
+      answered_ = true;
+      began_ = false;
+      close_cbs_.clear();
+      drain_cb_ = nullptr;
+      unwatch();
       serializer_.reset();
+      tcp_layer().expires_never();
       if (drain_) return drain();
-      if (!keep_alive_) return close();
+      if (!keep_alive_ || raw_) return close();
       if (queue_.empty()) read();
     }
     pump();
@@ -187,46 +389,96 @@ class Session final : public Reply, public std::enable_shared_from_this<Session>
 
   // After an early answer: discard what the client still sends (at most 64 MiB or 5 s), then close.
   void drain() {
-    close();
-    gone_ = false;
-    stream_.expires_after(std::chrono::seconds(5));
-    stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+    if (!scratch_) scratch_ = std::make_unique<std::array<char, 65536>>();
+    beast::error_code ec;
+    tcp_layer().socket().shutdown(tcp::socket::shutdown_send, ec);
+    tcp_layer().expires_after(std::chrono::seconds(5));
+    tcp_layer().async_read_some(net::buffer(*scratch_), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
       self->drained_ += n;
       if (ec || self->drained_ > (64u << 20)) {
-        self->gone_ = true;
         beast::error_code ignore;
-        self->stream_.socket().close(ignore);
+        self->tcp_layer().socket().close(ignore);
         return;
       }
       self->drain();
     });
   }
 
+  // The client is gone (or must go): nothing more is written; whoever made the answer is told.
+  void lost() {
+    if (gone_) return;
+    gone_ = true;
+    queue_.clear();
+    drain_cb_ = nullptr;
+    beast::error_code ec;
+    tcp_layer().socket().shutdown(tcp::socket::shutdown_both, ec);
+    tcp_layer().close();
+    auto cbs = std::move(close_cbs_);
+    close_cbs_.clear();
+    if (!answered_)
+      for (auto& f : cbs) f();
+  }
+
   void close() {
     gone_ = true;
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    tcp_layer().socket().shutdown(tcp::socket::shutdown_send, ec);
+    tcp_layer().close();
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
+  std::shared_ptr<HttpServer::Shared> sh_;
+  std::string peer_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<http::response_serializer<http::string_body>> serializer_;
-  const Handler& handler_;
-  std::size_t limit_;
   std::deque<Item> queue_;
-  bool writing_ = false, keep_alive_ = true, drain_ = false, raw_ = false;
-  std::array<char, 65536> scratch_{};
+  std::vector<std::function<void()>> close_cbs_;
+  std::function<void()> drain_cb_;
+  std::size_t drain_low_ = 0;
+  std::atomic<std::size_t> queued_{0};
+  bool writing_ = false, keep_alive_ = true, drain_ = false, raw_ = false, answered_ = false, began_ = false;
+  std::uint64_t watch_gen_ = 0;
+  std::atomic<std::uint64_t> req_gen_{0};  // requests handed to the handler so far
+  std::unique_ptr<std::array<char, 65536>> scratch_;
   std::size_t drained_ = 0;
   std::atomic<bool> gone_{false};
   unsigned version_ = 11;
 };
 
+// A connection refused by a limit gets a short answer written without waiting, then is closed.
+void refuse(tcp::socket& s, int status, const std::string& message) {
+  const std::string body = error_body({status, status == 429 ? "rate_limit_exceeded" : "service_unavailable", message, "",
+                                       status == 429 ? "too_many_connections" : "server_full"});
+  const std::string msg = fmt::format(
+      "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{}",
+      status, status == 429 ? "Too Many Requests" : "Service Unavailable", body.size(), body);
+  beast::error_code ec;
+  s.non_blocking(true, ec);
+  s.write_some(net::buffer(msg), ec);
+  s.shutdown(tcp::socket::shutdown_both, ec);
+  s.close(ec);
+}
+
 }  // namespace
 
 HttpServer::HttpServer(net::io_context& ioc, const std::string& host, unsigned short port, Handler handler,
-                       std::size_t body_limit)
-    : ioc_(ioc), acceptor_(net::make_strand(ioc)), handler_(std::move(handler)), body_limit_(body_limit) {
+                       ServerLimits limits, TlsFiles tls)
+    : ioc_(ioc), acceptor_(net::make_strand(ioc)), retry_(acceptor_.get_executor()), shared_(std::make_shared<Shared>()),
+      stats_(std::make_shared<ServerStats>()) {
+  shared_->handler = std::move(handler);
+  shared_->limits = limits;
+  shared_->stats = stats_;
+  if (!tls.cert.empty() || !tls.key.empty()) {
+    auto& ctx = shared_->tls.emplace(ssl::context::tls_server);
+    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                    ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    beast::error_code ec;
+    ctx.use_certificate_chain_file(tls.cert, ec);
+    if (ec) core::fail_input(tls.cert, 0, "tls_cert", "cannot load the certificate chain: " + ec.message());
+    ctx.use_private_key_file(tls.key, ssl::context::pem, ec);
+    if (ec) core::fail_input(tls.key, 0, "tls_key", "cannot load the private key: " + ec.message());
+  }
   const tcp::endpoint ep{net::ip::make_address(host), port};
   acceptor_.open(ep.protocol());
   acceptor_.set_option(net::socket_base::reuse_address(true));
@@ -235,20 +487,71 @@ HttpServer::HttpServer(net::io_context& ioc, const std::string& host, unsigned s
   port_ = acceptor_.local_endpoint().port();
 }
 
+HttpServer::~HttpServer() = default;
+
+void HttpServer::set_handler(Handler h) { shared_->handler = std::move(h); }
+
 void HttpServer::stop() {
   beast::error_code ec;
   acceptor_.close(ec);
+  retry_.cancel();
 }
 
 void HttpServer::accept() {
   acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket s) {
     if (ec == net::error::operation_aborted) return;
-    if (!ec) {
-      s.set_option(tcp::no_delay(true), ec);
-      std::make_shared<Session>(std::move(s), handler_, body_limit_)->start();
+    if (ec) {
+      // Out of descriptors (EMFILE/ENFILE) or memory: the pending connection stays in the
+      // backlog; try again shortly instead of spinning a core.
+      stats_->accept_errors.fetch_add(1);
+      retry_.expires_after(std::chrono::milliseconds(50));
+      retry_.async_wait([this](const beast::error_code& e) {
+        if (!e) accept();
+      });
+      return;
+    }
+    stats_->accepted.fetch_add(1);
+    beast::error_code ignore;
+    const auto remote = s.remote_endpoint(ignore);
+    const std::string peer = ignore ? std::string("?") : remote.address().to_string();
+    const auto& lim = shared_->limits;
+    bool over_total = false, over_client = false;
+    {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      if (stats_->connections.load() >= lim.max_connections) over_total = true;
+      else if (shared_->per_client[peer] >= lim.max_connections_per_client) over_client = true;
+      else {
+        ++shared_->per_client[peer];
+        stats_->connections.fetch_add(1);
+      }
+      if (over_client && shared_->per_client[peer] == 0) shared_->per_client.erase(peer);
+    }
+    if (over_total) {
+      stats_->rejected_total.fetch_add(1);
+      refuse(s, 503, fmt::format("the server holds its limit of {} connections", lim.max_connections));
+    } else if (over_client) {
+      stats_->rejected_per_client.fetch_add(1);
+      refuse(s, 429, fmt::format("at most {} connections per client address", lim.max_connections_per_client));
+    } else {
+      s.set_option(tcp::no_delay(true), ignore);
+      if (shared_->tls) std::make_shared<Session<Tls>>(shared_, peer, std::move(s), *shared_->tls)->start();
+      else std::make_shared<Session<Plain>>(shared_, peer, std::move(s))->start();
     }
     accept();
   });
+}
+
+void run_guarded(net::io_context& ioc, const char* who) {
+  for (;;) {
+    try {
+      ioc.run();
+      return;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "infergrid %s: a handler failed and was dropped: %s\n", who, e.what());
+    } catch (...) {
+      std::fprintf(stderr, "infergrid %s: a handler failed and was dropped\n", who);
+    }
+  }
 }
 
 bool openai_front(const Request& req, Reply& reply, int health_status, const std::function<std::string()>& metrics,
@@ -294,8 +597,8 @@ bool openai_front(const Request& req, Reply& reply, int health_status, const std
 }
 
 void send_error(Reply& r, int status, const std::string& type, const std::string& message, const std::string& param,
-                const std::string& code) {
-  r.send(status, "application/json", error_body({status, type, message, param, code}));
+                const std::string& code, Headers headers) {
+  r.send(status, "application/json", error_body({status, type, message, param, code}), std::move(headers));
 }
 
 }  // namespace infergrid::serve

@@ -1,5 +1,8 @@
 #include "serve/openai.hpp"
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <array>
 #include <nlohmann/json.hpp>
 
@@ -60,6 +63,85 @@ std::optional<ApiError> content_tokens(const json& c, std::int64_t& tokens) {
   return std::nullopt;
 }
 
+// A number (integers too) in [lo, hi], or null / absent.
+std::optional<ApiError> number_in(const json& j, const char* key, double lo, double hi) {
+  if (!j.contains(key) || j[key].is_null()) return std::nullopt;
+  const auto& v = j[key];
+  if (!v.is_number()) return bad(std::string("'") + key + "' must be a number", key);
+  const double x = v.get<double>();
+  if (!(x >= lo && x <= hi))
+    return bad(fmt::format("{} is not in [{}, {}] - '{}'", v.dump(), lo, hi, key), key);
+  return std::nullopt;
+}
+
+std::optional<ApiError> integer_in(const json& j, const char* key, std::int64_t lo, std::int64_t hi) {
+  if (!j.contains(key) || j[key].is_null()) return std::nullopt;
+  const auto& v = j[key];
+  if (!v.is_number_integer()) return bad(std::string("'") + key + "' must be an integer", key);
+  const auto x = v.get<std::int64_t>();
+  if (x < lo || x > hi) return bad(fmt::format("{} is not in [{}, {}] - '{}'", x, lo, hi, key), key);
+  return std::nullopt;
+}
+
+std::optional<ApiError> of_type(const json& j, const char* key, bool (json::*is)() const noexcept, const char* what) {
+  if (!j.contains(key) || j[key].is_null() || (j[key].*is)()) return std::nullopt;
+  return bad(std::string("'") + key + "' must be " + what, key);
+}
+
+// The sampling and tool parameters OpenAI documents, checked for type and range.
+std::optional<ApiError> check_parameters(const json& j, Endpoint ep) {
+  if (auto e = number_in(j, "temperature", 0, 2)) return e;
+  if (auto e = number_in(j, "top_p", 0, 1)) return e;
+  if (auto e = number_in(j, "presence_penalty", -2, 2)) return e;
+  if (auto e = number_in(j, "frequency_penalty", -2, 2)) return e;
+  if (auto e = integer_in(j, "n", 1, 128)) return e;
+  if (auto e = integer_in(j, "seed", INT64_MIN, INT64_MAX)) return e;
+  if (auto e = of_type(j, "user", &json::is_string, "a string")) return e;
+  if (auto e = of_type(j, "logit_bias", &json::is_object, "an object")) return e;
+  if (j.contains("logit_bias") && j["logit_bias"].is_object())
+    for (const auto& [k, v] : j["logit_bias"].items())
+      if (!v.is_number() || v.get<double>() < -100 || v.get<double>() > 100)
+        return bad("logit_bias values must be numbers in [-100, 100]", "logit_bias");
+  if (j.contains("stop") && !j["stop"].is_null()) {
+    const auto& st = j["stop"];
+    const bool ok = st.is_string() || (st.is_array() && st.size() <= 4 &&
+                                       std::all_of(st.begin(), st.end(), [](const json& x) { return x.is_string(); }));
+    if (!ok) return bad("'stop' must be a string or a list of at most 4 strings", "stop");
+  }
+  if (ep == Endpoint::kChat) {
+    if (auto e = of_type(j, "logprobs", &json::is_boolean, "a boolean")) return e;
+    if (auto e = integer_in(j, "top_logprobs", 0, 20)) return e;
+    if (auto e = of_type(j, "response_format", &json::is_object, "an object")) return e;
+    if (j.contains("response_format") && j["response_format"].is_object()) {
+      const auto& rf = j["response_format"];
+      if (!rf.contains("type") || !rf["type"].is_string() ||
+          (rf["type"] != "text" && rf["type"] != "json_object" && rf["type"] != "json_schema"))
+        return bad("'response_format.type' must be text, json_object or json_schema", "response_format");
+    }
+    if (j.contains("tools") && !j["tools"].is_null()) {
+      const auto& tools = j["tools"];
+      if (!tools.is_array()) return bad("'tools' must be a list", "tools");
+      if (tools.size() > 128) return bad("'tools' holds at most 128 functions", "tools");
+      for (const auto& t : tools)
+        if (!t.is_object() || !t.contains("type") || t["type"] != "function" || !t.contains("function") ||
+            !t["function"].is_object() || !t["function"].contains("name") || !t["function"]["name"].is_string())
+          return bad("each tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}", "tools");
+    }
+    if (j.contains("tool_choice") && !j["tool_choice"].is_null()) {
+      const auto& tc = j["tool_choice"];
+      const bool ok = (tc.is_string() && (tc == "none" || tc == "auto" || tc == "required")) ||
+                      (tc.is_object() && tc.contains("type") && tc["type"] == "function");
+      if (!ok) return bad("'tool_choice' must be none, auto, required or a function", "tool_choice");
+    }
+  } else {
+    if (auto e = integer_in(j, "logprobs", 0, 5)) return e;
+    if (auto e = of_type(j, "echo", &json::is_boolean, "a boolean")) return e;
+    if (auto e = integer_in(j, "best_of", 1, 20)) return e;
+    if (auto e = of_type(j, "suffix", &json::is_string, "a string")) return e;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<ApiError> parse_request(std::string_view body, Endpoint ep, ApiRequest& out) {
@@ -93,7 +175,10 @@ std::optional<ApiError> parse_request(std::string_view body, Endpoint ep, ApiReq
   if (j.contains("priority") && !j["priority"].is_null()) {  // vLLM's extension: lower is sooner
     if (!j["priority"].is_number_integer()) return bad("'priority' must be an integer", "priority");
     out.priority = static_cast<int>(std::clamp<std::int64_t>(j["priority"].get<std::int64_t>(), 0, 2));
+    out.priority_claimed = true;
   }
+  if (auto e = check_parameters(j, ep)) return e;
+  if (j.contains("n") && j["n"].is_number_integer()) out.n = static_cast<int>(j["n"].get<std::int64_t>());
   std::int64_t tokens = 0;
   if (ep == Endpoint::kChat) {
     if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())

@@ -28,10 +28,14 @@ struct ApiRequest {
   std::int32_t prompt_tokens = 0;   // by the rule of count_prompt_tokens
   std::int32_t max_tokens = -1;     // -1: not given
   int priority = 1;                 // 0 critical, 1 interactive, 2 batch (header or body)
+  bool priority_claimed = false;    // the body named a priority
+  int n = 1;                        // choices asked for
 };
 
 // Parses a /v1/chat/completions or /v1/completions body. Limits: 8 MiB bodies (checked by the
-// server), 100,000 messages, 1,000,000 prompt tokens. Returns the error otherwise.
+// server), 100,000 messages, 1,000,000 prompt tokens. Sampling parameters are checked as OpenAI
+// checks them (type and range: temperature [0, 2], top_p [0, 1], n [1, 128], penalties [-2, 2],
+// stop a string or up to 4 strings, tools a list of functions, ...). Returns the error otherwise.
 std::optional<ApiError> parse_request(std::string_view body, Endpoint ep, ApiRequest& out);
 
 // The documented rule (docs/serve.md): one token per 4 bytes of text, rounded up, plus 4 per

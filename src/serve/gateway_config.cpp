@@ -1,0 +1,210 @@
+// The gateway's YAML config: every error names the file, line and field.
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <set>
+
+#include "control/site_router.hpp"
+#include "core/error.hpp"
+#include "serve/gateway.hpp"
+#include "serve/openai.hpp"
+#include "world/yaml_fields.hpp"
+
+namespace infergrid::serve {
+
+using world::Fields;
+
+std::string sha256_hex(const std::string& s) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(s.data(), s.size(), md, &n, EVP_sha256(), nullptr);
+  std::string out;
+  out.reserve(2 * n);
+  for (unsigned int i = 0; i < n; ++i) out += fmt::format("{:02x}", md[i]);
+  return out;
+}
+
+namespace {
+
+// "http://HOST:PORT" or "https://HOST:PORT" (a trailing slash allowed).
+void parse_backend_url(const std::string& path, std::int64_t line, BackendConfig& b) {
+  std::string rest;
+  for (const char* scheme : {"http://", "https://"})
+    if (b.url.rfind(scheme, 0) == 0) {
+      rest = b.url.substr(std::string(scheme).size());
+      b.tls = scheme[4] == 's';
+    }
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  const auto pc = rest.rfind(':');
+  std::int64_t bp = -1;
+  if (rest.empty() || pc == std::string::npos || pc == 0 || !core::parse_int(rest.substr(pc + 1), bp) || bp < 1 ||
+      bp > 65535 || rest.find('/') != std::string::npos)
+    core::fail_input(path, line, "url", fmt::format("expected http://HOST:PORT or https://HOST:PORT, got '{}'", b.url));
+  b.host = rest.substr(0, pc);
+  b.port = static_cast<unsigned short>(bp);
+}
+
+int parse_class(const std::string& path, std::int64_t line, const std::string& key, const std::string& v) {
+  const auto p = parse_priority(v);
+  if (!p) core::fail_input(path, line, key, fmt::format("expected critical, interactive or batch, got '{}'", v));
+  return *p;
+}
+
+void load_tenants(const std::string& path, Fields& f, GatewayConfig& c) {
+  if (!f.has("tenants")) return;
+  const YAML::Node ts = f.node("tenants");
+  if (!ts.IsSequence()) core::fail_input(path, Fields::line(ts), "tenants", "expected a list");
+  std::set<std::string> digests;
+  for (const auto& tn : ts) {
+    Fields g(path, tn, "tenants");
+    TenantConfig t;
+    t.name = g.str("name", "", true);
+    for (const auto& o : c.tenants)
+      if (o.name == t.name) core::fail_input(path, Fields::line(tn), "name", fmt::format("duplicate tenant '{}'", t.name));
+    const YAML::Node keys = g.node("api_key_sha256");
+    if (!keys || !keys.IsSequence() || keys.size() == 0)
+      core::fail_input(path, Fields::line(keys ? keys : YAML::Node(tn)), "api_key_sha256",
+                       "expected a non-empty list of SHA-256 digests (printf %s \"$KEY\" | sha256sum)");
+    for (const auto& k : keys) {
+      std::string d = k.IsScalar() ? k.Scalar() : "";
+      std::transform(d.begin(), d.end(), d.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      if (d.size() != 64 || !std::all_of(d.begin(), d.end(), [](char ch) { return std::isxdigit(static_cast<unsigned char>(ch)); }))
+        core::fail_input(path, Fields::line(k), "api_key_sha256",
+                         "expected 64 hex digits, the SHA-256 of the key (keys are never stored in plain text)");
+      if (!digests.insert(d).second) core::fail_input(path, Fields::line(k), "api_key_sha256", "this key belongs to another tenant");
+      t.key_sha256.push_back(d);
+    }
+    t.max_class = parse_class(path, Fields::line(g.node("max_class") ? g.node("max_class") : YAML::Node(tn)), "max_class",
+                              g.str("max_class", "interactive"));
+    t.requests_per_minute = g.integer("requests_per_minute", 0, false, 0);
+    t.tokens_per_minute = static_cast<std::int64_t>(g.num("tokens_per_minute", 0, false, 0, 1e15));
+    c.tenants.push_back(std::move(t));
+  }
+}
+
+}  // namespace
+
+GatewayConfig load_gateway_config(const std::string& path) {
+  const YAML::Node root = world::load_yaml_file(path);
+  GatewayConfig c;
+  c.file = path;
+  try {
+    Fields f(path, root, "gateway");
+    const std::string listen = f.str("listen", "127.0.0.1:8080");
+    const auto colon = listen.rfind(':');
+    std::int64_t port = -1;
+    if (colon == std::string::npos || !core::parse_int(listen.substr(colon + 1), port) || port < 0 || port > 65535)
+      core::fail_input(path, Fields::line(f.node("listen")), "listen", "expected HOST:PORT");
+    c.listen_host = listen.substr(0, colon);
+    c.listen_port = static_cast<unsigned short>(port);
+    c.policy = f.str("policy", "nearest");
+    const auto names = control::site_router_names();
+    if (std::find(names.begin(), names.end(), c.policy) == names.end())
+      core::fail_input(path, Fields::line(f.node("policy")), "policy", fmt::format("unknown policy '{}'", c.policy));
+    auto latlon = [&](const YAML::Node& n, const std::string& key) {
+      core::LatLon p;
+      if (!n.IsSequence() || n.size() != 2) core::fail_input(path, Fields::line(n), key, "expected [LAT, LON]");
+      try {
+        p.lat = n[0].as<double>();
+        p.lon = n[1].as<double>();
+      } catch (const YAML::Exception&) {
+        core::fail_input(path, Fields::line(n), key, "expected [LAT, LON]");
+      }
+      if (!(std::fabs(p.lat) <= 90 && std::fabs(p.lon) <= 180)) core::fail_input(path, Fields::line(n), key, "out of range");
+      return p;
+    };
+    if (f.has("location")) {
+      c.location = latlon(f.node("location"), "location");
+      c.has_location = true;
+    }
+    c.threads = f.integer("threads", 2, false, 1);
+    c.processes = f.integer("processes", 1, false, 1);
+    c.scrape_interval_ms = f.integer("scrape_interval_ms", 100, false, 10);
+    c.connect_timeout_ms = f.integer("connect_timeout_ms", 1000, false, 1);
+    c.first_byte_timeout_ms = f.integer("first_byte_timeout_ms", 60000, false, 1);
+    c.idle_timeout_ms = f.integer("idle_timeout_ms", 30000, false, 1);
+    c.retries = f.integer("retries", 2, false, 0);
+    c.batch_shed_at = f.num("batch_shed_at", 0.8, false, 0, 100);
+    c.interactive_shed_at = f.num("interactive_shed_at", 1.0, false, 0, 100);
+    c.breaker_failures = f.integer("breaker_failures", 3, false, 1);
+    c.breaker_open_ms = f.integer("breaker_open_ms", 2000, false, 1);
+    c.stall_ms = f.integer("stall_ms", 1000, false, 10);
+    c.max_ejection_percent = f.integer("max_ejection_percent", 50, false, 0);
+    if (c.max_ejection_percent > 100)
+      core::fail_input(path, Fields::line(f.node("max_ejection_percent")), "max_ejection_percent", "must be in [0, 100]");
+    c.max_upstream_body_bytes = static_cast<std::size_t>(f.num("max_upstream_body_bytes", 16 << 20, false, 1024, 1 << 30));
+    c.relay_buffer_bytes = static_cast<std::size_t>(f.num("relay_buffer_bytes", 1 << 20, false, 4096, 1 << 30));
+    auto& cl = c.client;
+    cl.max_connections = f.integer("max_connections", cl.max_connections, false, 1);
+    cl.max_connections_per_client = f.integer("max_connections_per_client", cl.max_connections_per_client, false, 1);
+    cl.idle_timeout_ms = f.integer("client_idle_timeout_ms", cl.idle_timeout_ms, false, 1);
+    cl.header_timeout_ms = f.integer("client_header_timeout_ms", cl.header_timeout_ms, false, 1);
+    cl.body_timeout_ms = f.integer("client_body_timeout_ms", cl.body_timeout_ms, false, 1);
+    cl.write_timeout_ms = f.integer("client_write_timeout_ms", cl.write_timeout_ms, false, 1);
+    cl.max_queued_bytes = static_cast<std::size_t>(f.num("client_max_queued_bytes", static_cast<double>(cl.max_queued_bytes), false, 4096, 1 << 30));
+    if (cl.max_queued_bytes < c.relay_buffer_bytes)
+      core::fail_input(path, Fields::line(f.node("client_max_queued_bytes")), "client_max_queued_bytes",
+                       "must be at least relay_buffer_bytes");
+    c.tls.cert = f.str("tls_cert", "");
+    c.tls.key = f.str("tls_key", "");
+    if (c.tls.cert.empty() != c.tls.key.empty())
+      core::fail_input(path, Fields::line(root), c.tls.cert.empty() ? "tls_cert" : "tls_key", "tls_cert and tls_key go together");
+    c.redis = f.str("redis", "");
+    if (!c.redis.empty()) {
+      const auto rc = c.redis.rfind(':');
+      std::int64_t rp = -1;
+      if (rc == std::string::npos || rc == 0 || !core::parse_int(c.redis.substr(rc + 1), rp) || rp < 1 || rp > 65535)
+        core::fail_input(path, Fields::line(f.node("redis")), "redis", "expected HOST:PORT");
+    }
+    c.rate_window_s = f.num("rate_window_s", 60, false, 0.1, 86400);
+    c.default_output_tokens = f.integer("default_output_tokens", 256, false, 1);
+    c.access_log = f.str("access_log", "");
+    c.access_log_max_bytes = static_cast<std::int64_t>(f.num("access_log_max_bytes", 64 << 20, false, 4096, 1e13));
+    c.access_log_keep = f.integer("access_log_keep", 3, false, 1);
+    load_tenants(path, f, c);
+    // A non-empty list under `key` of the map `owner`; the error names the list or its owner.
+    auto non_empty_list = [&](Fields& fields, const YAML::Node& owner, const std::string& key, const std::string& what) {
+      const YAML::Node n = fields.node(key);
+      if (!n || !n.IsSequence() || n.size() == 0) core::fail_input(path, Fields::line(n ? n : owner), key, what);
+      return n;
+    };
+    const YAML::Node sites = non_empty_list(f, root, "sites", "expected a non-empty list");
+    for (const auto& sn : sites) {
+      Fields g(path, sn, "sites");
+      SiteConfig s;
+      s.name = g.str("name", "", true);
+      for (const auto& o : c.sites)
+        if (o.name == s.name) core::fail_input(path, Fields::line(sn), "name", fmt::format("duplicate site '{}'", s.name));
+      if (!g.has("location")) core::fail_input(path, Fields::line(sn), "location", "missing");
+      s.location = latlon(g.node("location"), "location");
+      const YAML::Node bs = non_empty_list(g, sn, "backends", "expected a non-empty list");
+      for (const auto& bn : bs) {
+        Fields h(path, bn, "backends");
+        BackendConfig b;
+        b.url = h.str("url", "", true);
+        parse_backend_url(path, Fields::line(h.node("url")), b);
+        b.api_key = h.str("api_key", "");
+        b.ca_file = h.str("ca_file", "");
+        if (!b.ca_file.empty() && !b.tls)
+          core::fail_input(path, Fields::line(h.node("ca_file")), "ca_file", "only an https:// backend takes a ca_file");
+        const YAML::Node ms = non_empty_list(h, bn, "models", "expected a non-empty list of model names");
+        for (const auto& m : ms) {
+          if (!m.IsScalar()) core::fail_input(path, Fields::line(m), "models", "expected a model name");
+          b.models.push_back(m.Scalar());
+        }
+        b.max_concurrency = h.integer("max_concurrency", 256, false, 1);
+        s.backends.push_back(std::move(b));
+      }
+      c.sites.push_back(std::move(s));
+    }
+  } catch (const YAML::Exception& e) {
+    core::fail_input(path, e.mark.line + 1, "", e.msg);
+  }
+  if (!c.has_location) c.location = c.sites.front().location;
+  return c;
+}
+
+}  // namespace infergrid::serve
