@@ -526,6 +526,9 @@ int main(int argc, char** argv) {
   eng->add_option("--served-model-name", eo.served_name, "the model name clients ask for (default: --model)");
   eng->add_option("--max-num-seqs", eo.max_num_seqs, "vLLM --max-num-seqs");
   eng->add_option("--max-num-batched-tokens", eo.max_num_batched_tokens, "vLLM --max-num-batched-tokens");
+  eng->add_option("--api-key", eo.api_key, "vLLM --api-key: /v1/* requests need Authorization: Bearer KEY");
+  eng->add_option("--ssl-certfile", eo.tls_cert, "vLLM --ssl-certfile: serve HTTPS with this certificate chain (PEM)");
+  eng->add_option("--ssl-keyfile", eo.tls_key, "vLLM --ssl-keyfile: the certificate's private key (PEM)");
   eng->add_option("--max-model-len", eo.max_model_len,
                   "vLLM --max-model-len: prompt + output tokens per request (default: the KV cache, at most 131072)");
   eng->add_option("--output-dist", eo.output_dist, "output tokens when max_tokens is absent");

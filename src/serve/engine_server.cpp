@@ -60,6 +60,11 @@ class Engine {
   }
 
   void handle(Request&& req, std::shared_ptr<Reply> reply) {
+    if (!o_.api_key.empty() && req.target().substr(0, 4) == "/v1/") {
+      const auto h = req.find(http::field::authorization);
+      if (h == req.end() || h->value() != "Bearer " + o_.api_key)
+        return send_error(*reply, 401, "invalid_request_error", "Unauthorized: a valid API key is required", "", "invalid_api_key");
+    }
     ApiRequest ar;
     if (!openai_front(req, *reply, o_.refuse ? 503 : 200, [this] { return metrics(); }, {served_}, ar)) return;
     if (o_.refuse) return send_error(*reply, 503, "service_unavailable", "the engine refuses requests (fault knob)");
@@ -281,7 +286,9 @@ class Engine {
 int run_engine(const EngineOptions& o) {
   net::io_context ioc(1);
   Engine engine(ioc, o);
-  HttpServer server(ioc, o.host, o.port, [&](Request&& r, std::shared_ptr<Reply> rep) { engine.handle(std::move(r), std::move(rep)); });
+  if (o.tls_cert.empty() != o.tls_key.empty()) core::fail_flag("ssl-certfile", "--ssl-certfile and --ssl-keyfile go together");
+  HttpServer server(ioc, o.host, o.port, [&](Request&& r, std::shared_ptr<Reply> rep) { engine.handle(std::move(r), std::move(rep)); },
+                    ServerLimits{}, TlsFiles{o.tls_cert, o.tls_key});
   server.start();
   std::printf("listening on %s:%u\n", o.host.c_str(), server.port());
   std::fflush(stdout);

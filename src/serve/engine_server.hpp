@@ -21,6 +21,8 @@ struct EngineOptions {
   // vLLM --max-model-len: prompt + output tokens a request may hold; longer prompts get 400
   // before they are scheduled. 0: the KV cache's capacity, at most 131,072.
   std::int64_t max_model_len = 0;
+  std::string api_key;             // vLLM --api-key: /v1/* needs Authorization: Bearer KEY
+  std::string tls_cert, tls_key;   // serve HTTPS with this certificate chain and key (PEM)
   // Fault knobs for tests.
   std::int64_t fail_after_tokens = -1;  // drop the connection after this many streamed tokens
   bool refuse = false;                  // answer every inference request with 503
