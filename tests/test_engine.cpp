@@ -172,3 +172,32 @@ TEST(Site, RoutersSpreadLoadAndAccountForEveryRequest) {
     for (int n : per) EXPECT_GT(n, 300) << router;
   }
 }
+
+// A client that leaves: a waiting request leaves at once, a running one at the end of the
+// iteration in progress (a decode segment is cut there); its blocks come back and it completes
+// nothing; the others run as if it had never been there after that point.
+TEST(Replica, AbortFreesWaitingAtOnceAndRunningAtTheIterationEnd) {
+  auto step = std::make_shared<testing_util::ConstantStep>(0.010, 0.001);
+  engine::EngineConfig cfg;
+  cfg.max_num_seqs = 1;  // one runs, the other waits
+  engine::Replica r(0, step, cfg, 16 * 1000);
+  r.enqueue(req(1, 0, 100, 1000), 0);
+  r.enqueue(req(2, 0, 100, 1000), 0);
+  EXPECT_EQ(r.running(), 1);
+  EXPECT_EQ(r.waiting(), 1);
+  EXPECT_TRUE(r.abort(2, core::from_seconds(0.001)));  // waiting: gone now
+  EXPECT_EQ(r.waiting(), 0);
+  EXPECT_FALSE(r.abort(99, core::from_seconds(0.001)));
+  r.advance(r.next_event_time());  // the prefill (10 ms); then one decode segment of 999 steps
+  const core::Ns seg_end = r.next_event_time();
+  EXPECT_NEAR(core::to_seconds(seg_end), 0.010 + 0.999, 1e-6);
+  const core::Ns t = core::from_seconds(0.5003);
+  EXPECT_TRUE(r.abort(1, t));
+  EXPECT_NEAR(core::to_seconds(r.next_event_time()), 0.010 + 0.491, 1e-9);  // cut at the next step boundary
+  EXPECT_GT(r.kv_usage(), 0);
+  r.advance(r.next_event_time());
+  EXPECT_EQ(r.running(), 0);
+  EXPECT_EQ(r.kv_usage(), 0);
+  EXPECT_EQ(r.next_event_time(), core::kNever);
+  EXPECT_TRUE(r.completions().empty());
+}
