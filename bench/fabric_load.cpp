@@ -3,7 +3,8 @@
 //   fabric_load closed HOST:PORT CONC SECONDS MAX_TOKENS  CONC clients back to back
 //   fabric_load hold  HOST:PORT STREAMS SECONDS MAX_TOKENS STREAMS opened at once, held
 // Prints one JSON line: sent, ok, failed, time to first byte p50/p99 (ms, first body byte of
-// the streamed answer), completions/s, and for hold the most streams open at once.
+// the streamed answer), completions/s, and for hold the most streams open at once. FABRIC_KEY in
+// the environment: sent as Authorization: Bearer (a gateway with tenants).
 #include <utility>
 #include <algorithm>
 #include <utility>
@@ -12,6 +13,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +38,7 @@ struct Call : std::enable_shared_from_this<Call> {
     req = {http::verb::post, "/v1/chat/completions", 11};
     req.set(http::field::host, "127.0.0.1");
     req.set(http::field::content_type, "application/json");
+    if (const char* key = std::getenv("FABRIC_KEY"); key && *key) req.set(http::field::authorization, std::string("Bearer ") + key);
     req.keep_alive(false);
     req.body() = body;
     req.prepare_payload();
