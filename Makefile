@@ -29,7 +29,7 @@ test-fast: build
 # Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINFERGRID_SANITIZE=ON -DINFERGRID_BENCH=OFF
-	cmake --build $(ASAN_BUILD) -j $(JOBS) --target unit_tests
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target unit_tests serve_tests
 	cd $(ASAN_BUILD) && ctest --output-on-failure -L fast
 
 # libFuzzer targets for every parser of outside input, run briefly.

@@ -645,6 +645,9 @@ int main(int argc, char** argv) {
   } catch (const ig::core::InputError& e) {
     std::cerr << "infergrid: error: " << e.what() << "\n";
     return 2;
+  } catch (const std::exception& e) {  // the system refused something (a port in use, memory)
+    std::cerr << "infergrid: error: " << e.what() << "\n";
+    return 1;
   }
   return 0;
 }

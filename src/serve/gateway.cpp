@@ -65,6 +65,20 @@ bool Gateway::serves(std::size_t i, const std::string& model) const {
   return std::find(ms.begin(), ms.end(), model) != ms.end();
 }
 
+std::string Gateway::why_unusable(const std::string& model) const {
+  const auto snap = snapshot();
+  std::string out;
+  for (std::size_t i = 0; i < flat_.size(); ++i) {
+    if (!serves(i, model)) continue;
+    std::string cause;
+    if (ejected(i)) cause = "ejected after failed or stalled requests";
+    else if (scrape_down(i)) cause = "unreachable: " + (snap->backends[i].error.empty() ? std::string("scrapes fail") : snap->backends[i].error);
+    else continue;
+    out += (out.empty() ? " (" : "; ") + backend(i).url + ": " + cause;
+  }
+  return out.empty() ? out : out + ")";
+}
+
 void Gateway::record_failure(std::size_t i) {
   // Request outcomes only: a backend that answers scrapes but fails requests is still ejected.
   const int n = live_[i].failures.fetch_add(1) + 1;
@@ -145,17 +159,73 @@ void Gateway::vtc_charge(int cls, int tenant, double tokens) {
   vtc_[{cls, tenant}].counter += tokens;
 }
 
-bool Gateway::vtc_lowest(int cls, int tenant) {
-  std::lock_guard<std::mutex> lock(vtc_mu_);
-  const auto it = vtc_.find({cls, tenant});
-  const double mine = it == vtc_.end() ? 0 : it->second.counter;
-  bool others = false;
-  for (const auto& [key, v] : vtc_)
-    if (key.first == cls && key.second != tenant && v.active > 0) {
-      others = true;
-      if (v.counter < mine) return false;
+void Gateway::capacity(const std::string& model, double& cap, double& load) const {
+  cap = load = 0;
+  for (std::size_t i = 0; i < flat_.size(); ++i) {
+    if (!serves(i, model) || ejected(i) || scrape_down(i)) continue;
+    cap += static_cast<double>(backend(i).max_concurrency) / cfg_.processes;
+    load += live_[i].inflight.load();
+  }
+}
+
+bool Gateway::enqueue(const std::string& model, int cls, int tenant, std::int32_t prompt, std::uint64_t& ticket,
+                      std::function<void()> go) {
+  std::lock_guard<std::mutex> lock(q_mu_);
+  auto& q = queues_[model].by_class[static_cast<std::size_t>(cls)];
+  if (static_cast<int>(q.size()) >= cfg_.max_queued) return false;
+  ticket = next_ticket_++;
+  q.push_back({ticket, tenant, prompt, std::move(go)});
+  return true;
+}
+
+bool Gateway::cancel_wait(const std::string& model, int cls, std::uint64_t ticket) {
+  std::lock_guard<std::mutex> lock(q_mu_);
+  auto it = queues_.find(model);
+  if (it == queues_.end()) return false;
+  auto& q = it->second.by_class[static_cast<std::size_t>(cls)];
+  const auto w = std::find_if(q.begin(), q.end(), [&](const Waiter& x) { return x.ticket == ticket; });
+  if (w == q.end()) return false;
+  q.erase(w);
+  return true;
+}
+
+void Gateway::dispatched(const std::string& model) {
+  std::lock_guard<std::mutex> lock(q_mu_);
+  auto& q = queues_[model];
+  if (q.letting_in > 0) --q.letting_in;
+}
+
+void Gateway::dispatch(const std::string& model) {
+  std::vector<std::function<void()>> go;
+  {
+    std::lock_guard<std::mutex> lock(q_mu_);
+    const auto it = queues_.find(model);
+    if (it == queues_.end()) return;
+    auto& mq = it->second;
+    double cap = 0, load = 0;
+    capacity(model, cap, load);
+    for (int cls = 1; cls <= 2; ++cls) {  // interactive before batch; critical never waits
+      auto& q = mq.by_class[static_cast<std::size_t>(cls)];
+      const double at = cls == 2 ? cfg_.batch_shed_at : cfg_.interactive_shed_at;
+      while (!q.empty() && cap > 0 && (load + mq.letting_in) / cap < at) {
+        std::size_t best = 0;
+        {
+          std::lock_guard<std::mutex> vlock(vtc_mu_);
+          auto counter = [&](int t) {
+            const auto v = vtc_.find({cls, t});
+            return v == vtc_.end() ? 0.0 : v->second.counter;
+          };
+          for (std::size_t k = 1; k < q.size(); ++k)
+            if (counter(q[k].tenant) < counter(q[best].tenant)) best = k;
+          vtc_[{cls, q[best].tenant}].counter += q[best].prompt;  // VTC: input tokens weigh 1, once let in
+        }
+        go.push_back(std::move(q[best].go));
+        q.erase(q.begin() + static_cast<std::ptrdiff_t>(best));
+        ++mq.letting_in;
+      }
     }
-  return others;
+  }
+  for (auto& f : go) f();
 }
 
 // ---- tokens per minute ------------------------------------------------------------------------
@@ -191,8 +261,10 @@ void Gateway::scrape(std::size_t i) {
   sc->t0 = Clock::now();
   sc->res.body_limit(4 << 20);
   const int deadline = std::max(500, 5 * cfg_.scrape_interval_ms);
-  auto finish = [self, sc, i](bool ok) {
+  auto finish = [self, sc, i](bool ok, std::string error) {
     Observed o;
+    o.error = std::move(error);
+    if (ok && sc->res.get().result() != beast::http::status::ok) o.error = fmt::format("/metrics answered {}", sc->res.get().result_int());
     if (ok) {
       const std::string& t = sc->res.get().body();
       o.up = sc->res.get().result() == beast::http::status::ok;
@@ -216,12 +288,13 @@ void Gateway::scrape(std::size_t i) {
     }
     if (ok && o.up) self->live_[i].scrape_failures.store(0);
     else self->live_[i].scrape_failures.fetch_add(1);
+    for (const auto& m : self->backend(i).models) self->dispatch(m);  // capacity may have come back
     sc->up->close();
     auto t = std::make_shared<net::steady_timer>(self->ioc_, std::chrono::milliseconds(self->cfg_.scrape_interval_ms));
     t->async_wait([self, t, i](const boost::system::error_code&) { self->scrape(i); });
   };
-  sc->up->connect(std::min(deadline, cfg_.connect_timeout_ms + deadline), [sc, finish, &b, deadline](beast::error_code ec, const char*) {
-    if (ec) return finish(false);
+  sc->up->connect(std::min(deadline, cfg_.connect_timeout_ms + deadline), [sc, finish, &b, deadline](beast::error_code ec, const char* stage) {
+    if (ec) return finish(false, fmt::format("{}: {}", stage, ec.message()));
     sc->req = {beast::http::verb::get, "/metrics", 11};
     sc->req.set(beast::http::field::host, b.host);
     if (!b.api_key.empty()) sc->req.set(beast::http::field::authorization, "Bearer " + b.api_key);
@@ -229,9 +302,11 @@ void Gateway::scrape(std::size_t i) {
     sc->up->tcp().expires_after(std::chrono::milliseconds(deadline));
     sc->up->visit([&](auto& s) {
       beast::http::async_write(s, sc->req, [sc, finish](beast::error_code ec, std::size_t) {
-        if (ec) return finish(false);
+        if (ec) return finish(false, "write: " + ec.message());
         sc->up->visit([&](auto& s2) {
-          beast::http::async_read(s2, sc->buf, sc->res, [finish](beast::error_code ec, std::size_t) { finish(!ec); });
+          beast::http::async_read(s2, sc->buf, sc->res, [finish](beast::error_code ec, std::size_t) {
+            finish(!ec, ec ? "read: " + ec.message() : std::string());
+          });
         });
       });
     });
@@ -378,6 +453,14 @@ void Gateway::handle(Request&& req, std::shared_ptr<Reply> reply) {
     }
   }
   spec.body = std::move(req.body());
+  // vLLM schedules by the body's `priority`: a claim above the entitlement is rewritten there too.
+  if (tenant >= 0 && ar.body_priority >= 0 && ar.body_priority < spec.priority) {
+    auto j = nlohmann::json::parse(spec.body, nullptr, false);
+    if (j.is_object()) {
+      j["priority"] = spec.priority;
+      spec.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+  }
   start_call(shared_from_this(), std::move(reply), std::move(spec));
 }
 

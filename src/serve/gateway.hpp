@@ -56,8 +56,13 @@ struct GatewayConfig {
   int first_byte_timeout_ms = 60000;
   int idle_timeout_ms = 30000;     // between two chunks of an upstream stream
   int retries = 2;                 // further backends tried when nothing has streamed yet
-  double batch_shed_at = 0.8;      // batch gets 429 above this fraction of capacity
-  double interactive_shed_at = 1.0;
+  // Fractions of capacity at which batch, then interactive get 429; above them is critical's
+  // headroom (an engine does not preempt running requests for a critical arrival: vLLM preempts
+  // only for KV space, so critical needs free slots).
+  double batch_shed_at = 0.6;
+  double interactive_shed_at = 0.75;
+  int queue_timeout_ms = 2000;     // over its threshold a request waits this long for a slot, then 429
+  int max_queued = 1024;           // waiting per model and class at most (0: shed at once)
   int breaker_failures = 3;        // consecutive failed requests that eject a backend ...
   int breaker_open_ms = 2000;      // ... for this long times the ejections in a row (at most 10x)
   int stall_ms = 1000;             // a try with no first byte while its backend makes no progress

@@ -57,11 +57,15 @@ struct Call : std::enable_shared_from_this<Call> {
   std::string whole;
   double ttft_ms = -1;
   std::int64_t charged_output = 0, vtc_tokens = 0;
+  // Admission.
+  net::steady_timer wait_timer{strand};
+  std::uint64_t ticket = 0;
+  bool admitted = false, waiting = false;
+  double queued_ms = 0;
 
   void start() {
     auto self = shared_from_this();
     gw->vtc_begin(s.priority, s.tenant);
-    gw->vtc_charge(s.priority, s.tenant, s.prompt_tokens);  // VTC: input tokens weigh 1
     reply->on_close([self] { net::post(self->strand, [self] { self->client_left(); }); });
     net::dispatch(strand, [self] {
       if (self->pick()) self->connect();
@@ -107,29 +111,58 @@ struct Call : std::enable_shared_from_this<Call> {
     }
   }
 
-  // Batch goes first, critical never. Over its class's threshold a request is still admitted
-  // (up to 1.25x the threshold) when its tenant has been served the fewest tokens of the class's
-  // active tenants: one tenant's flood does not starve another's.
+  // Batch goes first, critical never. Over its class's threshold a request waits in the
+  // admission queue (VTC order between tenants, at most queue_timeout_ms), then is shed.
+  // True: admitted now; false: queued or shed (the call goes on from there).
   bool admit(double cap, double load) {
     const auto& cfg = gw->cfg();
     if (s.priority == 0) return true;
     const double frac = cap > 0 ? load / cap : 1;
     const double at = s.priority == 2 ? cfg.batch_shed_at : cfg.interactive_shed_at;
     if (frac < at) return true;
-    if (frac < 1.25 * at && gw->vtc_lowest(s.priority, s.tenant)) {
-      why = fmt::format("fair share: load {:.2f} of capacity, tenant served least", frac);
-      return true;
+    auto self = shared_from_this();
+    const bool queued = gw->enqueue(s.model, s.priority, s.tenant, s.prompt_tokens, ticket, [self] {
+      net::post(self->strand, [self] { self->let_in(); });
+    });
+    if (queued) {
+      waiting = true;
+      why = fmt::format("queued at load {:.2f} of capacity", frac);
+      wait_timer.expires_after(std::chrono::milliseconds(cfg.queue_timeout_ms));
+      wait_timer.async_wait([self](const beast::error_code& ec) {
+        if (ec || !self->waiting || self->finished) return;
+        if (!self->gw->cancel_wait(self->s.model, self->s.priority, self->ticket)) return;  // let in meanwhile
+        self->waiting = false;
+        self->shed(fmt::format("shed: waited {} ms for a slot", self->gw->cfg().queue_timeout_ms));
+      });
+      return false;
     }
-    why = fmt::format("shed: load {:.2f} of capacity", frac);
-    if (!finish_once()) return false;
+    shed(fmt::format("shed: load {:.2f} of capacity, queue full", frac));
+    return false;
+  }
+
+  void let_in() {
+    gw->dispatched(s.model);
+    if (!waiting || finished) return;
+    waiting = false;
+    wait_timer.cancel();
+    admitted = true;
+    queued_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    why = fmt::format("let in after {:.0f} ms in the queue", queued_ms);
+    if (pick()) connect();
+  }
+
+  void shed(const std::string& reason) {
+    why = reason;
+    if (!finish_once()) return;
+    gw->settle_tokens(s, 0, 0, 0);  // a shed request uses none of its tenant's tokens
     gw->count(-1, s.priority, kShed);
+    const double at = s.priority == 2 ? gw->cfg().batch_shed_at : gw->cfg().interactive_shed_at;
     auto h = s.headers;
     h.emplace_back("Retry-After", "1");
     send_error(*reply, 429, "rate_limit_exceeded",
                fmt::format("overloaded: {} requests are shed at {:.0f}% of capacity", kClassNames[s.priority], 100 * at), "",
                "rate_limit_exceeded", std::move(h));
     log(429, "shed");
-    return false;
   }
 
   // Picks a site by the policy, then the least-loaded backend in it; false when none is left.
@@ -144,18 +177,22 @@ struct Call : std::enable_shared_from_this<Call> {
         fail(last_status, last_status == 504 ? "gateway_timeout" : "bad_gateway",
              fmt::format("upstream failed after {} attempt{}: {}", attempts, attempts > 1 ? "s" : "", last_cause),
              last_status == 504 ? "upstream_timeout" : "upstream_error");
-      else fail(503, "service_unavailable", fmt::format("no healthy backend serves '{}'", s.model), "no_backend");
+      else fail(503, "service_unavailable", fmt::format("no healthy backend serves '{}'{}", s.model, gw->why_unusable(s.model)),
+                "no_backend");
       return false;
     }
-    if (attempts == 0 && !admit(cap, load)) return false;
+    if (attempts == 0 && !admitted) {
+      if (!admit(cap, load)) return false;
+      admitted = true;
+      gw->vtc_charge(s.priority, s.tenant, s.prompt_tokens);  // VTC: input tokens weigh 1, once admitted
+    }
     std::vector<double> scores;
     const control::GeoRequest gr{0, s.prompt_tokens, s.priority, 0};
     const std::size_t k = gw->route(gr, views, scores, score_name);
     for (std::size_t i = 0; i < scores.size() && i < candidates.size(); ++i) candidates[i]["score"] = std::round(scores[i] * 1000) / 1000;
     site = view_site[k];
-    if (why.rfind("fair share", 0) != 0 || attempts > 0)
-      why = fmt::format("{}{}: rtt {:.1f} ms, {} outstanding on {} backends, kv {:.2f}", attempts > 0 ? why + "; " : "",
-                        gw->cfg().policy, views[k].rtt_ms, views[k].outstanding, views[k].replicas, views[k].kv_usage);
+    why = fmt::format("{}{}: rtt {:.1f} ms, {} outstanding on {} backends, kv {:.2f}", why.empty() ? "" : why + "; ",
+                      gw->cfg().policy, views[k].rtt_ms, views[k].outstanding, views[k].replicas, views[k].kv_usage);
     // The backend in the site with the least (own in-flight + scraped waiting).
     double best = 1e300;
     for (std::size_t i = 0; i < gw->backends(); ++i) {
@@ -242,6 +279,9 @@ struct Call : std::enable_shared_from_this<Call> {
     auto& h = parser->get();
     status = static_cast<int>(h.result_int());
     if (status >= 500) return upstream_failed(fmt::format("status {}", status), false);
+    // The backend refusing the gateway's own credentials is the gateway's problem, not the client's.
+    if (status == 401 || status == 403)
+      return upstream_failed(fmt::format("the backend refused the gateway's credentials (status {})", status), false);
     const std::string type(h[beast::http::field::content_type]);
     const bool sse_type = type.find("text/event-stream") != std::string::npos;
     const bool json_type = type.find("application/json") != std::string::npos;
@@ -370,6 +410,11 @@ struct Call : std::enable_shared_from_this<Call> {
   bool finish_once() {
     if (finished) return false;
     finished = true;
+    if (waiting) {  // left while queued
+      waiting = false;
+      gw->cancel_wait(s.model, s.priority, ticket);
+      wait_timer.cancel();
+    }
     beast::error_code ec;
     stall.cancel();
     if (up) up->close();
@@ -379,8 +424,10 @@ struct Call : std::enable_shared_from_this<Call> {
   }
 
   void release() {
-    if (counted_inflight) gw->live(backend).inflight.fetch_sub(1);
+    if (!counted_inflight) return;
+    gw->live(backend).inflight.fetch_sub(1);
     counted_inflight = false;
+    gw->dispatch(s.model);  // a slot is free: a waiting request may take it
   }
 
   // A try failed before anything reached the client: the backend is charged, the next tried.
@@ -451,6 +498,7 @@ struct Call : std::enable_shared_from_this<Call> {
     j["backend"] = site >= 0 ? json(gw->backend(backend).url) : json(nullptr);
     j["why"] = why;
     j["attempts"] = attempts;
+    j["queued_ms"] = queued_ms;
     j["ttft_ms"] = ttft_ms;
     j["events"] = sse.events();
     j["completion_tokens"] = started ? sse.completion_tokens() : 0;

@@ -127,8 +127,10 @@ GatewayConfig load_gateway_config(const std::string& path) {
     c.first_byte_timeout_ms = f.integer("first_byte_timeout_ms", 60000, false, 1);
     c.idle_timeout_ms = f.integer("idle_timeout_ms", 30000, false, 1);
     c.retries = f.integer("retries", 2, false, 0);
-    c.batch_shed_at = f.num("batch_shed_at", 0.8, false, 0, 100);
-    c.interactive_shed_at = f.num("interactive_shed_at", 1.0, false, 0, 100);
+    c.batch_shed_at = f.num("batch_shed_at", 0.6, false, 0, 100);
+    c.interactive_shed_at = f.num("interactive_shed_at", 0.75, false, 0, 100);
+    c.queue_timeout_ms = f.integer("queue_timeout_ms", 2000, false, 1);
+    c.max_queued = f.integer("max_queued", 1024, false, 0);
     c.breaker_failures = f.integer("breaker_failures", 3, false, 1);
     c.breaker_open_ms = f.integer("breaker_open_ms", 2000, false, 1);
     c.stall_ms = f.integer("stall_ms", 1000, false, 10);

@@ -4,6 +4,7 @@
 // log. One Gateway per process; a Call (gateway_call.cpp) proxies one request through it.
 #include <array>
 #include <atomic>
+#include <functional>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <chrono>
@@ -39,6 +40,7 @@ struct Observed {  // one backend, as last scraped
   double running = 0, waiting = 0, kv = 0, rtt_ms = 0;
   double progress = -1;  // prompt + generation tokens processed, from its counters; -1: unknown
   bool up = false;
+  std::string error;     // why the last scrape failed
 };
 struct Snapshot {
   std::vector<Observed> backends;
@@ -91,6 +93,8 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
   bool ejected(std::size_t i) const { return live_[i].ejected_until.load() > now_ns(); }
   bool scrape_down(std::size_t i) const { return live_[i].scrape_failures.load() >= cfg_.breaker_failures; }
   bool serves(std::size_t i, const std::string& model) const;
+  // Why no backend for `model` is usable ("" if one is): " (URL: cause; ...)".
+  std::string why_unusable(const std::string& model) const;
   // A request to backend i failed (refused, reset, timed out, 5xx, invalid answer).
   void record_failure(std::size_t i);
   void record_success(std::size_t i);
@@ -106,7 +110,18 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
   void vtc_begin(int cls, int tenant);
   void vtc_end(int cls, int tenant);
   void vtc_charge(int cls, int tenant, double tokens);
-  bool vtc_lowest(int cls, int tenant);  // no other active tenant of the class has served fewer tokens
+  // The admission queue: a request over its class's threshold waits (at most queue_timeout_ms)
+  // and is let in, when load falls below the threshold, in VTC order: the waiting request whose
+  // tenant has been served the fewest tokens of its class first (ties: first come). `go` runs
+  // once, from the thread that freed the slot; its prompt is charged to the tenant's counter
+  // there. False: the queue is full (the caller sheds).
+  bool enqueue(const std::string& model, int cls, int tenant, std::int32_t prompt, std::uint64_t& ticket,
+               std::function<void()> go);
+  bool cancel_wait(const std::string& model, int cls, std::uint64_t ticket);  // false: already let in
+  void dispatch(const std::string& model);
+  void dispatched(const std::string& model);  // a let-in request now counts as in flight
+  // Capacity (sum of max_concurrency / processes) and load (in flight) of the model's usable backends.
+  void capacity(const std::string& model, double& cap, double& load) const;
   // Token accounting of a finished request against its tenant's tokens_per_minute.
   void settle_tokens(const CallSpec& s, std::int64_t prompt, std::int64_t completion, std::int64_t charged_output);
   void charge_tokens(const CallSpec& s, std::int64_t tokens);
@@ -147,6 +162,19 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
   };
   std::mutex vtc_mu_;
   std::map<std::pair<int, int>, Vtc> vtc_;  // (class, tenant)
+  struct Waiter {
+    std::uint64_t ticket;
+    int tenant;
+    std::int32_t prompt;
+    std::function<void()> go;
+  };
+  struct ModelQueue {
+    std::array<std::vector<Waiter>, 3> by_class;
+    int letting_in = 0;  // let in, not yet in flight
+  };
+  std::mutex q_mu_;
+  std::map<std::string, ModelQueue> queues_;
+  std::uint64_t next_ticket_ = 1;
 };
 
 // Proxies one admitted request (gateway_call.cpp).

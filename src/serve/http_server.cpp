@@ -1,6 +1,7 @@
 #include "serve/http_server.hpp"
 
 #include <fmt/format.h>
+#include <malloc.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -214,7 +215,7 @@ class Session final : public Reply, public std::enable_shared_from_this<Session<
     if (buffer_.size() > 0) return read_header();
     if (buffer_.capacity() > 16384) buffer_.shrink_to_fit();  // idle connections stay small
     tcp_layer().expires_after(std::chrono::milliseconds(sh_->limits.idle_timeout_ms));
-    stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+    stream_.async_read_some(buffer_.prepare(1024), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
       if (ec) {
         if (ec == beast::error::timeout) self->sh_->stats->idle_timeouts.fetch_add(1);
         return self->close();
@@ -358,10 +359,14 @@ class Session final : public Reply, public std::enable_shared_from_this<Session<
 
   void on_write(beast::error_code ec) {
     writing_ = false;
-    if (queue_.empty()) return;  // dropped by lost()
+    if (queue_.empty()) return;
     const auto kind = queue_.front().kind;
     if (kind == Item::kChunk) queued_.fetch_sub(queue_.front().data.size());
     queue_.pop_front();
+    if (gone_) {  // lost() while this write was in flight
+      queue_.clear();
+      return;
+    }
     if (queue_.empty()) tcp_layer().expires_never();  // no write pending: no write timeout
     if (ec) {
       if (ec == beast::error::timeout) sh_->stats->write_timeouts.fetch_add(1);
@@ -408,7 +413,10 @@ class Session final : public Reply, public std::enable_shared_from_this<Session<
   void lost() {
     if (gone_) return;
     gone_ = true;
-    queue_.clear();
+    // A write in flight still reads its item (the response, the chunk's bytes): it stays until
+    // on_write; the rest goes.
+    if (writing_ && !queue_.empty()) queue_.erase(queue_.begin() + 1, queue_.end());
+    else queue_.clear();
     drain_cb_ = nullptr;
     beast::error_code ec;
     tcp_layer().socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -464,7 +472,7 @@ void refuse(tcp::socket& s, int status, const std::string& message) {
 
 HttpServer::HttpServer(net::io_context& ioc, const std::string& host, unsigned short port, Handler handler,
                        ServerLimits limits, TlsFiles tls)
-    : ioc_(ioc), acceptor_(net::make_strand(ioc)), retry_(acceptor_.get_executor()), shared_(std::make_shared<Shared>()),
+    : ioc_(ioc), acceptor_(net::make_strand(ioc)), retry_(acceptor_.get_executor()), trim_(acceptor_.get_executor()), shared_(std::make_shared<Shared>()),
       stats_(std::make_shared<ServerStats>()) {
   shared_->handler = std::move(handler);
   shared_->limits = limits;
@@ -479,11 +487,18 @@ HttpServer::HttpServer(net::io_context& ioc, const std::string& host, unsigned s
     ctx.use_private_key_file(tls.key, ssl::context::pem, ec);
     if (ec) core::fail_input(tls.key, 0, "tls_key", "cannot load the private key: " + ec.message());
   }
-  const tcp::endpoint ep{net::ip::make_address(host), port};
-  acceptor_.open(ep.protocol());
-  acceptor_.set_option(net::socket_base::reuse_address(true));
-  acceptor_.bind(ep);
-  acceptor_.listen(4096);
+  beast::error_code ec;
+  const auto addr = net::ip::make_address(host, ec);
+  if (ec) throw std::runtime_error(fmt::format("cannot listen on '{}': not an IP address", host));
+  const tcp::endpoint ep{addr, port};
+  try {
+    acceptor_.open(ep.protocol());
+    acceptor_.set_option(net::socket_base::reuse_address(true));
+    acceptor_.bind(ep);
+    acceptor_.listen(4096);
+  } catch (const boost::system::system_error& e) {
+    throw std::runtime_error(fmt::format("cannot listen on {}:{}: {}", host, port, e.code().message()));
+  }
   port_ = acceptor_.local_endpoint().port();
 }
 
@@ -495,6 +510,22 @@ void HttpServer::stop() {
   beast::error_code ec;
   acceptor_.close(ec);
   retry_.cancel();
+  trim_.cancel();
+}
+
+// After a wave of connections has closed, give their memory back to the system (glibc keeps
+// freed heap otherwise: 5,000 idle connections left 27 MB behind).
+void HttpServer::trim() {
+  trim_.expires_after(std::chrono::seconds(2));
+  trim_.async_wait([this](const beast::error_code& ec) {
+    if (ec) return;
+    const auto now = stats_->connections.load();
+    if (high_ - now >= 256) {
+      malloc_trim(0);
+      high_ = now;
+    }
+    trim();
+  });
 }
 
 void HttpServer::accept() {
@@ -511,6 +542,7 @@ void HttpServer::accept() {
       return;
     }
     stats_->accepted.fetch_add(1);
+    high_ = std::max(high_, stats_->connections.load() + 1);
     beast::error_code ignore;
     const auto remote = s.remote_endpoint(ignore);
     const std::string peer = ignore ? std::string("?") : remote.address().to_string();

@@ -83,7 +83,10 @@ class HttpServer {
   HttpServer(boost::asio::io_context& ioc, const std::string& host, unsigned short port, Handler handler,
              ServerLimits limits = {}, TlsFiles tls = {});
   ~HttpServer();
-  void start() { accept(); }
+  void start() {
+    accept();
+    trim();
+  }
   void set_handler(Handler h);  // before start()
   unsigned short port() const { return port_; }
   void stop();
@@ -93,9 +96,11 @@ class HttpServer {
 
  private:
   void accept();
+  void trim();
   boost::asio::io_context& ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
-  boost::asio::steady_timer retry_;
+  boost::asio::steady_timer retry_, trim_;
+  std::int64_t high_ = 0;  // most connections open since the last trim (on the acceptor's strand)
   std::shared_ptr<Shared> shared_;
   std::shared_ptr<ServerStats> stats_;
   unsigned short port_ = 0;

@@ -176,6 +176,7 @@ std::optional<ApiError> parse_request(std::string_view body, Endpoint ep, ApiReq
     if (!j["priority"].is_number_integer()) return bad("'priority' must be an integer", "priority");
     out.priority = static_cast<int>(std::clamp<std::int64_t>(j["priority"].get<std::int64_t>(), 0, 2));
     out.priority_claimed = true;
+    out.body_priority = out.priority;
   }
   if (auto e = check_parameters(j, ep)) return e;
   if (j.contains("n") && j["n"].is_number_integer()) out.n = static_cast<int>(j["n"].get<std::int64_t>());

@@ -29,6 +29,7 @@ struct ApiRequest {
   std::int32_t max_tokens = -1;     // -1: not given
   int priority = 1;                 // 0 critical, 1 interactive, 2 batch (header or body)
   bool priority_claimed = false;    // the body named a priority
+  int body_priority = -1;           // ... this one (clamped to 0-2); -1: none
   int n = 1;                        // choices asked for
 };
 
