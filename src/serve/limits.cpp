@@ -102,7 +102,7 @@ class SigpipeGuard {
 struct ReplyDeleter {
   void operator()(redisReply* r) const { freeReplyObject(r); }
 };
-using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+using RedisReply = std::unique_ptr<redisReply, ReplyDeleter>;
 
 struct LocalCount {
   std::int64_t window = std::numeric_limits<std::int64_t>::min();
@@ -191,7 +191,7 @@ struct RateLimiter::Impl {
   }
 
   // One command; null (and the error counted, the connection dropped if it is broken) on failure.
-  Reply command(const std::vector<std::string>& args) {
+  RedisReply command(const std::vector<std::string>& args) {
     if (!connected()) return nullptr;
     std::vector<const char*> argv;
     std::vector<std::size_t> lens;
@@ -201,7 +201,7 @@ struct RateLimiter::Impl {
       argv.push_back(a.data());
       lens.push_back(a.size());
     }
-    Reply r;
+    RedisReply r;
     {
       SigpipeGuard guard;
       r.reset(static_cast<redisReply*>(
@@ -230,7 +230,7 @@ struct RateLimiter::Impl {
                                         std::to_string(n),
                                         std::to_string(2 * window_ms)};
     std::lock_guard lock(redis_mu);
-    Reply r = command(args);
+    RedisReply r = command(args);
     if (r == nullptr) return false;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
       fail(false);
@@ -255,7 +255,7 @@ struct RateLimiter::Impl {
     const std::vector<std::string> args{"EVAL", kAdjustScript, "1", key(tenant, window, 't'),
                                         std::to_string(delta)};
     std::lock_guard lock(redis_mu);
-    Reply r = command(args);
+    RedisReply r = command(args);
     if (r == nullptr) return;
     if (r->type != REDIS_REPLY_INTEGER) {
       fail(false);
