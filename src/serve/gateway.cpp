@@ -563,6 +563,16 @@ int serve(net::io_context& ioc, HttpServer& server, const GatewayConfig& cfg) {
   return 0;
 }
 
+// The signals the parent waits for (blocked there, unblocked in the workers).
+sigset_t supervised_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGCHLD);
+  return set;
+}
+
 // Forks a worker; in the child returns 0 after making it one, in the parent the child's pid.
 pid_t fork_worker(net::io_context& ioc) {
   ioc.notify_fork(net::execution_context::fork_prepare);
@@ -570,11 +580,7 @@ pid_t fork_worker(net::io_context& ioc) {
   if (pid == 0) {
     ioc.notify_fork(net::execution_context::fork_child);
     prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive the parent
-    sigset_t all;
-    sigemptyset(&all);
-    sigaddset(&all, SIGINT);
-    sigaddset(&all, SIGTERM);
-    sigaddset(&all, SIGCHLD);
+    const sigset_t all = supervised_signals();
     pthread_sigmask(SIG_UNBLOCK, &all, nullptr);
     return 0;
   }
@@ -595,11 +601,7 @@ int run_gateway(const GatewayConfig& cfg) {
   if (cfg.processes <= 1) return serve(ioc, server, cfg);
   // The parent accepts nothing: it forks the workers, restarts any that dies, and stops them all
   // on SIGTERM/SIGINT.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGCHLD);
+  const sigset_t set = supervised_signals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::vector<pid_t> workers;
   for (int i = 0; i < cfg.processes; ++i) {

@@ -53,6 +53,23 @@ int parse_class(const std::string& path, std::int64_t line, const std::string& k
   return *p;
 }
 
+// A non-empty list under `key` of the map read by `fields`; the error names the list or `owner`.
+YAML::Node non_empty_list(const std::string& path, Fields& fields, const YAML::Node& owner, const std::string& key,
+                          const std::string& what) {
+  const YAML::Node n = fields.node(key);
+  if (!n || !n.IsSequence() || n.size() == 0) core::fail_input(path, Fields::line(n ? n : owner), key, what);
+  return n;
+}
+
+// `name` of an entry of a list, unique among `seen`.
+template <class T>
+std::string unique_name(const std::string& path, Fields& g, const YAML::Node& entry, const std::vector<T>& seen, const char* what) {
+  std::string name = g.str("name", "", true);
+  for (const auto& o : seen)
+    if (o.name == name) core::fail_input(path, Fields::line(entry), "name", fmt::format("duplicate {} '{}'", what, name));
+  return name;
+}
+
 void load_tenants(const std::string& path, Fields& f, GatewayConfig& c) {
   if (!f.has("tenants")) return;
   const YAML::Node ts = f.node("tenants");
@@ -61,13 +78,9 @@ void load_tenants(const std::string& path, Fields& f, GatewayConfig& c) {
   for (const auto& tn : ts) {
     Fields g(path, tn, "tenants");
     TenantConfig t;
-    t.name = g.str("name", "", true);
-    for (const auto& o : c.tenants)
-      if (o.name == t.name) core::fail_input(path, Fields::line(tn), "name", fmt::format("duplicate tenant '{}'", t.name));
-    const YAML::Node keys = g.node("api_key_sha256");
-    if (!keys || !keys.IsSequence() || keys.size() == 0)
-      core::fail_input(path, Fields::line(keys ? keys : YAML::Node(tn)), "api_key_sha256",
-                       "expected a non-empty list of SHA-256 digests (printf %s \"$KEY\" | sha256sum)");
+    t.name = unique_name(path, g, tn, c.tenants, "tenant");
+    const YAML::Node keys = non_empty_list(path, g, tn, "api_key_sha256",
+                                           "expected a non-empty list of SHA-256 digests (printf %s \"$KEY\" | sha256sum)");
     for (const auto& k : keys) {
       std::string d = k.IsScalar() ? k.Scalar() : "";
       std::transform(d.begin(), d.end(), d.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
@@ -167,22 +180,14 @@ GatewayConfig load_gateway_config(const std::string& path) {
     c.access_log_max_bytes = static_cast<std::int64_t>(f.num("access_log_max_bytes", 64 << 20, false, 4096, 1e13));
     c.access_log_keep = f.integer("access_log_keep", 3, false, 1);
     load_tenants(path, f, c);
-    // A non-empty list under `key` of the map `owner`; the error names the list or its owner.
-    auto non_empty_list = [&](Fields& fields, const YAML::Node& owner, const std::string& key, const std::string& what) {
-      const YAML::Node n = fields.node(key);
-      if (!n || !n.IsSequence() || n.size() == 0) core::fail_input(path, Fields::line(n ? n : owner), key, what);
-      return n;
-    };
-    const YAML::Node sites = non_empty_list(f, root, "sites", "expected a non-empty list");
+    const YAML::Node sites = non_empty_list(path, f, root, "sites", "expected a non-empty list");
     for (const auto& sn : sites) {
       Fields g(path, sn, "sites");
       SiteConfig s;
-      s.name = g.str("name", "", true);
-      for (const auto& o : c.sites)
-        if (o.name == s.name) core::fail_input(path, Fields::line(sn), "name", fmt::format("duplicate site '{}'", s.name));
+      s.name = unique_name(path, g, sn, c.sites, "site");
       if (!g.has("location")) core::fail_input(path, Fields::line(sn), "location", "missing");
       s.location = latlon(g.node("location"), "location");
-      const YAML::Node bs = non_empty_list(g, sn, "backends", "expected a non-empty list");
+      const YAML::Node bs = non_empty_list(path, g, sn, "backends", "expected a non-empty list");
       for (const auto& bn : bs) {
         Fields h(path, bn, "backends");
         BackendConfig b;
@@ -192,7 +197,7 @@ GatewayConfig load_gateway_config(const std::string& path) {
         b.ca_file = h.str("ca_file", "");
         if (!b.ca_file.empty() && !b.tls)
           core::fail_input(path, Fields::line(h.node("ca_file")), "ca_file", "only an https:// backend takes a ca_file");
-        const YAML::Node ms = non_empty_list(h, bn, "models", "expected a non-empty list of model names");
+        const YAML::Node ms = non_empty_list(path, h, bn, "models", "expected a non-empty list of model names");
         for (const auto& m : ms) {
           if (!m.IsScalar()) core::fail_input(path, Fields::line(m), "models", "expected a model name");
           b.models.push_back(m.Scalar());
