@@ -71,6 +71,29 @@ TEST(Catalog, YamlExtendsAndNamesBadLines) {
   }
   std::ofstream(path) << "models: [\n";
   EXPECT_THROW(c.load_yaml(path), core::InputError);
+  std::ofstream(path) << "accelerators:\n  - name: inf\n    dense_tflops: .inf\n    hbm_tbps: 1\n    hbm_gb: 1\n"
+                         "    tdp_w: 100\n";
+  try {
+    c.load_yaml(path);
+    FAIL();
+  } catch (const core::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("cat.yaml:3: field 'dense_tflops': must be a finite number"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Calibrate, MeasurementRowsShorterThanTheHeaderAreInputErrors) {
+  // A repeated column name made the row check compare against the distinct names, and the last
+  // column was then read past the row's end.
+  const std::string path = testing::TempDir() + "/measured.csv";
+  std::ofstream(path) << "model,model,hardware,prompt_size,batch_size,token_size,prompt_time,token_time,e2e_time,"
+                         "tensor_parallel\nm,h100,128,1,16,50,20,400,2\n";
+  try {
+    model::load_measurements(path);
+    FAIL();
+  } catch (const core::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("measured.csv:2: wrong number of fields"), std::string::npos) << e.what();
+  }
 }
 
 // The acceptance bar: every isolated measured Llama-2-70B group (both GPUs, TP 2/4/8, all

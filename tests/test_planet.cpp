@@ -326,6 +326,13 @@ TEST(World, ErrorsNameFileLineAndField) {
   expect_error(head + "metros:\n  - {name: m, lat: 95, lon: 2, population: 1}\n", ":6: field 'lat': must be in [-90, 90]");
   expect_error(head + tail + "events:\n  - {kind: outage, at: soon, site: a}\n", "field 'at': bad duration 'soon'");
   expect_error("sites: [\n", "");
+  // tp x replicas overflowed an int (UB) before the accelerator count was checked (fuzz_world seed replicas-overflow.yaml).
+  expect_error(
+      "name: t\nsites:\n  - {id: a, lat: 1, lon: 2, power_cap_kw: 10, accelerators: {h100-80gb: 2000000000},\n"
+      "     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 100000000, replicas: 100000000}]}\n" + tail,
+      ":4: field 'replicas': site 'a' deploys 10000000000000000 x h100-80gb but holds 2000000000");
+  // A time of day past what a duration holds is refused, not rounded to nonsense.
+  expect_error(head + tail + "events:\n  - {kind: outage, at: \"1e300:00\", site: a}\n", "field 'at': bad time '1e300:00'");
 }
 
 TEST(SiteRouter, BaselinesDecideAsTheSystemsTheyStandFor) {

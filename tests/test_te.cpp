@@ -366,6 +366,21 @@ TEST(Te, BadInputNamesFileAndLine) {
   EXPECT_NE(msg([] { parse_node_link_json("{\"nodes\": [{\"id\": 0}], \"links\": [{\"source\": 0, \"target\": 0}]}", "j.json"); })
                 .find("j.json: field 'links[0].capacity'"),
             std::string::npos);
+  // fuzz_gml: ids beyond what a double holds as an integer were cast to int64 (UB, seeds id-overflow.gml, edge-overflow.gml).
+  EXPECT_NE(msg([] { parse_gml("graph [\n node [ id 1e300 ]\n]", "big.gml"); })
+                .find("big.gml:2: field 'id': expected an integer id of magnitude at most 2^53, found 1e+300"),
+            std::string::npos);
+  EXPECT_NE(msg([] { parse_gml("graph [\n node [ id 1 ]\n node [ id 2 ]\n edge [ source 1e300 target 2 ]\n]", "e.gml"); })
+                .find("e.gml:4: field 'source': expected an integer id"),
+            std::string::npos);
+  EXPECT_NE(msg([] { parse_gml("graph [\n node [ id 1 ]\n node [ id 2 ]\n edge [ source 1 target \"2\" ]\n]", "s.gml"); })
+                .find("s.gml:4: field 'target': expected an integer id, found \"2\""),
+            std::string::npos);
+  EXPECT_NE(msg([] { parse_gml("graph [\n node [ id 1.5 ]\n]", "f.gml"); }).find("f.gml:2: field 'id'"), std::string::npos);
+  // A non-boolean 'directed' threw nlohmann's type_error past the reader (fuzz_nodelink seed directed-number.json).
+  EXPECT_NE(msg([] { parse_node_link_json("{\"directed\": 1, \"nodes\": [], \"links\": []}", "d.json"); })
+                .find("d.json: field 'directed': expected true or false"),
+            std::string::npos);
   const Graph g = graph(3, {{0, 1, 10}, {1, 2, 10}, {2, 0, 10}});
   const std::string dir = testing::TempDir();
   const Graph ring = graph(6, {{0, 1, 1}, {1, 2, 1}, {2, 3, 1}, {3, 4, 1}, {4, 5, 1}, {5, 0, 1}});

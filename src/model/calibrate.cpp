@@ -28,6 +28,7 @@ std::vector<MeasuredGroup> load_measurements(const std::string& path) {
   std::vector<std::string> f;
   if (!in.next(line)) core::fail_input(path, 1, "", "empty file");
   core::split_csv(line, f);
+  const std::size_t ncols = f.size();  // a repeated name leaves col smaller than the header
   std::map<std::string, std::size_t> col;
   for (std::size_t i = 0; i < f.size(); ++i) col[std::string(core::trim(f[i]))] = i;
   const char* need[] = {"model", "hardware", "prompt_size", "batch_size", "token_size",
@@ -38,12 +39,12 @@ std::vector<MeasuredGroup> load_measurements(const std::string& path) {
   std::map<Key, std::array<std::vector<double>, 3>> acc;
   while (in.next(line)) {
     if (core::trim(line).empty()) continue;
-    if (!core::split_csv(line, f) || f.size() < col.size())
+    if (!core::split_csv(line, f) || f.size() < ncols)
       core::fail_input(path, in.line_number(), "", "wrong number of fields");
     auto geti = [&](const char* name) {
       std::int64_t v = 0;
-      if (!core::parse_int(f[col[name]], v) || v < 1)
-        core::fail_input(path, in.line_number(), name, "expected a positive integer");
+      if (!core::parse_int(f[col[name]], v) || v < 1 || v > 100'000'000)
+        core::fail_input(path, in.line_number(), name, "expected a positive integer up to 100000000");
       return static_cast<int>(v);
     };
     auto getd = [&](const char* name) {

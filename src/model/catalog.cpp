@@ -241,8 +241,8 @@ double get_num(const YamlCtx& ctx, const YAML::Node& n, const std::string& key, 
   } catch (const YAML::Exception&) {
     fail_input(ctx.file, v.Mark().line + 1, key, "expected a number");
   }
-  if (!(d >= min_value)) fail_input(ctx.file, v.Mark().line + 1, key,
-                                    fmt::format("must be at least {}", min_value));
+  if (!(d >= min_value) || !std::isfinite(d))
+    fail_input(ctx.file, v.Mark().line + 1, key, fmt::format("must be a finite number of at least {}", min_value));
   return d;
 }
 

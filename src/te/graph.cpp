@@ -189,6 +189,18 @@ const GmlValue* find(const GmlList& l, const std::string& key) {
   return nullptr;
 }
 
+// A node id or an edge's endpoint: an integer that a double holds exactly (|x| <= 2^53), so the
+// cast is defined and two distinct ids never round to one.
+std::int64_t gml_id(const GmlValue& v, const std::string& name, const std::string& field) {
+  constexpr double kMaxExact = 9007199254740992.0;  // 2^53
+  if (v.kind == GmlValue::Kind::kList) fail_input(name, v.line, field, "expected an integer id, found a list");
+  if (v.kind == GmlValue::Kind::kString)
+    fail_input(name, v.line, field, fmt::format("expected an integer id, found \"{}\"", v.text));
+  if (std::trunc(v.number) != v.number || std::fabs(v.number) > kMaxExact)
+    fail_input(name, v.line, field, fmt::format("expected an integer id of magnitude at most 2^53, found {}", v.number));
+  return static_cast<std::int64_t>(v.number);
+}
+
 }  // namespace
 
 Graph parse_gml(const std::string& text, const std::string& name, double default_capacity) {
@@ -206,7 +218,7 @@ Graph parse_gml(const std::string& text, const std::string& name, double default
     const GmlValue* id = find(v.list, "id");
     if (!id || id->kind != GmlValue::Kind::kNumber) fail_input(name, v.line, "id", "node without a numeric id");
     Node n;
-    n.id = static_cast<std::int64_t>(id->number);
+    n.id = gml_id(*id, name, "id");
     if (index.count(n.id)) fail_input(name, id->line, "id", fmt::format("duplicate node id {}", n.id));
     if (const GmlValue* lab = find(v.list, "label")) n.name = lab->text;
     if (n.name.empty()) n.name = std::to_string(n.id);
@@ -229,10 +241,11 @@ Graph parse_gml(const std::string& text, const std::string& name, double default
     const GmlValue* s = find(v.list, "source");
     const GmlValue* t = find(v.list, "target");
     if (!s || !t) fail_input(name, v.line, s ? "target" : "source", "edge without endpoints");
-    auto is = index.find(static_cast<std::int64_t>(s->number));
-    auto it = index.find(static_cast<std::int64_t>(t->number));
-    if (is == index.end()) fail_input(name, s->line, "source", fmt::format("unknown node {}", s->number));
-    if (it == index.end()) fail_input(name, t->line, "target", fmt::format("unknown node {}", t->number));
+    const std::int64_t src = gml_id(*s, name, "source"), dst = gml_id(*t, name, "target");
+    auto is = index.find(src);
+    auto it = index.find(dst);
+    if (is == index.end()) fail_input(name, s->line, "source", fmt::format("unknown node {}", src));
+    if (it == index.end()) fail_input(name, t->line, "target", fmt::format("unknown node {}", dst));
     double cap = default_capacity;
     if (const GmlValue* c = find(v.list, "capacity")) {
       if (c->kind != GmlValue::Kind::kNumber || c->number < 0)
@@ -262,7 +275,9 @@ Graph parse_node_link_json(const std::string& text, const std::string& name) {
   if (!j.is_object() || !j.contains("nodes") || !j.contains("links") || !j["nodes"].is_array() ||
       !j["links"].is_array())
     fail_input(name, 0, "", "expected node-link JSON with 'nodes' and 'links' arrays");
-  const bool directed = j.value("directed", true) == true;
+  // Checked first: value() throws a type_error on a non-boolean.
+  if (j.contains("directed") && !j["directed"].is_boolean()) fail_input(name, 0, "directed", "expected true or false");
+  const bool directed = j.value("directed", true);
   Graph g;
   std::map<std::int64_t, int> index;
   std::size_t i = 0;

@@ -103,7 +103,7 @@ void read_site(const std::string& file, const YAML::Node& n, const model::Catalo
     if (count < 0) fail_input(file, Fields::line(it->second), "accelerators", "expected a count >= 0");
     s.accelerators[type] = count;
   }
-  std::map<std::string, int> used;
+  std::map<std::string, std::int64_t> used;  // tp x replicas: each up to 1e8, so not in an int
   const YAML::Node deps = need_list(file, n, f, "deployments", true);
   for (const auto& d : deps) {
     Fields g(file, d, "deployments");
@@ -131,7 +131,7 @@ void read_site(const std::string& file, const YAML::Node& n, const model::Catalo
                  fmt::format("{} does not fit on {} x {} (weights {:.0f} GB; memory {:.0f} GB)", dep.model,
                              dep.tp, dep.accelerator, catalog.llm(dep.model).weight_bytes() / 1e9,
                              dep.tp * catalog.accelerator(dep.accelerator).hbm_bytes / 1e9));
-    used[dep.accelerator] += dep.tp * dep.replicas;
+    used[dep.accelerator] += std::int64_t{dep.tp} * dep.replicas;
     if (used[dep.accelerator] > s.accelerators[dep.accelerator])
       fail_input(file, line, "replicas",
                  fmt::format("site '{}' deploys {} x {} but holds {}", s.id, used[dep.accelerator],

@@ -91,7 +91,7 @@ class Fields {
     if (const auto colon = s.find(':'); colon != std::string::npos) {
       double h = 0, m = 0;
       if (!core::parse_double(s.substr(0, colon), h) || !core::parse_double(s.substr(colon + 1), m) ||
-          h < 0 || m < 0 || m >= 60)
+          h < 0 || m < 0 || m >= 60 || h * 3600 + m * 60 > 1e9)
         fail_input(file_, line(v), k, fmt::format("bad time '{}' (HH:MM)", s));
       return core::from_seconds(h * 3600 + m * 60);
     }

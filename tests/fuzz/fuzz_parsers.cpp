@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "core/error.hpp"
@@ -18,7 +19,11 @@
 namespace ig = infergrid;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::string path = "/tmp/infergrid_fuzz_" + std::to_string(getpid()) + "_" FUZZ_FORMAT;
+  // Under $TMPDIR when set (scripts/run_fuzz.sh points it into its own temporary folder).
+  static const std::string path = [] {
+    const char* tmp = std::getenv("TMPDIR");
+    return std::string(tmp && *tmp ? tmp : "/tmp") + "/infergrid_fuzz_" + std::to_string(getpid()) + "_" FUZZ_FORMAT;
+  }();
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) return 0;
   std::fwrite(data, 1, size, f);
