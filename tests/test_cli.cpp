@@ -271,6 +271,13 @@ TEST(Cli, GeoRttPrintsABareNumber) {
   EXPECT_NE(bad.out.find("flag --from"), string::npos);
 }
 
+// Planet mode refuses --power-cap instead of ignoring it (it used to give the same bytes as without it).
+TEST(Cli, PlanetModeRefusesPowerCap) {
+  const auto r = sh("sim --power-cap 0.5 --hours 0.01 --out " + kTmp + "/pc");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("flag --power-cap: single-site mode only"), string::npos) << r.out;
+}
+
 TEST(Cli, GatewayAndEngineConfigErrorsNameFileLineAndField) {
   const string cfg = kTmp + "/gw-bad.yaml";
   auto write = [&](const string& text) { std::ofstream(cfg) << text; };

@@ -566,6 +566,10 @@ int main(int argc, char** argv) {
                                                         "and --replicas select the single-site twin");
     }
     if (*sim && !site_mode) {
+      // The planet's power is per site, in the world; a process-wide cap would be ignored there.
+      if (sim->count("--power-cap") > 0)
+        ig::core::fail_flag("power-cap", "single-site mode only (--trace or --generate); the planet's sites carry their "
+                                         "own power in the world YAML");
       pa.cfg.seed = site.seed;
       pa.cfg.router = sim->count("--router") ? site.router : "nearest";
       pa.cfg.engine.max_num_seqs = site.engine.max_num_seqs;
