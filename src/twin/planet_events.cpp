@@ -1,0 +1,155 @@
+// The planet twin's scenario events: outages and capacity, link cuts, publications and sync.
+#include "twin/planet_impl.hpp"
+
+namespace infergrid::twin {
+
+// ---- replicas ---------------------------------------------------------------------------------
+void PlanetSim::Impl::sync(std::size_t i) {
+  const Ns t = replicas[i].next_event_time();
+  if (t == scheduled[i]) return;
+  scheduled[i] = t;
+  ++generation[i];
+  if (t != core::kNever) q.push(t, static_cast<std::int32_t>(i), generation[i]);
+}
+
+void PlanetSim::Impl::drain(std::size_t i) {
+  auto& done = replicas[i].completions();
+  for (const auto& c : done) complete(c);
+  done.clear();
+}
+
+// ---- scenario ---------------------------------------------------------------------------------
+void PlanetSim::Impl::set_site_capacity(int site, double factor, bool up, Ns now) {
+  site_up[static_cast<std::size_t>(site)] = up ? 1 : 0;
+  for (int d : site_deploy[static_cast<std::size_t>(site)]) {
+    if (d < 0) continue;
+    auto& dep = deploys[static_cast<std::size_t>(d)];
+    const int want = up ? static_cast<int>(std::lround(dep.count * factor)) : 0;
+    for (int k = 0; k < dep.count; ++k) {
+      const auto i = static_cast<std::size_t>(dep.first + k);
+      if (k < want && !replica_up[i]) {
+        replica_up[i] = 1;
+        replicas[i].restart(now);
+      } else if (k >= want && replica_up[i]) {
+        replica_up[i] = 0;
+        drain(i);
+        auto evacuated = replicas[i].evacuate(now);
+        ++generation[i];
+        scheduled[i] = core::kNever;
+        res.sites[static_cast<std::size_t>(site)].evacuated += evacuated.size();
+        for (auto& e : evacuated) {
+          reqs[static_cast<std::size_t>(e.id)].req.block_hashes = std::move(e.block_hashes);
+          retry(static_cast<std::uint32_t>(e.id), now, "site outage");
+        }
+      }
+    }
+    dep.up = want;
+  }
+}
+
+void PlanetSim::Impl::set_link(int link, double factor, Ns now) {
+  link_factor[static_cast<std::size_t>(link)] = factor;
+  const double cap = w.links[static_cast<std::size_t>(link)].gbps * 1e9 / 8 * factor;
+  fn.set_capacity(2 * link, cap);
+  fn.set_capacity(2 * link + 1, cap);
+  compute_routes();
+  if (te_mode) request_te(now);
+  // Flows over a cut link move to the new route with the bytes they have left.
+  if (factor > 0) return;
+  for (std::size_t id = 0; id < flows.size(); ++id) {
+    Flow& f = flows[id];
+    if (!f.alive || f.src < 0) continue;
+    const bool crosses = std::any_of(f.links.begin(), f.links.end(), [&](int dl) { return dl / 2 == link; });
+    if (!crosses) continue;
+    const Route& rt = route(f.src, f.dst);
+    if (!rt.ok) continue;  // stalls until the link comes back
+    settle(f, now);
+    Flow copy = f;
+    end_flow(static_cast<int>(id), now);
+    const int nid = start_flow(rt.links, copy.cls, copy.remaining, copy.kind, copy.owner, copy.src, copy.dst, now);
+    (void)nid;
+  }
+}
+
+void PlanetSim::Impl::publish(const world::Event& e, Ns now) {
+  const int repo_site = w.repositories[static_cast<std::size_t>(e.repo)].site;
+  const double bytes = e.size_gb * 1e9;
+  std::vector<std::pair<int, int>> pulls;  // (site, staleness index)
+  for (std::size_t s = 0; s < w.sites.size(); ++s) {
+    if (!e.model.empty()) {
+      bool deploys_it = false;
+      for (const auto& d : w.sites[s].deployments) deploys_it |= d.model == e.model;
+      if (!deploys_it) continue;
+    }
+    res.staleness.push_back(Staleness{e.artifact, w.sites[s].id, core::to_seconds(now), -1});
+    sync_parts.push_back(0);
+    const int idx = static_cast<int>(res.staleness.size() - 1);
+    if (static_cast<int>(s) == repo_site) {
+      res.staleness.back().ready_s = core::to_seconds(now);
+      continue;
+    }
+    count_kind("sync", bytes, true);
+    if (!route(repo_site, static_cast<int>(s)).ok) continue;
+    pulls.emplace_back(static_cast<int>(s), idx);
+  }
+  if (!te_mode) {
+    for (auto [s, idx] : pulls) {
+      sync_parts[static_cast<std::size_t>(idx)] = 1;
+      start_flow(route(repo_site, s).links, kClassSync, bytes, FlowKind::kSync, idx, repo_site, s, now);
+    }
+    return;
+  }
+  // te: announce every pull, solve once, then split each pull over its allocated paths (as B4
+  // splits an aggregate's flows across tunnels), in proportion to each path's allocation.
+  std::vector<int> agg_of;
+  for (auto [s, idx] : pulls) {
+    agg_of.push_back(agg_for(repo_site, s, kClassSync));
+    aggs[static_cast<std::size_t>(agg_of.back())].pending += bytes;
+  }
+  if (!pulls.empty()) te_solve(now);
+  for (std::size_t k = 0; k < pulls.size(); ++k) {
+    const auto [s, idx] = pulls[k];
+    Agg& a = aggs[static_cast<std::size_t>(agg_of[k])];
+    a.pending = std::max(0.0, a.pending - bytes);
+    double total = 0;
+    for (double x : a.alloc) total += x;
+    std::vector<std::pair<std::size_t, double>> parts;
+    for (std::size_t p = 0; p < a.alloc.size(); ++p)
+      if (a.alloc[p] > 0) parts.emplace_back(p, bytes * a.alloc[p] / total);
+    if (parts.empty()) {  // no allocation (all paths saturated): the lowest-latency route
+      sync_parts[static_cast<std::size_t>(idx)] = 1;
+      start_flow(route(repo_site, s).links, kClassSync, bytes, FlowKind::kSync, idx, repo_site, s, now);
+      continue;
+    }
+    sync_parts[static_cast<std::size_t>(idx)] = static_cast<int>(parts.size());
+    for (auto [p, b] : parts) start_flow_on(a, agg_of[k], p, b, FlowKind::kSync, idx, now);
+  }
+}
+
+void PlanetSim::Impl::scenario(std::uint32_t code, Ns now) {
+  const auto& e = w.events[code / 2];
+  const bool start = code % 2 == 0;
+  using K = world::Event::Kind;
+  switch (e.kind) {
+    case K::kOutage:
+      set_site_capacity(e.site, start ? 0 : 1, !start, now);
+      break;
+    case K::kCapacity:
+      set_site_capacity(e.site, start ? e.factor : 1, true, now);
+      break;
+    case K::kLinkCut:
+    case K::kLinkCapacity:
+      set_link(e.link, start ? e.factor : 1, now);
+      break;
+    case K::kSurge:
+      for (std::size_t m = 0; m < w.metros.size(); ++m)
+        if (static_cast<int>(m) == e.metro || (!e.country.empty() && w.metros[m].country == e.country))
+          metro_surge[m] = start ? e.factor : 1;
+      break;
+    case K::kPublish:
+      publish(e, now);
+      break;
+  }
+}
+
+}  // namespace infergrid::twin

@@ -1,0 +1,233 @@
+#pragma once
+// The planet twin's state (internal to src/twin): one PlanetSim::Impl whose methods live by job in
+// planet.cpp (wiring and the event loop), planet_requests.cpp (demand and the life of a request),
+// planet_transport.cpp (routes, flows, TE aggregates), planet_events.cpp (scenario events) and
+// planet_recorder.cpp (buckets, counters, requests.csv).
+#include "twin/planet.hpp"
+
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <chrono>
+#include <cstdio>
+#include <queue>
+#include <tuple>
+
+#include "control/site_router.hpp"
+#include "core/error.hpp"
+#include "core/rng.hpp"
+#include "model/perf_model.hpp"
+#include "net/flow_network.hpp"
+#include "net/latency.hpp"
+#include "sim/event_queue.hpp"
+#include "te/solver.hpp"
+
+namespace infergrid::twin {
+
+using core::Ns;
+
+namespace planet_detail {
+
+constexpr std::int32_t kArrival = -1, kStep = -2, kWindow = -3, kScenario = -4, kBucket = -5, kTe = -6;
+constexpr std::int32_t kFlowBase = -1000;  // a flow's event targets kFlowBase - flow id
+constexpr Ns kWindowNs = 60 * core::kNsPerSec;  // demand is re-evaluated every simulated minute
+constexpr Ns kDrainNs = 2 * 3600 * core::kNsPerSec;
+
+enum class Stage : std::uint8_t { kRoute, kUpload, kAtSite, kRetrieval, kEngine };
+enum class FlowKind : std::uint8_t { kUpload, kRetrieval, kSync };
+// Link classes, highest priority first.
+constexpr int kClassCritical = 0, kClassInteractive = 1, kClassRetrieval = 2, kClassBatch = 3,
+              kClassSync = 4;
+
+inline int user_class(workload::Priority p) {
+  switch (p) {
+    case workload::Priority::kCritical:
+      return kClassCritical;
+    case workload::Priority::kInteractive:
+      return kClassInteractive;
+    case workload::Priority::kBatch:
+      return kClassBatch;
+  }
+  return kClassInteractive;
+}
+
+}  // namespace planet_detail
+using namespace planet_detail;
+
+
+struct PlanetSim::Impl {
+  struct Deploy {
+    int site = 0, model = 0;
+    int first = 0, count = 0, up = 0;
+    std::int64_t outstanding = 0;
+  };
+  struct Req {
+    workload::Request req;
+    Ns t_arrive = 0, t_enqueue = 0, pending = -1;
+    Ns net_ns = 0, retrieval_ns = 0, retry_ns = 0, step_start = 0;
+    double one_way_ms = 0;
+    double upload_bytes = 0;
+    std::uint64_t gid = 0, session = 0;
+    int ring_slot = -1;             // its conversation's entry in the metro's ring
+    std::int32_t shared_tokens = 0; // prompt tokens shared with the conversation's last turn
+    int metro = 0, cls = 0, site = -1, deploy = -1, retrievals_left = 0, attempts = 0;
+    Stage stage = Stage::kRoute;
+  };
+  struct Flow {
+    double remaining = 0, rate = 0;
+    Ns last = 0;
+    FlowKind kind = FlowKind::kUpload;
+    int owner = 0, cls = 0, src = -1, dst = -1;
+    int agg = -1, path = -1;  // te mode: the aggregate and its path index (-1: unallocated)
+    std::uint32_t gen = 0;
+    bool alive = false;
+    std::vector<int> links;
+  };
+  // te mode: the flows of one (source site, destination site, class).
+  struct Agg {
+    int src = 0, dst = 0, cls = 0;
+    std::vector<std::vector<int>> paths;  // directed link ids
+    std::vector<double> alloc;            // bytes/s per path
+    std::vector<std::vector<int>> on_path;
+    std::vector<int> unallocated;         // flows started since the last solve, or off every path
+    double pending = 0;                   // bytes announced for transfers about to start
+  };
+  struct Route {
+    std::vector<int> links;  // directed link ids
+    double one_way_ms = 0;
+    bool ok = false;
+  };
+
+  const world::World& w;
+  PlanetConfig cfg;
+  Ns horizon = 0;
+  std::vector<std::string> models;
+  std::vector<Deploy> deploys;
+  std::vector<std::vector<int>> site_deploy;    // [site][model] -> deploy or -1
+  std::vector<std::vector<int>> model_deploys;  // [model] -> deploys
+  std::vector<int> class_model;
+  std::vector<engine::Replica> replicas;
+  std::vector<int> replica_deploy;
+  std::vector<char> replica_up;
+  std::vector<Ns> scheduled;
+  std::vector<std::uint32_t> generation;
+  std::vector<double> replica_energy_seen;
+  std::vector<char> site_up;
+
+  net::FlowNetwork fn;
+  int metro_link0 = 0;
+  std::vector<double> link_factor;           // per world link
+  std::vector<double> dlink_capacity;        // per directed link, bytes/s (nominal)
+  std::vector<double> dlink_bucket_bytes;    // per directed link, this bucket
+  std::vector<double> user_rtt_ms;           // [metro * S + site]
+  std::vector<Route> routes;                 // [src * S + dst]
+  std::vector<std::vector<int>> shard_holders;
+  std::vector<Flow> flows;
+  std::vector<int> sync_parts;  // per staleness entry: transfer parts still moving
+  bool te_mode = false, te_dirty = false, te_pending = false;
+  Ns te_last = -1;
+  std::map<std::tuple<int, int, int>, int> agg_index;
+  std::vector<Agg> aggs;
+
+  std::vector<Req> reqs;
+  std::vector<std::uint32_t> free_reqs;
+  std::uint64_t active = 0;
+
+  core::Rng rng_arrival, rng_class, rng_len, rng_route;
+  std::unique_ptr<control::SiteRouter> router;
+  bool router_needs_detail = false;
+  std::vector<control::SiteView> views;
+  std::vector<int> view_deploy;
+  std::vector<double> metro_cum, metro_surge;
+  double population = 0;  // of every metro
+  double total_rate = 0;
+  Ns window_end = 0;
+  std::uint64_t next_session = 1;
+  // Recent conversations of each metro (a continuing turn picks one): where the last turn ran,
+  // its context length and its prompt's block hashes, which the next turn's prefix shares.
+  struct SessionRec {
+    std::uint64_t session = 0;
+    int site = -1, replica = -1;
+    std::int32_t context = 0;
+    std::vector<std::uint64_t> hashes;
+  };
+  std::vector<control::SiteView> pod_views;
+  static constexpr int kHashBlock = 256;  // tokens per prefix-cache hash block
+  std::vector<std::array<SessionRec, 16>> metro_sessions;
+  std::vector<std::uint8_t> metro_sessions_n;
+
+  sim::EventQueue q;
+  PlanetResult res;
+  std::FILE* csv = nullptr;
+  std::string csv_buf;
+  Bucket bucket;
+  Ns bucket_start = 0;
+
+  Impl(const world::World& world, const model::Catalog& catalog, const PlanetConfig& c);
+  ~Impl() { flush_csv(true); }
+
+  void flush_csv(bool close = false);
+  // One row; times in ms (empty where the request got no answer).
+  void row(const Req& r, const char* status, const std::string& reason, double ttft, double tpot, double e2e,
+           double queue, double compute, std::int32_t out_tokens);
+  // Lowest-latency routes between all sites over the links still up (Dijkstra from each site).
+  void compute_routes();
+  const Route& route(int src, int dst) const {
+    return routes[static_cast<std::size_t>(src) * w.sites.size() + static_cast<std::size_t>(dst)];
+  }
+  // ---- buckets (time series) ------------------------------------------------------------------
+  void new_bucket(Ns t);
+  void close_bucket(Ns t);
+  // ---- bytes on links ---------------------------------------------------------------------------
+  void count_link_bytes(const std::vector<int>& dlinks, double bytes);
+  void count_kind(const char* kind, double bytes, bool inter_site);
+  // ---- flows ------------------------------------------------------------------------------------
+  // A flow in the network and its record (generation kept: stale completions stay stale).
+  int new_flow(std::vector<int> dlinks, int cls, double bytes, FlowKind kind, int owner, int src, int dst, int agg,
+               int path, Ns now);
+  // te: the aggregate of (src, dst, class), created on first use.
+  int agg_for(int src, int dst, int cls);
+  int start_flow(std::vector<int> dlinks, int cls, double bytes, FlowKind kind, int owner, int src,
+                 int dst, Ns now);
+  // Splits a path's allocation equally between the aggregate's flows on it.
+  void rebound(Agg& a, int p);
+  void request_te(Ns now);
+  // The te module's tiered max-min over every aggregate with bytes left.
+  void te_solve(Ns now);
+  void settle(Flow& f, Ns now);
+  void update_flows(Ns now);
+  void end_flow(int id, Ns now);
+  // ---- requests ---------------------------------------------------------------------------------
+  std::uint32_t alloc_req();
+  void free_req(std::uint32_t slot);
+  void step_at(std::uint32_t slot, Ns t);
+  void lose(std::uint32_t slot, const std::string& reason);
+  // The request's site failed it: back to the gateway, which notices after retry_detect_ms.
+  void retry(std::uint32_t slot, Ns now, const char* reason);
+  void arrive(Ns now);
+  void route_req(std::uint32_t slot, Ns now);
+  // The request is at its site (or back from a retrieval): retrieve, or run.
+  void at_site(std::uint32_t slot, Ns now);
+  void start_retrieval(std::uint32_t slot, Ns now);
+  void flow_done(int id, Ns now);
+  void step(std::uint32_t slot, Ns now);
+  // ---- replicas ---------------------------------------------------------------------------------
+  void sync(std::size_t i);
+  void drain(std::size_t i);
+  void complete(const engine::Completion& c);
+  // ---- scenario ---------------------------------------------------------------------------------
+  void set_site_capacity(int site, double factor, bool up, Ns now);
+  void set_link(int link, double factor, Ns now);
+  void publish(const world::Event& e, Ns now);
+  // te: a flow of aggregate `a` on its path p, bounded to its share of the path's allocation.
+  int start_flow_on(Agg& a, int agg, std::size_t p, double bytes, FlowKind kind, int owner, Ns now);
+  void scenario(std::uint32_t code, Ns now);
+  // ---- demand -----------------------------------------------------------------------------------
+  void recompute_demand(Ns t);
+  void next_arrival(Ns now);
+  PlanetResult run(const std::function<void(double, std::uint64_t)>& progress);
+};
+
+}  // namespace infergrid::twin

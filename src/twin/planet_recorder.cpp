@@ -1,0 +1,79 @@
+// The planet twin's recorder: 15-minute buckets, byte counters, requests.csv.
+#include "twin/planet_impl.hpp"
+
+namespace infergrid::twin {
+
+void PlanetSim::Impl::flush_csv(bool close) {
+  if (!csv) return;
+  std::fwrite(csv_buf.data(), 1, csv_buf.size(), csv);
+  csv_buf.clear();
+  if (close) {
+    std::fclose(csv);
+    csv = nullptr;
+  }
+}
+
+// One row; times in ms (empty where the request got no answer).
+void PlanetSim::Impl::row(const Req& r, const char* status, const std::string& reason, double ttft, double tpot, double e2e,
+         double queue, double compute, std::int32_t out_tokens) {
+  if (!csv) return;
+  const auto num = [](double v) { return v < 0 ? std::string() : fmt::format("{:.3f}", v); };
+  csv_buf += fmt::format("{},\"{}\",{},{},{},{},{},{:.6f},{},{},{},{:.3f},{:.3f},{},{},{},{}\n", r.gid,
+                         w.metros[static_cast<std::size_t>(r.metro)].name,
+                         w.workload.classes[static_cast<std::size_t>(r.cls)].name,
+                         r.site >= 0 ? w.sites[static_cast<std::size_t>(r.site)].id : "", status, reason, r.attempts,
+                         core::to_seconds(r.t_arrive), num(ttft), num(tpot), num(e2e),
+                         core::to_ms(r.net_ns) + (ttft >= 0 ? r.one_way_ms : 0), core::to_ms(r.retrieval_ns),
+                         num(queue), num(compute), r.req.prompt_tokens, out_tokens);
+  if (csv_buf.size() > (1 << 20)) flush_csv();
+}
+
+// ---- buckets (time series) ------------------------------------------------------------------
+void PlanetSim::Impl::new_bucket(Ns t) {
+  bucket = Bucket{};
+  bucket.t_s = core::to_seconds(t);
+  bucket.arrivals.assign(w.workload.classes.size(), 0);
+  bucket_start = t;
+}
+
+void PlanetSim::Impl::close_bucket(Ns t) {
+  const double dt = std::max(1e-9, core::to_seconds(t - bucket_start));
+  std::vector<double> site_j(w.sites.size(), 0);
+  for (std::size_t r = 0; r < replicas.size(); ++r) {
+    if (replica_up[r]) replicas[r].finish(t);  // idle energy up to now
+    const double e = replicas[r].stats().energy_j;
+    site_j[static_cast<std::size_t>(deploys[static_cast<std::size_t>(replica_deploy[r])].site)] += e - replica_energy_seen[r];
+    replica_energy_seen[r] = e;
+  }
+  for (std::size_t s = 0; s < w.sites.size(); ++s) {
+    const double kw = site_j[s] * w.sites[s].pue / dt / 1000;
+    bucket.facility_kw += kw;
+    bucket.carbon_kg += site_j[s] * w.sites[s].pue / 3.6e6 * w.sites[s].carbon_g_per_kwh / 1000;
+    auto& st = res.sites[s];
+    st.peak_kw = std::max(st.peak_kw, kw);
+    if (w.sites[s].power_cap_kw > 0 && kw > w.sites[s].power_cap_kw) ++st.buckets_over_cap;
+  }
+  bucket.link_util.assign(w.links.size(), 0);
+  for (std::size_t l = 0; l < w.links.size(); ++l) {
+    const double ua = dlink_bucket_bytes[2 * l] / (dlink_capacity[2 * l] * dt);
+    const double ub = dlink_bucket_bytes[2 * l + 1] / (dlink_capacity[2 * l + 1] * dt);
+    bucket.link_util[l] = static_cast<float>(std::max(ua, ub));
+    res.links[l].peak_util = std::max(res.links[l].peak_util, std::max(ua, ub));
+    dlink_bucket_bytes[2 * l] = dlink_bucket_bytes[2 * l + 1] = 0;
+  }
+  res.buckets.push_back(std::move(bucket));
+  new_bucket(t);
+}
+
+void PlanetSim::Impl::count_kind(const char* kind, double bytes, bool inter_site) {
+  res.bytes_by_kind[kind] += bytes;
+  if (inter_site) {
+    res.inter_site_bytes += bytes;
+    bucket.inter_site_bytes += bytes;
+  } else {
+    res.user_bytes += bytes;
+    bucket.user_bytes += bytes;
+  }
+}
+
+}  // namespace infergrid::twin

@@ -1,0 +1,406 @@
+// The planet twin's demand and the life of a request: arrival, routing, upload, retrieval, engine.
+#include "twin/planet_impl.hpp"
+
+namespace infergrid::twin {
+
+// ---- requests ---------------------------------------------------------------------------------
+std::uint32_t PlanetSim::Impl::alloc_req() {
+  ++active;
+  if (!free_reqs.empty()) {
+    const auto i = free_reqs.back();
+    free_reqs.pop_back();
+    return i;
+  }
+  reqs.emplace_back();
+  return static_cast<std::uint32_t>(reqs.size() - 1);
+}
+
+void PlanetSim::Impl::free_req(std::uint32_t slot) {
+  reqs[slot].req.block_hashes = {};
+  reqs[slot].pending = -1;
+  free_reqs.push_back(slot);
+  --active;
+}
+
+void PlanetSim::Impl::step_at(std::uint32_t slot, Ns t) {
+  reqs[slot].pending = t;
+  q.push(t, kStep, slot);
+}
+
+void PlanetSim::Impl::lose(std::uint32_t slot, const std::string& reason) {
+  Req& r = reqs[slot];
+  row(r, "lost", reason, -1, -1, -1, -1, -1, 0);
+  ++res.lost;
+  ++res.lost_by_reason[reason];
+  ++res.classes[static_cast<std::size_t>(r.cls)].lost;
+  ++bucket.lost;
+  free_req(slot);
+}
+
+// The request's site failed it: back to the gateway, which notices after retry_detect_ms.
+void PlanetSim::Impl::retry(std::uint32_t slot, Ns now, const char* reason) {
+  Req& r = reqs[slot];
+  if (r.deploy >= 0) --deploys[static_cast<std::size_t>(r.deploy)].outstanding;
+  r.deploy = -1;
+  ++r.attempts;
+  ++res.classes[static_cast<std::size_t>(r.cls)].retried;
+  if (r.attempts >= cfg.max_attempts) {
+    lose(slot, reason);
+    return;
+  }
+  r.stage = Stage::kRoute;
+  const Ns t = now + core::from_seconds(cfg.retry_detect_ms / 1000);
+  r.retry_ns += t - now;
+  step_at(slot, t);
+}
+
+void PlanetSim::Impl::arrive(Ns now) {
+  const double u = rng_arrival.uniform() * total_rate;
+  const auto m = static_cast<int>(std::upper_bound(metro_cum.begin(), metro_cum.end(), u) - metro_cum.begin());
+  const int metro = std::min<int>(m, static_cast<int>(w.metros.size()) - 1);
+  const auto& classes = w.workload.classes;
+  double cu = rng_class.uniform(), acc = 0;
+  int cls = static_cast<int>(classes.size()) - 1;
+  for (std::size_t c = 0; c < classes.size(); ++c) {
+    acc += classes[c].share;
+    if (cu < acc) {
+      cls = static_cast<int>(c);
+      break;
+    }
+  }
+  const auto& tc = classes[static_cast<std::size_t>(cls)];
+  const std::uint32_t slot = alloc_req();
+  Req& r = reqs[slot];
+  r = Req{};
+  r.gid = res.arrived++;
+  r.metro = metro;
+  r.cls = cls;
+  r.t_arrive = now;
+  r.req.id = slot;
+  r.req.priority = tc.priority;
+  std::int64_t prompt = std::max(1, tc.prompt.sample(rng_len));
+  r.req.output_tokens = std::max(1, tc.output.sample(rng_len));
+  double bytes = 4.0 * static_cast<double>(prompt) + 1000;  // text and the HTTP request around it
+  if (tc.images.mean() > 0) {
+    const int n = tc.images.sample(rng_len);
+    prompt += static_cast<std::int64_t>(n * tc.tokens_per_image);
+    bytes += n * tc.mb_per_image * 1e6;
+  }
+  if (tc.audio_fraction > 0 && rng_len.uniform() < tc.audio_fraction) {
+    prompt += static_cast<std::int64_t>(tc.audio_tokens);
+    bytes += tc.audio_mb * 1e6;
+  }
+  if (tc.video_fraction > 0 && rng_len.uniform() < tc.video_fraction) {
+    prompt += static_cast<std::int64_t>(tc.video_tokens);
+    bytes += tc.video_mb * 1e6;
+  }
+  r.req.prompt_tokens = static_cast<std::int32_t>(std::min<std::int64_t>(prompt, 1'000'000));
+  r.upload_bytes = bytes;
+  r.retrievals_left = tc.retrievals.mean() > 0 ? tc.retrievals.sample(rng_len) : 0;
+  // Conversations: a continuing turn picks a recent conversation of the same metro; its prompt
+  // shares the last turn's context (up to its own length) as a prefix, block for block, so the
+  // engines' prefix caches hit where that turn ran. New content gets new block hashes.
+  auto& ring = metro_sessions[static_cast<std::size_t>(metro)];
+  auto& n = metro_sessions_n[static_cast<std::size_t>(metro)];
+  if (tc.session_continue > 0) {
+    std::size_t shared_blocks = 0;
+    if (n > 0 && rng_len.uniform() < tc.session_continue) {
+      r.ring_slot = static_cast<int>(rng_len.below(std::min<std::uint64_t>(n, ring.size())));
+      const SessionRec& sr = ring[static_cast<std::size_t>(r.ring_slot)];
+      r.session = sr.session;
+      const auto shared = std::min<std::int64_t>(sr.context, r.req.prompt_tokens - 1);
+      shared_blocks = std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(0, shared)) / kHashBlock,
+                                            sr.hashes.size());
+      r.req.block_hashes.assign(sr.hashes.begin(), sr.hashes.begin() + static_cast<std::ptrdiff_t>(shared_blocks));
+    } else {
+      r.session = next_session++;
+      r.ring_slot = static_cast<int>(n % ring.size());
+      ring[static_cast<std::size_t>(r.ring_slot)] = SessionRec{r.session, -1, -1, 0, {}};
+      n = static_cast<std::uint8_t>(std::min<int>(n + 1, 255));
+    }
+    const auto blocks = static_cast<std::size_t>(r.req.prompt_tokens / kHashBlock);
+    std::uint64_t h = r.req.block_hashes.empty() ? r.session * 0x9E3779B97F4A7C15ULL : r.req.block_hashes.back();
+    for (std::size_t b = shared_blocks; b < blocks; ++b) {  // prefix-chained, unique to this turn
+      h = (h ^ (r.gid + 1) * 0xBF58476D1CE4E5B9ULL ^ b) * 0x94D049BB133111EBULL;
+      h ^= h >> 31;
+      r.req.block_hashes.push_back(h);
+    }
+    r.req.hash_block_tokens = kHashBlock;
+    r.shared_tokens = static_cast<std::int32_t>(shared_blocks * kHashBlock);
+    SessionRec& sr = ring[static_cast<std::size_t>(r.ring_slot)];
+    sr.hashes = r.req.block_hashes;
+    sr.context = static_cast<std::int32_t>(std::min<std::int64_t>(
+        std::int64_t{r.req.prompt_tokens} + r.req.output_tokens, 1'000'000));
+  } else {
+    r.session = next_session++;
+  }
+  ++res.classes[static_cast<std::size_t>(cls)].arrived;
+  ++bucket.arrivals[static_cast<std::size_t>(cls)];
+  ++res.metro_requests[static_cast<std::size_t>(metro)];
+  route_req(slot, now);
+}
+
+void PlanetSim::Impl::route_req(std::uint32_t slot, Ns now) {
+  Req& r = reqs[slot];
+  const int model = class_model[static_cast<std::size_t>(r.cls)];
+  const std::size_t S = w.sites.size();
+  views.clear();
+  view_deploy.clear();
+  for (int d : model_deploys[static_cast<std::size_t>(model)]) {
+    const Deploy& dep = deploys[static_cast<std::size_t>(d)];
+    if (!site_up[static_cast<std::size_t>(dep.site)] || dep.up == 0) continue;
+    control::SiteView v;
+    v.site = dep.site;
+    v.rtt_ms = user_rtt_ms[static_cast<std::size_t>(r.metro) * S + static_cast<std::size_t>(dep.site)];
+    v.outstanding = static_cast<int>(dep.outstanding);
+    v.replicas = dep.up;
+    if (router_needs_detail) {
+      double kv = 0;
+      int waiting = 0;
+      for (int i = dep.first; i < dep.first + dep.count; ++i)
+        if (replica_up[static_cast<std::size_t>(i)]) {
+          kv += replicas[static_cast<std::size_t>(i)].kv_usage();
+          waiting += replicas[static_cast<std::size_t>(i)].waiting();
+        }
+      v.kv_usage = kv / dep.up;
+      v.waiting = waiting;
+      v.prefix_hit = 0;
+      if (r.ring_slot >= 0 && r.shared_tokens > 0) {
+        const auto& sr = metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
+        if (sr.session == r.session && sr.site == dep.site)
+          v.prefix_hit = static_cast<double>(r.shared_tokens) / r.req.prompt_tokens;
+      }
+    }
+    views.push_back(v);
+    view_deploy.push_back(d);
+  }
+  if (views.empty()) {
+    lose(slot, "no site up serves " + models[static_cast<std::size_t>(model)]);
+    return;
+  }
+  const control::GeoRequest gr{r.gid, r.req.prompt_tokens, static_cast<int>(r.req.priority), r.session};
+  const auto pick = router->pick(gr, views);
+  if (!pick) {
+    lose(slot, "router rejected");
+    return;
+  }
+  const auto& v = views[*pick];
+  r.site = v.site;
+  r.deploy = view_deploy[*pick];
+  auto& dep = deploys[static_cast<std::size_t>(r.deploy)];
+  ++dep.outstanding;
+  auto& ss = res.sites[static_cast<std::size_t>(r.site)];
+  ++ss.routed;
+  ss.peak_outstanding = std::max(ss.peak_outstanding, dep.outstanding);
+  if (r.ring_slot >= 0) {
+    auto& sr = metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
+    if (sr.session == r.session) sr.site = r.site;
+  }
+  r.one_way_ms = v.rtt_ms / 2;
+  const Ns one_way = core::from_seconds(r.one_way_ms / 1000);
+  const int access = metro_link0 + r.metro;
+  count_kind("upload", r.upload_bytes, false);
+  r.step_start = now;
+  if (r.upload_bytes >= cfg.flow_threshold_bytes) {
+    r.stage = Stage::kUpload;
+    start_flow({access}, user_class(r.req.priority), r.upload_bytes, FlowKind::kUpload, static_cast<int>(slot),
+               -1, r.site, now);
+  } else {
+    r.stage = Stage::kAtSite;
+    const double xfer = r.upload_bytes / fn.capacity(access);
+    r.net_ns += one_way + core::from_seconds(xfer);
+    step_at(slot, now + one_way + core::from_seconds(xfer));
+  }
+}
+
+// The request is at its site (or back from a retrieval): retrieve, or run.
+void PlanetSim::Impl::at_site(std::uint32_t slot, Ns now) {
+  Req& r = reqs[slot];
+  const auto& dep = deploys[static_cast<std::size_t>(r.deploy)];
+  if (!site_up[static_cast<std::size_t>(r.site)] || dep.up == 0) {
+    retry(slot, now, "site outage");
+    return;
+  }
+  if (r.retrievals_left > 0) {
+    start_retrieval(slot, now);
+    return;
+  }
+  // Within the site: llm-d scores the replicas (pods) as it scores sites, prefix included;
+  // every other policy leaves it to the site's balancer: the fewest outstanding requests.
+  int best = -1;
+  SessionRec* sr = nullptr;
+  if (r.ring_slot >= 0) {
+    auto& rec = metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
+    if (rec.session == r.session) sr = &rec;
+  }
+  if (router_needs_detail) {
+    pod_views.clear();
+    for (int i = dep.first; i < dep.first + dep.count; ++i) {
+      if (!replica_up[static_cast<std::size_t>(i)]) continue;
+      const auto& rep = replicas[static_cast<std::size_t>(i)];
+      control::SiteView v;
+      v.site = i;
+      v.outstanding = rep.outstanding();
+      v.waiting = rep.waiting();
+      v.replicas = 1;
+      v.kv_usage = rep.kv_usage();
+      v.prefix_hit = sr && sr->replica == i && r.shared_tokens > 0
+                         ? static_cast<double>(r.shared_tokens) / r.req.prompt_tokens
+                         : 0.0;
+      pod_views.push_back(v);
+    }
+    const control::GeoRequest gr{r.gid, r.req.prompt_tokens, static_cast<int>(r.req.priority), r.session};
+    best = pod_views[router->pick(gr, pod_views).value_or(0)].site;
+  } else {
+    for (int i = dep.first; i < dep.first + dep.count; ++i) {
+      if (!replica_up[static_cast<std::size_t>(i)]) continue;
+      if (best < 0 || replicas[static_cast<std::size_t>(i)].outstanding() <
+                          replicas[static_cast<std::size_t>(best)].outstanding())
+        best = i;
+    }
+  }
+  if (sr) sr->replica = best;
+  r.stage = Stage::kEngine;
+  r.t_enqueue = now;
+  // The engine takes the request's block hashes; its scalars stay here for the records, and an
+  // evacuation hands the hashes back.
+  workload::Request handed = std::move(r.req);
+  r.req.block_hashes = {};
+  handed.arrival = now;
+  replicas[static_cast<std::size_t>(best)].enqueue(std::move(handed), now);
+  sync(static_cast<std::size_t>(best));
+}
+
+void PlanetSim::Impl::start_retrieval(std::uint32_t slot, Ns now) {
+  Req& r = reqs[slot];
+  const auto& tc = w.workload.classes[static_cast<std::size_t>(r.cls)];
+  --r.retrievals_left;
+  ++res.retrievals;
+  r.stage = Stage::kRetrieval;
+  r.step_start = now;
+  r.req.prompt_tokens += static_cast<std::int32_t>(tc.retrieval_tokens);
+  const auto& holders = shard_holders[rng_route.below(shard_holders.size())];
+  int holder = -1;
+  double best = 1e300;
+  for (int h : holders) {
+    if (!site_up[static_cast<std::size_t>(h)]) continue;
+    const Route& rt = route(h, r.site);
+    if (rt.ok && rt.one_way_ms < best) best = rt.one_way_ms, holder = h;
+  }
+  const Ns compute = core::from_seconds(tc.retrieval_compute_ms / 1000);
+  if (holder < 0) {  // every holder is down or cut off: the step fails, the request goes on
+    ++res.retrieval_failures;
+    step_at(slot, now + compute);
+    return;
+  }
+  const Route& rt = route(holder, r.site);
+  const double bytes = tc.retrieval_mb * 1e6;
+  const Ns rtt = core::from_seconds(2 * rt.one_way_ms / 1000);
+  if (holder != r.site) count_kind("retrieval", bytes, true);
+  if (holder != r.site && bytes >= cfg.flow_threshold_bytes) {
+    start_flow(rt.links, kClassRetrieval, bytes, FlowKind::kRetrieval, static_cast<int>(slot), holder, r.site, now);
+    return;
+  }
+  count_link_bytes(rt.links, bytes);
+  double xfer = 0;
+  for (int dl : rt.links) xfer = std::max(xfer, bytes / fn.capacity(dl));
+  const Ns t = now + rtt + compute + core::from_seconds(xfer);
+  step_at(slot, t);
+}
+
+void PlanetSim::Impl::step(std::uint32_t slot, Ns now) {
+  Req& r = reqs[slot];
+  switch (r.stage) {
+    case Stage::kRoute:
+      route_req(slot, now);
+      break;
+    case Stage::kAtSite:
+      at_site(slot, now);
+      break;
+    case Stage::kRetrieval:
+      r.retrieval_ns += now - r.step_start;
+      at_site(slot, now);
+      break;
+    default:
+      break;
+  }
+}
+
+void PlanetSim::Impl::complete(const engine::Completion& c) {
+  const auto slot = static_cast<std::uint32_t>(c.id);
+  Req& r = reqs[slot];
+  auto& cs = res.classes[static_cast<std::size_t>(r.cls)];
+  --deploys[static_cast<std::size_t>(r.deploy)].outstanding;
+  if (c.rejected) {
+    row(r, "rejected", "does not fit in the KV cache", -1, -1, -1, -1, -1, 0);
+    ++res.rejected;
+    ++cs.rejected;
+    free_req(slot);
+    return;
+  }
+  const auto& tc = w.workload.classes[static_cast<std::size_t>(r.cls)];
+  const Ns back = core::from_seconds(r.one_way_ms / 1000);
+  const double ttft = core::to_ms(c.first_token + back - r.t_arrive);
+  const double e2e = core::to_ms(c.finish + back - r.t_arrive);
+  const double tpot = c.output_tokens > 1 ? core::to_ms(c.finish - c.first_token) / (c.output_tokens - 1) : 0;
+  ++res.completed;
+  ++cs.completed;
+  cs.output_tokens += static_cast<std::uint64_t>(c.output_tokens);
+  cs.prompt_tokens += static_cast<std::uint64_t>(c.prompt_tokens);
+  cs.cached_tokens += static_cast<std::uint64_t>(c.cached_tokens);
+  cs.ttft.add(ttft);
+  cs.e2e.add(e2e);
+  if (c.output_tokens > 1) cs.tpot.add(tpot);
+  cs.network.add(core::to_ms(r.net_ns + back));
+  if (r.retrieval_ns > 0) cs.retrieval.add(core::to_ms(r.retrieval_ns));
+  cs.queue.add(core::to_ms(c.first_scheduled - r.t_enqueue));
+  cs.compute.add(core::to_ms(c.finish - c.first_scheduled));
+  const bool met = (tc.slo_ttft_ms <= 0 || ttft <= tc.slo_ttft_ms) && (tc.slo_tpot_ms <= 0 || tpot <= tc.slo_tpot_ms);
+  if (met) {
+    ++cs.met_slo;
+    ++res.metro_met_slo[static_cast<std::size_t>(r.metro)];
+  }
+  res.metro_ttft_sum[static_cast<std::size_t>(r.metro)] += ttft;
+  ++res.sites[static_cast<std::size_t>(r.site)].completed;
+  ++bucket.completed;
+  bucket.ttft.add(ttft);
+  count_kind("response", c.output_tokens * cfg.response_bytes_per_token, false);
+  row(r, "completed", met ? "" : "missed SLO", ttft, tpot, e2e, core::to_ms(c.first_scheduled - r.t_enqueue),
+      core::to_ms(c.finish - c.first_scheduled), c.output_tokens);
+  free_req(slot);
+}
+
+// ---- demand -----------------------------------------------------------------------------------
+void PlanetSim::Impl::recompute_demand(Ns t) {
+  const double pop = population;
+  const double base = w.workload.requests_per_day * cfg.scale / 86400;
+  const double hours = core::to_seconds(t) / 3600;
+  double cum = 0;
+  for (std::size_t i = 0; i < w.metros.size(); ++i) {
+    double h = std::fmod(hours + w.metros[i].utc_offset_h, 24.0);
+    if (h < 0) h += 24;
+    const auto h0 = static_cast<std::size_t>(h) % 24;
+    const double f = h - std::floor(h);
+    const double d = w.workload.diurnal[h0] * (1 - f) + w.workload.diurnal[(h0 + 1) % 24] * f;
+    cum += base * w.metros[i].population / pop * d * metro_surge[i];
+    metro_cum[i] = cum;
+  }
+  const auto& rhythm = w.workload.rhythm;
+  const double f = rhythm.empty() ? 1.0 : rhythm[static_cast<std::size_t>(t / kWindowNs) % rhythm.size()];
+  if (f != 1.0)
+    for (auto& c : metro_cum) c *= f;
+  total_rate = cum * f;
+}
+
+void PlanetSim::Impl::next_arrival(Ns now) {
+  if (now >= horizon) return;
+  if (total_rate <= 0) {
+    q.push(window_end, kWindow);
+    return;
+  }
+  const Ns t = now + std::max<Ns>(1, core::from_seconds(-std::log(rng_arrival.uniform()) / total_rate));
+  if (t >= window_end) q.push(window_end, kWindow);
+  else q.push(t, kArrival);
+}
+
+}  // namespace infergrid::twin
