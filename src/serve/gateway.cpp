@@ -293,7 +293,7 @@ void Gateway::scrape(std::size_t i) {
     auto t = std::make_shared<net::steady_timer>(self->ioc_, std::chrono::milliseconds(self->cfg_.scrape_interval_ms));
     t->async_wait([self, t, i](const boost::system::error_code&) { self->scrape(i); });
   };
-  sc->up->connect(std::min(deadline, cfg_.connect_timeout_ms + deadline), [sc, finish, &b, deadline](beast::error_code ec, const char* stage) {
+  sc->up->connect(deadline, [sc, finish, &b, deadline](beast::error_code ec, const char* stage) {
     if (ec) return finish(false, fmt::format("{}: {}", stage, ec.message()));
     sc->req = {beast::http::verb::get, "/metrics", 11};
     sc->req.set(beast::http::field::host, b.host);

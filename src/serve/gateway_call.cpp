@@ -415,7 +415,6 @@ struct Call : std::enable_shared_from_this<Call> {
       gw->cancel_wait(s.model, s.priority, ticket);
       wait_timer.cancel();
     }
-    beast::error_code ec;
     stall.cancel();
     if (up) up->close();
     release();

@@ -40,34 +40,30 @@ struct HttpServer::Shared {
 };
 
 void ServerStats::write(std::string& out, const std::string& p) const {
-  out += fmt::format("# HELP {0}connections Open client connections.\n# TYPE {0}connections gauge\n{0}connections {1}\n",
-                     p, connections.load());
-  out += fmt::format("# HELP {0}connections_accepted_total Client connections accepted.\n"
-                     "# TYPE {0}connections_accepted_total counter\n{0}connections_accepted_total {1}\n",
-                     p, accepted.load());
-  out += fmt::format("# HELP {0}connections_rejected_total Client connections closed at once by a limit.\n"
-                     "# TYPE {0}connections_rejected_total counter\n"
-                     "{0}connections_rejected_total{{limit=\"total\"}} {1}\n"
-                     "{0}connections_rejected_total{{limit=\"per_client\"}} {2}\n"
-                     "{0}connections_rejected_total{{limit=\"descriptors\"}} {3}\n",
-                     p, rejected_total.load(), rejected_per_client.load(), accept_errors.load());
-  out += fmt::format("# HELP {0}client_timeouts_total Client connections closed by a timeout, by phase.\n"
-                     "# TYPE {0}client_timeouts_total counter\n"
-                     "{0}client_timeouts_total{{phase=\"idle\"}} {1}\n{0}client_timeouts_total{{phase=\"header\"}} {2}\n"
-                     "{0}client_timeouts_total{{phase=\"body\"}} {3}\n{0}client_timeouts_total{{phase=\"write\"}} {4}\n",
-                     p, idle_timeouts.load(), header_timeouts.load(), body_timeouts.load(), write_timeouts.load());
-  out += fmt::format("# HELP {0}slow_clients_total Clients dropped for leaving too many bytes unread.\n"
-                     "# TYPE {0}slow_clients_total counter\n{0}slow_clients_total {1}\n",
-                     p, slow_readers.load());
-  out += fmt::format("# HELP {0}malformed_requests_total Requests refused before parsing their body (400).\n"
-                     "# TYPE {0}malformed_requests_total counter\n{0}malformed_requests_total {1}\n",
-                     p, bad_requests.load());
-  out += fmt::format("# HELP {0}handler_errors_total Requests whose handler threw (answered 500).\n"
-                     "# TYPE {0}handler_errors_total counter\n{0}handler_errors_total {1}\n",
-                     p, handler_errors.load());
-  out += fmt::format("# HELP {0}tls_handshake_failures_total TLS handshakes that failed.\n"
-                     "# TYPE {0}tls_handshake_failures_total counter\n{0}tls_handshake_failures_total {1}\n",
-                     p, tls_failures.load());
+  auto head = [&](const char* name, const char* type, const char* help) {
+    out += fmt::format("# HELP {0}{1} {2}\n# TYPE {0}{1} {3}\n", p, name, help, type);
+  };
+  auto one = [&](const char* name, const char* type, const char* help, auto v) {
+    head(name, type, help);
+    out += fmt::format("{}{} {}\n", p, name, v);
+  };
+  // One counter family over a label: {label value, count}.
+  using Labelled = std::pair<const char*, std::uint64_t>;
+  auto family = [&](const char* name, const char* help, const char* label, std::initializer_list<Labelled> vs) {
+    head(name, "counter", help);
+    for (const auto& [value, n] : vs) out += fmt::format("{}{}{{{}=\"{}\"}} {}\n", p, name, label, value, n);
+  };
+  one("connections", "gauge", "Open client connections.", connections.load());
+  one("connections_accepted_total", "counter", "Client connections accepted.", accepted.load());
+  family("connections_rejected_total", "Client connections closed at once by a limit.", "limit",
+         {{"total", rejected_total.load()}, {"per_client", rejected_per_client.load()}, {"descriptors", accept_errors.load()}});
+  family("client_timeouts_total", "Client connections closed by a timeout, by phase.", "phase",
+         {{"idle", idle_timeouts.load()}, {"header", header_timeouts.load()}, {"body", body_timeouts.load()},
+          {"write", write_timeouts.load()}});
+  one("slow_clients_total", "counter", "Clients dropped for leaving too many bytes unread.", slow_readers.load());
+  one("malformed_requests_total", "counter", "Requests refused before parsing their body (400).", bad_requests.load());
+  one("handler_errors_total", "counter", "Requests whose handler threw (answered 500).", handler_errors.load());
+  one("tls_handshake_failures_total", "counter", "TLS handshakes that failed.", tls_failures.load());
 }
 
 namespace {
