@@ -189,6 +189,12 @@ bool Gateway::cancel_wait(const std::string& model, int cls, std::uint64_t ticke
   return true;
 }
 
+int Gateway::letting_in(const std::string& model) {
+  std::lock_guard<std::mutex> lock(q_mu_);
+  const auto it = queues_.find(model);
+  return it == queues_.end() ? 0 : it->second.letting_in;
+}
+
 void Gateway::dispatched(const std::string& model) {
   std::lock_guard<std::mutex> lock(q_mu_);
   auto& q = queues_[model];

@@ -117,7 +117,7 @@ struct Call : std::enable_shared_from_this<Call> {
   bool admit(double cap, double load) {
     const auto& cfg = gw->cfg();
     if (s.priority == 0) return true;
-    const double frac = cap > 0 ? load / cap : 1;
+    const double frac = cap > 0 ? (load + gw->letting_in(s.model)) / cap : 1;
     const double at = s.priority == 2 ? cfg.batch_shed_at : cfg.interactive_shed_at;
     if (frac < at) return true;
     auto self = shared_from_this();
@@ -167,6 +167,7 @@ struct Call : std::enable_shared_from_this<Call> {
 
   // Picks a site by the policy, then the least-loaded backend in it; false when none is left.
   bool pick() {
+    std::lock_guard<std::mutex> lock(gw->pick_mutex());
     const auto snap = gw->snapshot();
     std::vector<control::SiteView> views;
     std::vector<int> view_site;

@@ -120,6 +120,10 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
   bool cancel_wait(const std::string& model, int cls, std::uint64_t ticket);  // false: already let in
   void dispatch(const std::string& model);
   void dispatched(const std::string& model);  // a let-in request now counts as in flight
+  int letting_in(const std::string& model);  // let in from the queue, not yet in flight
+  // Held by a call from reading the load to counting itself in flight, so that two threads
+  // cannot both admit into the last slot.
+  std::mutex& pick_mutex() { return pick_mu_; }
   // Capacity (sum of max_concurrency / processes) and load (in flight) of the model's usable backends.
   void capacity(const std::string& model, double& cap, double& load) const;
   // Token accounting of a finished request against its tenant's tokens_per_minute.
@@ -172,6 +176,7 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
     std::array<std::vector<Waiter>, 3> by_class;
     int letting_in = 0;  // let in, not yet in flight
   };
+  std::mutex pick_mu_;
   std::mutex q_mu_;
   std::map<std::string, ModelQueue> queues_;
   std::uint64_t next_ticket_ = 1;
