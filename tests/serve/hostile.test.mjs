@@ -247,7 +247,11 @@ async function runningWithin(enginePort, ms) {
 test('100 abandoned streams: the engine aborts them, vllm:num_requests_running back to 0 within 1 s', async () => {
   const e = await engine(['--max-num-seqs', '256']);
   const socks = await openAndAbandon(e.port, 100);
-  assert.ok(metric(await metrics(e.port), 'vllm:num_requests_running') >= 50);
+  // The answer's headers go out before the scheduler takes the request in: wait (up to 2 s) until
+  // at least half of them are running, so the abort below is measured from a loaded engine.
+  const t0 = performance.now();
+  while (metric(await metrics(e.port), 'vllm:num_requests_running') < 50 && performance.now() - t0 < 2000) await sleep(20);
+  assert.ok(metric(await metrics(e.port), 'vllm:num_requests_running') >= 50, 'the 100 streams never ran');
   for (const s of socks) s.destroy();
   const t = await runningWithin(e.port, 1000);
   assert.ok(t <= 1000, `still running after 1 s`);
