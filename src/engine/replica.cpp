@@ -394,7 +394,20 @@ void Replica::advance(Ns now) {
   plan(now);
 }
 
+void Replica::power_off(Ns now) {
+  if (!off_ && busy_until_ == core::kNever && now > idle_since_)
+    stats_.energy_j += step_->idle_power_w() * step_->accelerators() * core::to_seconds(now - idle_since_);
+  idle_since_ = now;
+  off_ = true;
+}
+
+void Replica::set_step_model(std::shared_ptr<const model::StepModel> step, Ns now) {
+  step_ = std::move(step);
+  if (busy_until_ != core::kNever) cut_segment(now);
+}
+
 void Replica::finish(Ns end) {
+  if (off_) return;
   if (busy_until_ == core::kNever && end > idle_since_) {
     stats_.energy_j += step_->idle_power_w() * step_->accelerators() * core::to_seconds(end - idle_since_);
     idle_since_ = end;

@@ -74,6 +74,23 @@ class Replica {
   bool abort(std::uint64_t id, core::Ns now);
   // Back up at `now` after a failure: idle from here (no energy is counted while down).
   void restart(core::Ns now) { idle_since_ = now; }
+  // The fleet's lifecycle: a replica holding no accelerators draws nothing. power_off accounts
+  // idle energy up to `now` (the replica must hold no request); power_on starts it idle.
+  void power_off(core::Ns now);
+  void power_on(core::Ns now) {
+    off_ = false;
+    idle_since_ = now;
+  }
+  bool powered() const { return !off_; }
+  // Draw now, all its accelerators (the iteration in progress, or idle; 0 when off).
+  double power_w() const {
+    if (off_) return 0;
+    return (busy_until_ == core::kNever ? step_->idle_power_w() : work_power_w_) * step_->accelerators();
+  }
+  // A new performance model (a new power cap) from the next iteration on; a decode stretch in
+  // progress is cut at the next iteration boundary. The caller re-reads next_event_time().
+  void set_step_model(std::shared_ptr<const model::StepModel> step, core::Ns now);
+  const model::StepModel& step_model() const { return *step_; }
 
   // (request id, tokens generated so far) of every running sequence, for streaming clients.
   void running_progress(std::vector<std::pair<std::uint64_t, std::int32_t>>& out) const {
@@ -143,6 +160,7 @@ class Replica {
   core::Ns busy_until_ = core::kNever;
   core::Ns work_start_ = 0;
   core::Ns idle_since_ = 0;
+  bool off_ = false;
   double work_power_w_ = 0;
   std::int64_t seg_steps_ = 0;  // 0: a single (possibly mixed) iteration
   double seg_fixed_s_ = 0, seg_per_token_s_ = 0;

@@ -12,14 +12,20 @@ namespace infergrid::sim {
 struct Event {
   core::Ns t = 0;
   std::uint64_t seq = 0;
-  std::int32_t target = 0;  // who handles it (a replica index, or a kind below zero)
+  std::int32_t target = 0;  // who handles it (a replica, a flow, a request slot), by kind
   std::uint32_t generation = 0;
+  std::uint8_t kind = 0;    // the host's typed event kind (0 where a host has one kind)
 };
 
 class EventQueue {
  public:
   void push(core::Ns t, std::int32_t target, std::uint32_t generation = 0) {
-    heap_.push(Event{t, next_seq_++, target, generation});
+    heap_.push(Event{t, next_seq_++, target, generation, 0});
+  }
+  // A typed event: `kind` is the host's enum, `target` and `generation` what that kind needs.
+  template <class Kind>
+  void push_kind(core::Ns t, Kind kind, std::int32_t target = 0, std::uint32_t generation = 0) {
+    heap_.push(Event{t, next_seq_++, target, generation, static_cast<std::uint8_t>(kind)});
   }
   bool empty() const { return heap_.empty(); }
   const Event& top() const { return heap_.top(); }

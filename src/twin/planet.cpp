@@ -32,11 +32,17 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   };
   for (const auto& cl : w.workload.classes) class_model.push_back(model_index(cl.model));
   site_deploy.assign(S, {});
+  free_accel.assign(S, {});
   for (std::size_t s = 0; s < S; ++s) {
+    // The site's pool: what its deployments do not hold at the start is free for starts.
+    auto& free = free_accel[s];
+    free = w.sites[s].accelerators;
+    for (const auto& d : w.sites[s].deployments) free[d.accelerator] -= d.tp * d.replicas;
     for (const auto& d : w.sites[s].deployments) {
       const int m = model_index(d.model);
       if (site_deploy[s].size() < models.size()) site_deploy[s].resize(models.size(), -1);
-      if (d.replicas == 0) continue;
+      const int spare = std::max(0, free[d.accelerator]) / d.tp;
+      if (d.replicas == 0 && spare == 0) continue;
       if (site_deploy[s][static_cast<std::size_t>(m)] >= 0)
         core::fail_input(w.file, 0, "deployments",
                          fmt::format("site '{}' deploys '{}' twice", w.sites[s].id, d.model));
@@ -48,11 +54,24 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
       dep.site = static_cast<int>(s);
       dep.model = m;
       dep.first = static_cast<int>(replicas.size());
-      dep.count = d.replicas;
+      dep.count = d.replicas + spare;  // slots: the declared replicas, then what the pool could add
       dep.up = d.replicas;
-      for (int r = 0; r < d.replicas; ++r) {
+      dep.nominal = d.replicas;
+      dep.accel = d.accelerator;
+      dep.tp = d.tp;
+      dep.llm = &catalog.llm(d.model);
+      dep.acc = &catalog.accelerator(d.accelerator);
+      dep.weight_bytes = dep.llm->params() * dep.llm->weight_bytes_per_param;
+      dep.by_cap[kCapSteps] = pm;
+      for (int r = 0; r < dep.count; ++r) {
         replicas.emplace_back(static_cast<int>(replicas.size()), pm, cfg.engine, kv);
         replica_deploy.push_back(static_cast<int>(deploys.size()));
+        Slot sl;
+        if (r >= d.replicas) {
+          sl.phase = Phase::kOff;
+          replicas.back().power_off(0);
+        }
+        slots.push_back(sl);
       }
       site_deploy[s][static_cast<std::size_t>(m)] = static_cast<int>(deploys.size());
       deploys.push_back(dep);
@@ -63,6 +82,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   for (std::size_t d = 0; d < deploys.size(); ++d)
     model_deploys[static_cast<std::size_t>(deploys[d].model)].push_back(static_cast<int>(d));
   replica_up.assign(replicas.size(), 1);
+  for (std::size_t i = 0; i < replicas.size(); ++i) replica_up[i] = slots[i].phase == Phase::kReady;
   scheduled.assign(replicas.size(), core::kNever);
   generation.assign(replicas.size(), 0);
   replica_energy_seen.assign(replicas.size(), 0);
@@ -102,6 +122,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   res.metro_requests.assign(w.metros.size(), 0);
   res.metro_ttft_sum.assign(w.metros.size(), 0);
   res.metro_met_slo.assign(w.metros.size(), 0);
+  init_fleet(catalog);
   new_bucket(0);
   if (!cfg.requests_csv.empty()) {
     csv = std::fopen(cfg.requests_csv.c_str(), "wb");
@@ -114,15 +135,16 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
 PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t)>& progress) {
   for (std::size_t i = 0; i < w.events.size(); ++i) {
     const auto& e = w.events[i];
-    q.push(e.at, kScenario, static_cast<std::uint32_t>(2 * i));
+    q.push_kind(e.at, Ev::kScenario, 0, static_cast<std::uint32_t>(2 * i));
     if (e.duration > 0 && e.kind != world::Event::Kind::kPublish)
-      q.push(e.at + e.duration, kScenario, static_cast<std::uint32_t>(2 * i + 1));
+      q.push_kind(e.at + e.duration, Ev::kScenario, 0, static_cast<std::uint32_t>(2 * i + 1));
   }
   const Ns bucket_ns = core::from_seconds(cfg.bucket_s);
-  q.push(std::min(bucket_ns, horizon), kBucket);
+  q.push_kind(std::min(bucket_ns, horizon), Ev::kBucket);
   window_end = 0;
-  q.push(0, kWindow);
-  if (te_mode) q.push(0, kTe, 0);
+  q.push_kind(0, Ev::kWindow);
+  if (te_mode) q.push_kind(0, Ev::kTe, 0, 0);
+  if (controller->period_s() > 0) q.push_kind(core::from_seconds(controller->period_s()), Ev::kControl);
   Ns now = 0;
   std::uint64_t next_progress = 1 << 16;
   while (!q.empty()) {
@@ -130,48 +152,66 @@ PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t
     now = ev.t;
     if (now > horizon + kDrainNs) break;
     ++res.events;
-    if (ev.target >= 0) {
-      const auto i = static_cast<std::size_t>(ev.target);
-      if (ev.generation != generation[i]) continue;
-      scheduled[i] = core::kNever;
-      replicas[i].advance(now);
-      drain(i);
-      sync(i);
-    } else if (ev.target <= kFlowBase) {
-      const int id = kFlowBase - ev.target;
-      if (ev.generation != flows[static_cast<std::size_t>(id)].gen) continue;
-      flow_done(id, now);
-    } else if (ev.target == kStep) {
-      if (reqs[ev.generation].pending != now) continue;
-      reqs[ev.generation].pending = -1;
-      step(ev.generation, now);
-    } else if (ev.target == kArrival) {
-      arrive(now);
-      next_arrival(now);
-      if (progress && res.arrived >= next_progress) {
-        next_progress += 1 << 16;
-        progress(core::to_seconds(now) / core::to_seconds(horizon), res.arrived);
+    fleet_clock(now);
+    switch (static_cast<Ev>(ev.kind)) {
+      case Ev::kReplica: {
+        const auto i = static_cast<std::size_t>(ev.target);
+        if (ev.generation != generation[i]) continue;
+        scheduled[i] = core::kNever;
+        replicas[i].advance(now);
+        drain(i);
+        sync(i);
+        maybe_off(i, now);
+        break;
       }
-    } else if (ev.target == kWindow) {
-      if (now < horizon) {
-        recompute_demand(now);
-        window_end = std::min(now + kWindowNs, horizon);
+      case Ev::kFlow:
+        if (ev.generation != flows[static_cast<std::size_t>(ev.target)].gen) continue;
+        flow_done(ev.target, now);
+        break;
+      case Ev::kStep:
+        if (reqs[ev.generation].pending != now) continue;
+        reqs[ev.generation].pending = -1;
+        step(ev.generation, now);
+        break;
+      case Ev::kArrival:
+        arrive(now);
         next_arrival(now);
-      }
-    } else if (ev.target == kScenario) {
-      scenario(ev.generation, now);
-    } else if (ev.target == kTe) {
-      if (ev.generation == 0) {  // the periodic solve
-        te_solve(now);
-        if (now < horizon) q.push(now + core::from_seconds(cfg.te_interval_s), kTe, 0);
-      } else if (te_dirty) {
-        te_solve(now);
-      } else {
-        te_pending = false;
-      }
-    } else if (ev.target == kBucket) {
-      close_bucket(now);
-      if (now < horizon) q.push(std::min(now + bucket_ns, horizon), kBucket);
+        if (progress && res.arrived >= next_progress) {
+          next_progress += 1 << 16;
+          progress(core::to_seconds(now) / core::to_seconds(horizon), res.arrived);
+        }
+        break;
+      case Ev::kWindow:
+        if (now < horizon) {
+          recompute_demand(now);
+          window_end = std::min(now + kWindowNs, horizon);
+          next_arrival(now);
+        }
+        break;
+      case Ev::kScenario:
+        scenario(ev.generation, now);
+        break;
+      case Ev::kTe:
+        if (ev.generation == 0) {  // the periodic solve
+          te_solve(now);
+          if (now < horizon) q.push_kind(now + core::from_seconds(cfg.te_interval_s), Ev::kTe, 0, 0);
+        } else if (te_dirty) {
+          te_solve(now);
+        } else {
+          te_pending = false;
+        }
+        break;
+      case Ev::kBucket:
+        close_bucket(now);
+        if (now < horizon) q.push_kind(std::min(now + bucket_ns, horizon), Ev::kBucket);
+        break;
+      case Ev::kLoaded:
+        if (ev.generation != slots[static_cast<std::size_t>(ev.target)].gen) continue;
+        loaded(static_cast<std::size_t>(ev.target), now);
+        break;
+      case Ev::kControl:
+        control_tick(now);
+        break;
     }
     update_flows(now);
   }
@@ -181,6 +221,7 @@ PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t
   for (std::uint32_t slot = 0; slot < reqs.size(); ++slot)
     if (!is_free[slot]) lose(slot, "unfinished at end of run");
   res.end = now;
+  finish_fleet(std::max(now, horizon));
   for (auto& rep : replicas) rep.finish(std::max(now, horizon));
   if (bucket_start < now) close_bucket(now);
   for (std::size_t r = 0; r < replicas.size(); ++r)

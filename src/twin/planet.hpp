@@ -4,6 +4,7 @@
 // priority between classes, max-min within one); reasoning requests retrieve from corpus shards
 // at other sites; each site's replicas run the single-site engine model; repositories publish
 // artifacts that every site pulls; scenario events fail sites and links and surge demand.
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -21,6 +22,9 @@ namespace infergrid::twin {
 
 struct PlanetConfig {
   std::string router = "nearest";
+  // The fleet's controller (src/control: static, reactive, skyserve, dynamo), with the world's
+  // `control:` parameters for it.
+  std::string controller = "static";
   std::uint64_t seed = 1;
   double hours = 24;
   double scale = 1;  // multiplies the world's requests per day
@@ -50,6 +54,7 @@ struct PlanetConfig {
 struct ClassStats {
   std::uint64_t arrived = 0, completed = 0, rejected = 0, lost = 0, met_slo = 0;
   std::uint64_t output_tokens = 0, retried = 0;
+  std::map<std::string, std::uint64_t> rejected_by_reason;
   std::uint64_t prompt_tokens = 0, cached_tokens = 0;  // of completed requests
   core::QuantileSketch ttft, tpot, e2e, network, retrieval, queue, compute;
 };
@@ -65,6 +70,24 @@ struct SiteStats {
 struct LinkStats {
   double bytes_ab = 0, bytes_ba = 0;
   double peak_util = 0;  // highest bucket average, either direction
+  double peak_p99_1s = 0;  // highest per-bucket p99 of 1-second utilization
+};
+
+// Per deployment (a model at a site): its fleet over the run.
+struct DeploymentStats {
+  std::string site, model, accelerator;
+  int tp = 1, nominal = 0, slots = 0, peak_ready = 0;
+  std::uint64_t starts = 0, stops = 0, refused = 0;
+  std::map<std::string, std::uint64_t> refused_by;
+  double gpu_hours = 0, weight_bytes_moved = 0, energy_j = 0;
+  core::QuantileSketch cold_pull{0.005}, cold_load{0.005}, cold_total{0.005};
+  double min_cap = 1;  // lowest power cap applied, fraction of board power
+};
+
+// Per site: power sampled every power window.
+struct SitePowerStats {
+  double mean_kw = 0, peak_kw = 0, budget_kw = 0;  // facility (hosts included, x PUE)
+  std::uint64_t windows = 0, breach_windows = 0, capped_windows = 0;
 };
 
 struct Staleness {
@@ -82,6 +105,7 @@ struct Bucket {
   double facility_kw = 0;
   double carbon_kg = 0;
   std::vector<float> link_util;  // per link, the busier direction
+  std::vector<std::array<float, 3>> link_1s;  // per link: p50, p95, p99 of 1-second utilization
 };
 
 struct PlanetResult {
@@ -95,6 +119,11 @@ struct PlanetResult {
   std::vector<std::uint64_t> metro_met_slo;
   std::vector<Bucket> buckets;
   std::vector<Staleness> staleness;
+  std::vector<DeploymentStats> deployments;
+  std::vector<SitePowerStats> site_power;
+  std::string controller;
+  std::uint64_t control_ticks = 0;
+  std::string fleet_csv;  // 1-minute rows: replicas and power per site
   double user_bytes = 0, inter_site_bytes = 0;
   std::map<std::string, double> bytes_by_kind;  // upload, response, retrieval, sync, ...
   double network_energy_j = 0;

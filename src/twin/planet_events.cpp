@@ -9,7 +9,7 @@ void PlanetSim::Impl::sync(std::size_t i) {
   if (t == scheduled[i]) return;
   scheduled[i] = t;
   ++generation[i];
-  if (t != core::kNever) q.push(t, static_cast<std::int32_t>(i), generation[i]);
+  if (t != core::kNever) q.push_kind(t, Ev::kReplica, static_cast<std::int32_t>(i), generation[i]);
 }
 
 void PlanetSim::Impl::drain(std::size_t i) {
@@ -21,26 +21,39 @@ void PlanetSim::Impl::drain(std::size_t i) {
 // ---- scenario ---------------------------------------------------------------------------------
 void PlanetSim::Impl::set_site_capacity(int site, double factor, bool up, Ns now) {
   site_up[static_cast<std::size_t>(site)] = up ? 1 : 0;
+  const auto evacuate = [&](std::size_t i) {
+    drain(i);
+    auto evacuated = replicas[i].evacuate(now);
+    ++generation[i];
+    scheduled[i] = core::kNever;
+    res.sites[static_cast<std::size_t>(site)].evacuated += evacuated.size();
+    for (auto& e : evacuated) {
+      reqs[static_cast<std::size_t>(e.id)].req.block_hashes = std::move(e.block_hashes);
+      retry(static_cast<std::uint32_t>(e.id), now, "site outage");
+    }
+  };
   for (int d : site_deploy[static_cast<std::size_t>(site)]) {
     if (d < 0) continue;
     auto& dep = deploys[static_cast<std::size_t>(d)];
-    const int want = up ? static_cast<int>(std::lround(dep.count * factor)) : 0;
+    // The factor applies to the replicas the fleet holds ready (starting ones go on starting).
+    std::vector<std::size_t> ready;
     for (int k = 0; k < dep.count; ++k) {
       const auto i = static_cast<std::size_t>(dep.first + k);
-      if (k < want && !replica_up[i]) {
+      if (slots[i].phase == Phase::kReady) ready.push_back(i);
+      else if (slots[i].phase == Phase::kDraining && !up) {  // what it still held is retried elsewhere
+        evacuate(i);
+        power_down(i, now);
+      }
+    }
+    const int want = up ? static_cast<int>(std::lround(static_cast<double>(ready.size()) * factor)) : 0;
+    for (std::size_t k = 0; k < ready.size(); ++k) {
+      const auto i = ready[k];
+      if (static_cast<int>(k) < want && !replica_up[i]) {
         replica_up[i] = 1;
         replicas[i].restart(now);
-      } else if (k >= want && replica_up[i]) {
+      } else if (static_cast<int>(k) >= want && replica_up[i]) {
         replica_up[i] = 0;
-        drain(i);
-        auto evacuated = replicas[i].evacuate(now);
-        ++generation[i];
-        scheduled[i] = core::kNever;
-        res.sites[static_cast<std::size_t>(site)].evacuated += evacuated.size();
-        for (auto& e : evacuated) {
-          reqs[static_cast<std::size_t>(e.id)].req.block_hashes = std::move(e.block_hashes);
-          retry(static_cast<std::uint32_t>(e.id), now, "site outage");
-        }
+        evacuate(i);
       }
     }
     dep.up = want;
@@ -148,6 +161,9 @@ void PlanetSim::Impl::scenario(std::uint32_t code, Ns now) {
       break;
     case K::kPublish:
       publish(e, now);
+      break;
+    case K::kPowerCap:  // the site's facility budget; the fleet holds it at the next power window
+      site_power[static_cast<std::size_t>(e.site)].budget_factor = start ? e.factor : 1;
       break;
   }
 }

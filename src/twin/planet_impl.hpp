@@ -10,11 +10,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <queue>
 #include <tuple>
 
+#include "control/fleet.hpp"
 #include "control/site_router.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -30,13 +32,27 @@ using core::Ns;
 
 namespace planet_detail {
 
-constexpr std::int32_t kArrival = -1, kStep = -2, kWindow = -3, kScenario = -4, kBucket = -5, kTe = -6;
-constexpr std::int32_t kFlowBase = -1000;  // a flow's event targets kFlowBase - flow id
+// Typed event kinds, one dispatch (PlanetSim::Impl::run): what `target` and `generation` carry.
+enum class Ev : std::uint8_t {
+  kReplica,   // target: replica; generation: its schedule's generation
+  kFlow,      // target: flow; generation: the flow record's generation
+  kStep,      // generation: request slot (its next stage is due)
+  kArrival,   // the next user request
+  kWindow,    // demand re-evaluated
+  kScenario,  // generation: 2 x event index (+1: its end)
+  kBucket,    // a time-series bucket closes
+  kTe,        // generation 0: the periodic solve; 1: a solve asked for by a change
+  kLoaded,    // target: replica; generation: its lifecycle generation (weights loaded, warm)
+  kControl,   // the controller's period
+};
 constexpr Ns kWindowNs = 60 * core::kNsPerSec;  // demand is re-evaluated every simulated minute
 constexpr Ns kDrainNs = 2 * 3600 * core::kNsPerSec;
 
 enum class Stage : std::uint8_t { kRoute, kUpload, kAtSite, kRetrieval, kEngine };
-enum class FlowKind : std::uint8_t { kUpload, kRetrieval, kSync };
+enum class FlowKind : std::uint8_t { kUpload, kRetrieval, kSync, kWeights };
+// A replica's lifecycle: off -> pulling weights -> loading (and warm-up) -> ready -> draining -> off.
+enum class Phase : std::uint8_t { kOff, kPulling, kLoading, kReady, kDraining };
+constexpr int kCapSteps = 20;  // power caps are applied in steps of 1/kCapSteps of board power
 // Link classes, highest priority first.
 constexpr int kClassCritical = 0, kClassInteractive = 1, kClassRetrieval = 2, kClassBatch = 3,
               kClassSync = 4;
@@ -60,8 +76,40 @@ using namespace planet_detail;
 struct PlanetSim::Impl {
   struct Deploy {
     int site = 0, model = 0;
-    int first = 0, count = 0, up = 0;
+    int first = 0, count = 0, up = 0;  // replica slots [first, first + count); up: ready and serving
     std::int64_t outstanding = 0;
+    // The fleet (planet_fleet.cpp).
+    std::string accel;
+    int tp = 1, nominal = 0;       // replicas the world declares
+    double weight_bytes = 0;
+    const model::LlmModel* llm = nullptr;
+    const model::Accelerator* acc = nullptr;
+    int cap_steps = kCapSteps;      // the cap applied now (min of the controller's and the budget's)
+    int set_cap_steps = kCapSteps;  // the controller's
+    int budget_cap_steps = kCapSteps;  // the fleet's, to hold the site's budget
+    std::array<std::shared_ptr<const model::PerfModel>, kCapSteps + 1> by_cap{};
+    double route_weight = 1;
+    int peak_ready = 0, min_cap_steps = kCapSteps;
+    std::uint64_t starts = 0, stops = 0, refused = 0, routed_window = 0;
+    std::map<std::string, std::uint64_t> refused_by;
+    double weight_bytes_moved = 0;
+    int powered = 0;            // replicas holding accelerators
+    Ns powered_since = 0;
+    double gpu_s = 0;
+    core::QuantileSketch cold_pull{0.005}, cold_load{0.005}, cold_total{0.005};
+    double last_cold_s = 0;
+  };
+  struct Slot {
+    Phase phase = Phase::kReady;
+    Ns requested = 0, pulled = 0;
+    int flow = -1;
+    std::uint32_t gen = 0;  // bumped when a start is cancelled: its load event goes stale
+  };
+  struct SitePower {
+    double budget_factor = 1;  // scenario power_cap events
+    double sum_kw = 0, peak_kw = 0, last_kw = 0;
+    std::uint64_t samples = 0, breach_windows = 0, capped_windows = 0;
+    std::uint64_t ttft_n = 0;
   };
   struct Req {
     workload::Request req;
@@ -158,6 +206,28 @@ struct PlanetSim::Impl {
   std::vector<std::array<SessionRec, 16>> metro_sessions;
   std::vector<std::uint8_t> metro_sessions_n;
 
+  // ---- the fleet (planet_fleet.cpp) -------------------------------------------------------------
+  std::vector<Slot> slots;                                  // per replica
+  std::vector<std::map<std::string, int>> free_accel;       // [site] type -> free count
+  std::vector<std::vector<char>> has_weights;               // [site][model]
+  std::vector<std::vector<char>> pulling;                   // [site][model]: a weight pull in flight
+  std::vector<SitePower> site_power;
+  std::unique_ptr<control::Controller> controller;
+  std::array<double, 3> shed_level{0, 0, 0};                // per priority; <= 0: never shed
+  std::map<std::tuple<int, int, int>, double> pair_limit;   // (src, dst, class) -> bytes/s
+  std::map<std::tuple<int, int, int>, std::vector<int>> pair_flows;
+  Ns next_power = 0, next_second = 0, next_minute = 0, power_window = 0;
+  std::string fleet_csv;                                    // 1-minute replicas and power per site
+  std::vector<std::array<std::uint32_t, 101>> link_hist;    // per world link, this bucket: 1-s utilization in %
+  // Observed by the control host since its last look (what an operator's monitoring counts).
+  std::vector<std::uint64_t> obs_arrivals;                  // [country group * 3 + priority]
+  std::vector<double> obs_ttft_sum;
+  std::vector<std::uint64_t> obs_ttft_n;
+  std::vector<int> metro_group;
+  std::vector<std::string> groups;
+  std::vector<double> obs_link_bytes;                       // per directed link, since the last look
+  Ns obs_since = 0;
+
   sim::EventQueue q;
   PlanetResult res;
   std::FILE* csv = nullptr;
@@ -204,6 +274,7 @@ struct PlanetSim::Impl {
   void free_req(std::uint32_t slot);
   void step_at(std::uint32_t slot, Ns t);
   void lose(std::uint32_t slot, const std::string& reason);
+  void reject(std::uint32_t slot, const std::string& reason);
   // The request's site failed it: back to the gateway, which notices after retry_detect_ms.
   void retry(std::uint32_t slot, Ns now, const char* reason);
   void arrive(Ns now);
@@ -224,6 +295,33 @@ struct PlanetSim::Impl {
   // te: a flow of aggregate `a` on its path p, bounded to its share of the path's allocation.
   int start_flow_on(Agg& a, int agg, std::size_t p, double bytes, FlowKind kind, int owner, Ns now);
   void scenario(std::uint32_t code, Ns now);
+  // ---- the fleet (planet_fleet.cpp) ----------------------------------------------------------------
+  void init_fleet(const model::Catalog& catalog);
+  std::shared_ptr<const model::PerfModel> model_at(Deploy& d, int steps);
+  // Starts one replica of deployment d (pulls weights when its site holds none); false, with the
+  // reason counted, when the pool or the power budget refuses.
+  bool start_replica(int d, Ns now);
+  void begin_load(std::size_t i, Ns now);
+  void weights_arrived(int deploy, Ns now);
+  void loaded(std::size_t i, Ns now);
+  void drain_replica(std::size_t i, Ns now);
+  void maybe_off(std::size_t i, Ns now);
+  void power_down(std::size_t i, Ns now);
+  void set_powered(Deploy& d, int delta, Ns now);
+  void scale_to(int d, int n, Ns now);
+  void apply_cap(int d, Ns now);
+  double site_budget_kw(int site) const;
+  double site_facility_kw(int site) const;
+  double replica_facility_kw(const Deploy& d, int cap_steps) const;
+  // Called before each event at `now`: samples links each second, power each window (and holds
+  // budgets), replicas and power each minute, at the boundaries crossed since the last event.
+  void fleet_clock(Ns now);
+  void power_window_at(Ns t);
+  void control_tick(Ns now);
+  control::FleetView observe(Ns now);
+  void apply(const control::Decisions& d, Ns now);
+  void rebound_pair(const std::tuple<int, int, int>& key);
+  void finish_fleet(Ns end);
   // ---- demand -----------------------------------------------------------------------------------
   void recompute_demand(Ns t);
   void next_arrival(Ns now);

@@ -40,7 +40,9 @@ void PlanetSim::Impl::close_bucket(Ns t) {
   const double dt = std::max(1e-9, core::to_seconds(t - bucket_start));
   std::vector<double> site_j(w.sites.size(), 0);
   for (std::size_t r = 0; r < replicas.size(); ++r) {
-    if (replica_up[r]) replicas[r].finish(t);  // idle energy up to now
+    // Idle energy up to now of every replica serving, starting or draining.
+    const Phase ph = slots[r].phase;
+    if (replica_up[r] || (ph != Phase::kReady && ph != Phase::kOff)) replicas[r].finish(t);
     const double e = replicas[r].stats().energy_j;
     site_j[static_cast<std::size_t>(deploys[static_cast<std::size_t>(replica_deploy[r])].site)] += e - replica_energy_seen[r];
     replica_energy_seen[r] = e;
@@ -53,7 +55,27 @@ void PlanetSim::Impl::close_bucket(Ns t) {
     st.peak_kw = std::max(st.peak_kw, kw);
     if (w.sites[s].power_cap_kw > 0 && kw > w.sites[s].power_cap_kw) ++st.buckets_over_cap;
   }
+  fleet_clock(t);  // the 1-second samples up to the bucket's end
   bucket.link_util.assign(w.links.size(), 0);
+  bucket.link_1s.assign(w.links.size(), {0, 0, 0});
+  for (std::size_t l = 0; l < w.links.size(); ++l) {
+    auto& h = link_hist[l];
+    std::uint64_t n = 0;
+    for (auto c : h) n += c;
+    if (n > 0) {
+      const std::array<double, 3> qs{0.5, 0.95, 0.99};
+      for (std::size_t k = 0; k < 3; ++k) {
+        const auto want = static_cast<std::uint64_t>(std::ceil(qs[k] * static_cast<double>(n)));
+        std::uint64_t acc = 0;
+        std::size_t b = 0;
+        for (; b < h.size(); ++b)
+          if ((acc += h[b]) >= want) break;
+        bucket.link_1s[l][k] = static_cast<float>(b) / 100;
+      }
+      res.links[l].peak_p99_1s = std::max<double>(res.links[l].peak_p99_1s, bucket.link_1s[l][2]);
+    }
+    h.fill(0);
+  }
   for (std::size_t l = 0; l < w.links.size(); ++l) {
     const double ua = dlink_bucket_bytes[2 * l] / (dlink_capacity[2 * l] * dt);
     const double ub = dlink_bucket_bytes[2 * l + 1] / (dlink_capacity[2 * l + 1] * dt);

@@ -24,7 +24,18 @@ void PlanetSim::Impl::free_req(std::uint32_t slot) {
 
 void PlanetSim::Impl::step_at(std::uint32_t slot, Ns t) {
   reqs[slot].pending = t;
-  q.push(t, kStep, slot);
+  q.push_kind(t, Ev::kStep, 0, slot);
+}
+
+// Refused with a reason (shed by its class's level, or too long for the KV cache); nothing is lost.
+void PlanetSim::Impl::reject(std::uint32_t slot, const std::string& reason) {
+  Req& r = reqs[slot];
+  row(r, "rejected", reason, -1, -1, -1, -1, -1, 0);
+  ++res.rejected;
+  auto& cs = res.classes[static_cast<std::size_t>(r.cls)];
+  ++cs.rejected;
+  ++cs.rejected_by_reason[reason];
+  free_req(slot);
 }
 
 void PlanetSim::Impl::lose(std::uint32_t slot, const std::string& reason) {
@@ -135,6 +146,8 @@ void PlanetSim::Impl::arrive(Ns now) {
     r.session = next_session++;
   }
   ++res.classes[static_cast<std::size_t>(cls)].arrived;
+  ++obs_arrivals[static_cast<std::size_t>(metro_group[static_cast<std::size_t>(metro)]) * control::kPriorities +
+                 static_cast<std::size_t>(tc.priority)];
   ++bucket.arrivals[static_cast<std::size_t>(cls)];
   ++res.metro_requests[static_cast<std::size_t>(metro)];
   route_req(slot, now);
@@ -146,9 +159,18 @@ void PlanetSim::Impl::route_req(std::uint32_t slot, Ns now) {
   const std::size_t S = w.sites.size();
   views.clear();
   view_deploy.clear();
+  // A controller's routing table may take a deployment out of the candidates (weight 0); it
+  // stays a candidate when nothing else is left.
+  bool weighted = false;
+  for (int d : model_deploys[static_cast<std::size_t>(model)]) {
+    const Deploy& dep = deploys[static_cast<std::size_t>(d)];
+    weighted |= dep.route_weight <= 0 && site_up[static_cast<std::size_t>(dep.site)] && dep.up > 0;
+  }
+  for (int pass = weighted ? 0 : 1; pass < 2 && views.empty(); ++pass)
   for (int d : model_deploys[static_cast<std::size_t>(model)]) {
     const Deploy& dep = deploys[static_cast<std::size_t>(d)];
     if (!site_up[static_cast<std::size_t>(dep.site)] || dep.up == 0) continue;
+    if (pass == 0 && dep.route_weight <= 0) continue;
     control::SiteView v;
     v.site = dep.site;
     v.rtt_ms = user_rtt_ms[static_cast<std::size_t>(r.metro) * S + static_cast<std::size_t>(dep.site)];
@@ -185,10 +207,22 @@ void PlanetSim::Impl::route_req(std::uint32_t slot, Ns now) {
     return;
   }
   const auto& v = views[*pick];
+  {
+    // Shedding (a controller's levels per class; critical never): the chosen deployment's
+    // requests per sequence slot of its ready replicas.
+    const auto p = static_cast<std::size_t>(r.req.priority);
+    const Deploy& cand = deploys[static_cast<std::size_t>(view_deploy[*pick])];
+    if (p > 0 && shed_level[p] > 0 &&
+        static_cast<double>(cand.outstanding) >= shed_level[p] * cand.up * cfg.engine.max_num_seqs) {
+      reject(slot, "shed");
+      return;
+    }
+  }
   r.site = v.site;
   r.deploy = view_deploy[*pick];
   auto& dep = deploys[static_cast<std::size_t>(r.deploy)];
   ++dep.outstanding;
+  ++dep.routed_window;
   auto& ss = res.sites[static_cast<std::size_t>(r.site)];
   ++ss.routed;
   ss.peak_outstanding = std::max(ss.peak_outstanding, dep.outstanding);
@@ -332,10 +366,7 @@ void PlanetSim::Impl::complete(const engine::Completion& c) {
   auto& cs = res.classes[static_cast<std::size_t>(r.cls)];
   --deploys[static_cast<std::size_t>(r.deploy)].outstanding;
   if (c.rejected) {
-    row(r, "rejected", "does not fit in the KV cache", -1, -1, -1, -1, -1, 0);
-    ++res.rejected;
-    ++cs.rejected;
-    free_req(slot);
+    reject(slot, "does not fit in the KV cache");
     return;
   }
   const auto& tc = w.workload.classes[static_cast<std::size_t>(r.cls)];
@@ -361,6 +392,12 @@ void PlanetSim::Impl::complete(const engine::Completion& c) {
     ++res.metro_met_slo[static_cast<std::size_t>(r.metro)];
   }
   res.metro_ttft_sum[static_cast<std::size_t>(r.metro)] += ttft;
+  {
+    const std::size_t k = static_cast<std::size_t>(metro_group[static_cast<std::size_t>(r.metro)]) * control::kPriorities +
+                          static_cast<std::size_t>(r.req.priority);
+    obs_ttft_sum[k] += ttft;
+    ++obs_ttft_n[k];
+  }
   ++res.sites[static_cast<std::size_t>(r.site)].completed;
   ++bucket.completed;
   bucket.ttft.add(ttft);
@@ -395,12 +432,12 @@ void PlanetSim::Impl::recompute_demand(Ns t) {
 void PlanetSim::Impl::next_arrival(Ns now) {
   if (now >= horizon) return;
   if (total_rate <= 0) {
-    q.push(window_end, kWindow);
+    q.push_kind(window_end, Ev::kWindow);
     return;
   }
   const Ns t = now + std::max<Ns>(1, core::from_seconds(-std::log(rng_arrival.uniform()) / total_rate));
-  if (t >= window_end) q.push(window_end, kWindow);
-  else q.push(t, kArrival);
+  if (t >= window_end) q.push_kind(window_end, Ev::kWindow);
+  else q.push_kind(t, Ev::kArrival);
 }
 
 }  // namespace infergrid::twin

@@ -115,6 +115,10 @@ int PlanetSim::Impl::start_flow(std::vector<int> dlinks, int cls, double bytes, 
     else request_te(now);  // a demand the last solve did not see
   }
   const int id = new_flow(std::move(dlinks), cls, bytes, kind, owner, src, dst, agg, path, now);
+  if (!pair_limit.empty() && src >= 0) {
+    const auto key = std::make_tuple(src, dst, cls);
+    if (pair_limit.count(key)) rebound_pair(key);
+  }
   if (agg >= 0) {
     Agg& a = aggs[static_cast<std::size_t>(agg)];
     if (path >= 0) {
@@ -140,7 +144,7 @@ void PlanetSim::Impl::request_te(Ns now) {
   if (te_pending) return;
   te_pending = true;
   // At most one solve per simulated second on demand; the periodic one comes anyway.
-  q.push(std::max(now, te_last + core::kNsPerSec), kTe, 1);
+  q.push_kind(std::max(now, te_last + core::kNsPerSec), Ev::kTe, 0, 1);
 }
 
 // The te module's tiered max-min over every aggregate with bytes left.
@@ -244,7 +248,7 @@ void PlanetSim::Impl::update_flows(Ns now) {
     ++f.gen;
     if (f.rate > 0) {
       const Ns done = now + std::max<Ns>(1, core::from_seconds(f.remaining / f.rate));
-      q.push(done, kFlowBase - id, f.gen);
+      q.push_kind(done, Ev::kFlow, id, f.gen);
     }
   }
 }
@@ -256,6 +260,10 @@ void PlanetSim::Impl::end_flow(int id, Ns now) {
   f.alive = false;
   ++f.gen;
   fn.end_flow(id);
+  if (!pair_limit.empty() && f.src >= 0) {
+    const auto key = std::make_tuple(f.src, f.dst, f.cls);
+    if (pair_limit.count(key)) rebound_pair(key);
+  }
   if (f.agg >= 0) {
     Agg& a = aggs[static_cast<std::size_t>(f.agg)];
     auto drop = [id](std::vector<int>& v) {
@@ -284,6 +292,10 @@ void PlanetSim::Impl::flow_done(int id, Ns now) {
   const FlowKind kind = f.kind;
   const int owner = f.owner, src = f.src, dst = f.dst;
   end_flow(id, now);
+  if (kind == FlowKind::kWeights) {
+    weights_arrived(owner, now);
+    return;
+  }
   if (kind == FlowKind::kSync) {
     if (--sync_parts[static_cast<std::size_t>(owner)] == 0)
       res.staleness[static_cast<std::size_t>(owner)].ready_s = core::to_seconds(now);

@@ -224,9 +224,13 @@ void read_events(const std::string& file, const YAML::Node& list, World& w) {
       e.artifact = f.str("artifact", "", true);
       e.model = f.str("model", "");
       e.size_gb = f.num("size_gb", 0, true, 0, 1e6);
+    } else if (kind == "power_cap") {
+      e.kind = Event::Kind::kPowerCap, e.site = site("site"), e.factor = f.num("factor", 0.6, true, 0.01, 1);
+      if (w.sites[static_cast<std::size_t>(e.site)].power_cap_kw <= 0)
+        fail_input(file, e.line, "site", fmt::format("site '{}' has no power_cap_kw to lower", w.sites[e.site].id));
     } else {
       fail_input(file, Fields::line(f.node("kind")), "kind",
-                 fmt::format("unknown event kind '{}' (outage, capacity, link_cut, link_capacity, surge, publish)", kind));
+                 fmt::format("unknown event kind '{}' (outage, capacity, link_cut, link_capacity, surge, publish, power_cap)", kind));
     }
     w.events.push_back(std::move(e));
   }
@@ -362,6 +366,32 @@ World load_world(const std::string& path, const model::Catalog& catalog) {
     }
     if (std::abs(share - 1) > 1e-6)
       fail_input(path, Fields::line(classes), "share", fmt::format("class shares sum to {}, not 1", share));
+    if (f.has("fleet")) {
+      Fields g(path, f.node("fleet"), "fleet");
+      w.fleet.load_gb_s = g.num("load_gb_s", w.fleet.load_gb_s, false, 0.001, 1e4);
+      w.fleet.warmup_s = g.num("warmup_s", w.fleet.warmup_s, false, 0, 86400);
+      w.fleet.host_w_per_gpu = g.num("host_w_per_gpu", w.fleet.host_w_per_gpu, false, 0, 1e5);
+      w.fleet.power_window_s = g.num("power_window_s", w.fleet.power_window_s, false, 1, 3600);
+    }
+    if (f.has("control")) {
+      const YAML::Node c = f.node("control");
+      if (!c.IsMap()) fail_input(path, Fields::line(c), "control", "expected a map of controller -> parameters");
+      for (auto it = c.begin(); it != c.end(); ++it) {
+        const std::string name = it->first.Scalar();
+        if (!it->second.IsMap()) fail_input(path, Fields::line(it->second), name, "expected a map of parameter -> number");
+        auto& params = w.control[name];
+        for (auto p = it->second.begin(); p != it->second.end(); ++p) {
+          double v = 0;
+          try {
+            v = p->second.as<double>();
+          } catch (const YAML::Exception&) {
+            fail_input(path, Fields::line(p->second), p->first.Scalar(), "expected a number");
+          }
+          if (!std::isfinite(v) || v < 0) fail_input(path, Fields::line(p->second), p->first.Scalar(), "must be a finite number >= 0");
+          params[p->first.Scalar()] = v;
+        }
+      }
+    }
     if (f.has("events")) read_events(path, need_list(path, root, f, "events", false), w);
   } catch (const YAML::Exception& e) {
     fail_input(path, e.mark.line + 1, "", e.msg);

@@ -93,12 +93,12 @@ struct Workload {
 };
 
 struct Event {
-  enum class Kind { kOutage, kLinkCut, kCapacity, kLinkCapacity, kSurge, kPublish } kind = Kind::kOutage;
+  enum class Kind { kOutage, kLinkCut, kCapacity, kLinkCapacity, kSurge, kPublish, kPowerCap } kind = Kind::kOutage;
   core::Ns at = 0;
   core::Ns duration = 0;  // 0: to the end
   int site = -1, link = -1, metro = -1;
   std::string country;  // surge over all metros of a country
-  double factor = 1;    // capacity left (kCapacity, kLinkCapacity) or demand multiplier (kSurge)
+  double factor = 1;    // capacity left (kCapacity, kLinkCapacity), demand multiplier (kSurge), budget left (kPowerCap)
   int repo = -1;
   std::string artifact;
   std::string model;    // publish: only sites deploying it pull (empty: every site)
@@ -106,8 +106,21 @@ struct Event {
   int line = 0;
 };
 
+// How the fleet changes (docs/control.md): weights load from local disk at load_gb_s after a
+// pull, then the server warms up; hosts draw host_w_per_gpu beside each powered accelerator;
+// power is sampled and budgets held every power_window_s.
+struct FleetParams {
+  double load_gb_s = 1.67;
+  double warmup_s = 30;
+  double host_w_per_gpu = 0;
+  double power_window_s = 5;
+};
+
 struct World {
   std::string name;
+  FleetParams fleet;
+  // Per controller, its parameters (the `control:` section: {reactive: {target_waiting: 5}}).
+  std::map<std::string, std::map<std::string, double>> control;
   std::string file;
   double route_factor = 1.68;
   double per_hop_ms = 0.1;
