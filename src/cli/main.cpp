@@ -463,6 +463,10 @@ int main(int argc, char** argv) {
                   "planet mode: fair (per-flow max-min on lowest-latency routes) | te (tiered max-min on k paths "
                   "from the te module, re-solved every --te-interval-s and on link and demand events)");
   sim->add_option("--te-interval-s", pa.cfg.te_interval_s, "planet mode, --bandwidth te: periodic re-solve");
+  sim->add_option("--controller", pa.cfg.controller,
+                  "planet mode: the fleet's controller: static (the world's replicas, never changed) | reactive "
+                  "(llm-d / KEDA on queue and KV usage) | skyserve (target QPS per replica) | dynamo (Dynamo "
+                  "planner's load-based mode); parameters in the world's control: section (docs/control.md)");
   bool planet_csv = false, no_prefix = false;
   sim->add_flag("--no-prefix-caching", no_prefix, "planet mode: engines without prefix caching");
   sim->add_flag("--requests-csv", planet_csv, "planet mode: also write DIR/requests.csv, a row per request (large)");
@@ -559,7 +563,7 @@ int main(int argc, char** argv) {
       site_mode |= sim->count(f) > 0;
     if (*sim && site_mode) {
       for (const char* f : {"--world", "--scenario", "--hours", "--scale", "--flow-threshold-bytes", "--max-attempts",
-                            "--arrival-trace", "--bandwidth", "--te-interval-s", "--requests-csv",
+                            "--arrival-trace", "--bandwidth", "--te-interval-s", "--requests-csv", "--controller",
                             "--no-prefix-caching"})
         if (sim->count(f) > 0)
           ig::core::fail_flag(std::string(f).substr(2), "planet mode only; --trace, --generate, --model, --gpu, --tp "

@@ -92,6 +92,7 @@ class Reactive final : public Controller {
       if (!v.sites[static_cast<std::size_t>(d.site)].up) continue;
       auto& hist = history_[d.id];
       const int current = d.ready + d.starting;
+      if (hist.empty()) hist.push_back({v.t_s, current});  // the window starts from the fleet as found
       int desired = current;
       if (d.ready > 0) {
         const double waiting = static_cast<double>(d.waiting) / d.ready;

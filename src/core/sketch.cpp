@@ -34,6 +34,32 @@ void QuantileSketch::add(double v) {
   ++buckets_[static_cast<std::size_t>(idx - offset_)];
 }
 
+void QuantileSketch::merge(const QuantileSketch& o) {
+  if (o.count_ == 0) return;
+  if (count_ == 0) {
+    min_ = o.min_, max_ = o.max_;
+  } else {
+    min_ = std::min(min_, o.min_);
+    max_ = std::max(max_, o.max_);
+  }
+  count_ += o.count_;
+  sum_ += o.sum_;
+  zeros_ += o.zeros_;
+  if (o.buckets_.empty()) return;
+  if (buckets_.empty()) {
+    buckets_ = o.buckets_;
+    offset_ = o.offset_;
+    return;
+  }
+  const int lo = std::min(offset_, o.offset_);
+  const int hi = std::max(offset_ + static_cast<int>(buckets_.size()), o.offset_ + static_cast<int>(o.buckets_.size()));
+  std::vector<std::uint64_t> b(static_cast<std::size_t>(hi - lo), 0);
+  for (std::size_t i = 0; i < buckets_.size(); ++i) b[static_cast<std::size_t>(offset_ - lo) + i] += buckets_[i];
+  for (std::size_t i = 0; i < o.buckets_.size(); ++i) b[static_cast<std::size_t>(o.offset_ - lo) + i] += o.buckets_[i];
+  buckets_ = std::move(b);
+  offset_ = lo;
+}
+
 double QuantileSketch::quantile(double q) const {
   if (count_ == 0) return 0.0;
   if (q <= 0) return min_;

@@ -17,6 +17,8 @@ class QuantileSketch {
   double max() const { return count_ ? max_ : 0.0; }
   // q in [0, 1]; relative error at most the configured accuracy for values above kMinValue.
   double quantile(double q) const;
+  // Adds every value of `o` (a sketch of the same accuracy).
+  void merge(const QuantileSketch& o);
 
   static constexpr double kMinValue = 1e-9;
 

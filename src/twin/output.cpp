@@ -37,6 +37,70 @@ void write_file(const std::string& path, const std::string& text) {
   if (!out) core::fail_input(path, 0, "", "write failed");
 }
 
+json cold(const core::QuantileSketch& s) { return {{"p50", s.quantile(0.5)}, {"p99", s.quantile(0.99)}, {"max", s.max()}}; }
+
+json fleet_json(const world::World& w, const PlanetResult& r) {
+  json f;
+  f["controller"] = r.controller;
+  f["control_ticks"] = r.control_ticks;
+  double gpu_h = 0, bytes = 0, energy = 0;
+  std::uint64_t starts = 0, stops = 0;
+  core::QuantileSketch pull{0.005}, load{0.005}, total{0.005};
+  json deps = json::array();
+  for (const auto& d : r.deployments) {
+    gpu_h += d.gpu_hours;
+    bytes += d.weight_bytes_moved;
+    energy += d.energy_j;
+    starts += d.starts;
+    stops += d.stops;
+    pull.merge(d.cold_pull);
+    load.merge(d.cold_load);
+    total.merge(d.cold_total);
+    json e;
+    e["site"] = d.site;
+    e["model"] = d.model;
+    e["accelerator"] = d.accelerator;
+    e["tp"] = d.tp;
+    e["replicas_declared"] = d.nominal;
+    e["replica_slots"] = d.slots;
+    e["peak_ready"] = d.peak_ready;
+    e["gpu_hours"] = d.gpu_hours;
+    e["replica_starts"] = d.starts;
+    e["replica_stops"] = d.stops;
+    e["starts_refused"] = d.refused;
+    e["refused_by_reason"] = json::object();
+    for (const auto& [why, n] : d.refused_by) e["refused_by_reason"][why] = n;
+    if (d.cold_total.count() > 0)
+      e["cold_start_s"] = {{"pull", cold(d.cold_pull)}, {"load", cold(d.cold_load)}, {"total", cold(d.cold_total)}};
+    e["weight_bytes_moved"] = d.weight_bytes_moved;
+    e["it_kwh"] = d.energy_j / 3.6e6;
+    e["min_power_cap"] = d.min_cap;
+    deps.push_back(e);
+  }
+  f["gpu_hours"] = gpu_h;
+  f["replica_starts"] = starts;
+  f["replica_stops"] = stops;
+  f["weight_bytes_moved"] = bytes;
+  f["it_kwh"] = energy / 3.6e6;
+  f["cold_starts"] = total.count();
+  f["cold_start_s"] = {{"pull", cold(pull)}, {"load", cold(load)}, {"total", cold(total)}};
+  f["deployments"] = deps;
+  json power = json::array();
+  for (std::size_t s = 0; s < r.site_power.size(); ++s) {
+    const auto& p = r.site_power[s];
+    if (p.windows == 0) continue;
+    power.push_back({{"site", w.sites[s].id},
+                     {"mean_kw", p.mean_kw},
+                     {"peak_kw", p.peak_kw},
+                     {"budget_kw", p.budget_kw},
+                     {"windows", p.windows},
+                     {"breach_windows", p.breach_windows},
+                     {"capped_windows", p.capped_windows}});
+  }
+  f["site_power"] = power;
+  return f;
+}
+
 }  // namespace
 
 std::vector<std::size_t> busiest_links(const PlanetResult& r, std::size_t n) {
@@ -88,6 +152,8 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
     k["rejected"] = cs.rejected;
     k["lost"] = cs.lost;
     k["retried"] = cs.retried;
+    k["rejected_by_reason"] = json::object();
+    for (const auto& [why, n] : cs.rejected_by_reason) k["rejected_by_reason"][why] = n;
     k["slo_ttft_ms"] = tc.slo_ttft_ms;
     k["slo_tpot_ms"] = tc.slo_tpot_ms;
     k["slo_attainment"] = cs.arrived ? static_cast<double>(cs.met_slo) / static_cast<double>(cs.arrived) : 0.0;
@@ -127,6 +193,7 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
     e["b"] = w.sites[static_cast<std::size_t>(l.b)].id;
     e["gbps"] = l.gbps;
     e["peak_utilization"] = r.links[li].peak_util;
+    e["peak_p99_1s_utilization"] = r.links[li].peak_p99_1s;
     busiest.push_back(e);
   }
   net["busiest_links"] = busiest;
@@ -144,6 +211,7 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
   en["carbon_kg"] = carbon;
   en["wh_per_completed_request"] = r.completed ? fac * 1000 / static_cast<double>(r.completed) : 0.0;
   j["energy"] = en;
+  j["fleet"] = fleet_json(w, r);
   json sites = json::array();
   for (std::size_t s = 0; s < w.sites.size(); ++s) {
     const auto& st = r.sites[s];
@@ -260,6 +328,13 @@ std::string write_planet_outputs(const std::string& dir, const world::World& w, 
                                           s.ready_s - s.published_s)
                             : fmt::format("{},{},{:.3f},,\n", s.artifact, s.site, s.published_s);
   write_file(dir + "/staleness.csv", stale);
+  write_file(dir + "/fleet.csv", r.fleet_csv);
+  std::string l1 = "t_h,a,b,p50_1s,p95_1s,p99_1s\n";
+  for (const auto& b : r.buckets)
+    for (std::size_t l = 0; l < b.link_1s.size() && l < w.links.size(); ++l)
+      l1 += fmt::format("{:.4f},{},{},{:.2f},{:.2f},{:.2f}\n", b.t_s / 3600, w.sites[static_cast<std::size_t>(w.links[l].a)].id,
+                        w.sites[static_cast<std::size_t>(w.links[l].b)].id, b.link_1s[l][0], b.link_1s[l][1], b.link_1s[l][2]);
+  write_file(dir + "/links_1s.csv", l1);
   const std::string report = dir + "/report.html";
   write_file(report, report_html(w, cfg, r));
   return report;

@@ -59,8 +59,8 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
       dep.nominal = d.replicas;
       dep.accel = d.accelerator;
       dep.tp = d.tp;
-      dep.llm = &catalog.llm(d.model);
-      dep.acc = &catalog.accelerator(d.accelerator);
+      dep.llm = std::make_shared<const model::LlmModel>(catalog.llm(d.model));
+      dep.acc = std::make_shared<const model::Accelerator>(catalog.accelerator(d.accelerator));
       dep.weight_bytes = dep.llm->params() * dep.llm->weight_bytes_per_param;
       dep.by_cap[kCapSteps] = pm;
       for (int r = 0; r < dep.count; ++r) {

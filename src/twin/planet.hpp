@@ -18,6 +18,10 @@
 #include "model/catalog.hpp"
 #include "world/world.hpp"
 
+namespace infergrid::control {
+class Controller;
+}
+
 namespace infergrid::twin {
 
 struct PlanetConfig {
@@ -25,6 +29,8 @@ struct PlanetConfig {
   // The fleet's controller (src/control: static, reactive, skyserve, dynamo), with the world's
   // `control:` parameters for it.
   std::string controller = "static";
+  // A controller object instead of a named one (tests, and hosts embedding the twin).
+  std::shared_ptr<control::Controller> controller_impl;
   std::uint64_t seed = 1;
   double hours = 24;
   double scale = 1;  // multiplies the world's requests per day

@@ -31,8 +31,12 @@ void PlanetSim::Impl::init_fleet(const model::Catalog&) {
       core::fail_input(w.file, 0, "control." + name, e.what());
     }
   }
-  controller = control::make_controller(cfg.controller, params_of(cfg.controller), cfg.seed);
-  res.controller = cfg.controller;
+  if (cfg.controller_impl) {
+    controller = cfg.controller_impl;
+  } else {
+    controller = control::make_controller(cfg.controller, params_of(cfg.controller), cfg.seed);
+  }
+  res.controller = controller->name();
   power_window = core::from_seconds(w.fleet.power_window_s);
   next_power = power_window;
   next_second = kSecond;
@@ -284,7 +288,7 @@ void PlanetSim::Impl::fleet_clock(Ns now) {
         cap = std::min(cap, dep.cap_steps);
       }
       if (!any) continue;
-      res.fleet_csv += fmt::format("{},{},{},{},{},{},{:.3f},{:.3f},{:.1f},{:.2f}\n", core::to_seconds(next_minute),
+      res.fleet_csv += fmt::format("{:.0f},{},{},{},{},{},{:.3f},{:.3f},{:.1f},{:.2f}\n", core::to_seconds(next_minute),
                                    w.sites[s].id, ready, starting, draining, gpus, it_w / 1000,
                                    site_facility_kw(static_cast<int>(s)), site_budget_kw(static_cast<int>(s)),
                                    static_cast<double>(cap) / kCapSteps);

@@ -82,8 +82,8 @@ struct PlanetSim::Impl {
     std::string accel;
     int tp = 1, nominal = 0;       // replicas the world declares
     double weight_bytes = 0;
-    const model::LlmModel* llm = nullptr;
-    const model::Accelerator* acc = nullptr;
+    std::shared_ptr<const model::LlmModel> llm;  // copies: the catalog need not outlive the twin
+    std::shared_ptr<const model::Accelerator> acc;
     int cap_steps = kCapSteps;      // the cap applied now (min of the controller's and the budget's)
     int set_cap_steps = kCapSteps;  // the controller's
     int budget_cap_steps = kCapSteps;  // the fleet's, to hold the site's budget
@@ -212,7 +212,7 @@ struct PlanetSim::Impl {
   std::vector<std::vector<char>> has_weights;               // [site][model]
   std::vector<std::vector<char>> pulling;                   // [site][model]: a weight pull in flight
   std::vector<SitePower> site_power;
-  std::unique_ptr<control::Controller> controller;
+  std::shared_ptr<control::Controller> controller;
   std::array<double, 3> shed_level{0, 0, 0};                // per priority; <= 0: never shed
   std::map<std::tuple<int, int, int>, double> pair_limit;   // (src, dst, class) -> bytes/s
   std::map<std::tuple<int, int, int>, std::vector<int>> pair_flows;
