@@ -12,10 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "core/priority.hpp"
+
 namespace infergrid::control {
 
-// Priorities as the workload names them: 0 critical, 1 interactive, 2 batch.
-constexpr int kPriorities = 3;
+// Priorities as core names them: 0 critical, 1 interactive, 2 batch.
+constexpr int kPriorities = core::kPriorityCount;
 
 struct SiteState {
   int id = 0;

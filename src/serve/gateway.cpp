@@ -120,18 +120,29 @@ void Gateway::observe_ttft(int cls, double seconds) {
   ttft_[static_cast<std::size_t>(cls)].observe(seconds);
 }
 
-std::size_t Gateway::route(const control::GeoRequest& r, const std::vector<control::SiteView>& views, std::vector<double>& scores,
-                           std::string& score_name) {
+std::optional<std::size_t> Gateway::route(const control::GeoRequest& r, const std::vector<control::SiteView>& views,
+                                          std::vector<double>& scores, std::string& score_name) {
   std::lock_guard<std::mutex> lock(router_mu_);
   const auto k = router_->pick(r, views);
   scores = router_->scores(views);
   score_name = router_->score_name();
-  // A policy that declines every site leaves the request to the nearest one.
-  if (k) return *k;
-  std::size_t best = 0;
-  for (std::size_t i = 1; i < views.size(); ++i)
-    if (views[i].rtt_ms < views[best].rtt_ms) best = i;
-  return best;
+  return k;
+}
+
+double Gateway::prefix_hit(std::uint64_t session, int site, std::int32_t prompt_tokens) {
+  if (session == 0 || prompt_tokens <= 1) return 0;
+  std::lock_guard<std::mutex> lock(session_mu_);
+  const auto it = sessions_.find(session);
+  if (it == sessions_.end() || it->second.first != site) return 0;
+  // The turn before shares its prompt as this one's prefix (up to this prompt less one token).
+  return static_cast<double>(std::min(it->second.second, prompt_tokens - 1)) / prompt_tokens;
+}
+
+void Gateway::session_ran(std::uint64_t session, int site, std::int32_t prompt_tokens) {
+  if (session == 0) return;
+  std::lock_guard<std::mutex> lock(session_mu_);
+  if (sessions_.size() >= 200000) sessions_.clear();  // bounded: forget old sessions wholesale
+  sessions_[session] = {site, prompt_tokens};
 }
 
 // ---- fairness: virtual token counters (VTC, Sheng et al., OSDI 2024) -----------------------------
@@ -421,6 +432,11 @@ void Gateway::handle(Request&& req, std::shared_ptr<Reply> reply) {
   spec.stream = ar.stream;
   spec.tenant = tenant;
   spec.prompt_tokens = ar.prompt_tokens;
+  {
+    const auto h = req.find("x-infergrid-session");
+    const std::string key = h != req.end() ? std::string(h->value()) : ar.user;
+    spec.session = key.empty() ? 0 : std::hash<std::string>{}(key) | 1;
+  }
   spec.claimed = ar.priority;
   spec.priority = tenant >= 0 ? std::max(ar.priority, cfg_.tenants[static_cast<std::size_t>(tenant)].max_class) : ar.priority;
   std::string err;

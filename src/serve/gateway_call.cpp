@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "net/latency.hpp"
+#include "control/balancer.hpp"
 #include "serve/gateway_state.hpp"
 #include "serve/openai.hpp"
 #include "serve/sse.hpp"
@@ -62,6 +63,7 @@ struct Call : std::enable_shared_from_this<Call> {
   std::uint64_t ticket = 0;
   bool admitted = false, waiting = false;
   double queued_ms = 0;
+  std::uint64_t request_number = 0;
 
   void start() {
     auto self = shared_from_this();
@@ -103,6 +105,7 @@ struct Call : std::enable_shared_from_this<Call> {
       }
       if (v.replicas == 0) continue;
       v.kv_usage = kv / v.replicas;
+      v.prefix_hit = gw->prefix_hit(s.session, static_cast<int>(st), s.prompt_tokens);
       v.rtt_ms = rtt.rtt_ms(s.client, cfg.sites[st].location) + (best_rtt < 1e299 ? best_rtt : 0);
       views.push_back(v);
       view_site.push_back(static_cast<int>(st));
@@ -188,19 +191,23 @@ struct Call : std::enable_shared_from_this<Call> {
       gw->vtc_charge(s.priority, s.tenant, s.prompt_tokens);  // VTC: input tokens weigh 1, once admitted
     }
     std::vector<double> scores;
-    const control::GeoRequest gr{0, s.prompt_tokens, s.priority, 0};
-    const std::size_t k = gw->route(gr, views, scores, score_name);
+    if (request_number == 0) request_number = gw->next_request_number();
+    const control::GeoRequest gr{request_number, s.prompt_tokens, s.priority, s.session};
+    const auto picked = gw->route(gr, views, scores, score_name);
+    if (!picked) {
+      fail(503, "service_unavailable", fmt::format("the {} policy rejected the request", gw->cfg().policy), "router_rejected");
+      return false;
+    }
+    const std::size_t k = *picked;
     for (std::size_t i = 0; i < scores.size() && i < candidates.size(); ++i) candidates[i]["score"] = std::round(scores[i] * 1000) / 1000;
     site = view_site[k];
     why = fmt::format("{}{}: rtt {:.1f} ms, {} outstanding on {} backends, kv {:.2f}", why.empty() ? "" : why + "; ",
                       gw->cfg().policy, views[k].rtt_ms, views[k].outstanding, views[k].replicas, views[k].kv_usage);
-    // The backend in the site with the least (own in-flight + scraped waiting).
-    double best = 1e300;
-    for (std::size_t i = 0; i < gw->backends(); ++i) {
-      if (gw->site_of(i) != site || !usable(i)) continue;
-      const double l = gw->live(i).inflight.load() + snap->backends[i].waiting;
-      if (l < best) best = l, backend = i;
-    }
+    // The site's balancer (shared with the twin): the least (own in-flight + scraped waiting).
+    backend = *control::least_loaded(
+        gw->backends(), [&](std::size_t i) { return gw->site_of(i) == site && usable(i); },
+        [&](std::size_t i) { return gw->live(i).inflight.load() + snap->backends[i].waiting; });
+    gw->session_ran(s.session, site, s.prompt_tokens);
     tried.push_back(backend);
     ++attempts;
     gw->live(backend).inflight.fetch_add(1);

@@ -68,6 +68,7 @@ struct CallSpec {
   core::LatLon client;
   int tenant = -1;           // index into cfg.tenants; -1: open gateway
   std::int32_t prompt_tokens = 0;
+  std::uint64_t session = 0;  // from x-infergrid-session or the body's `user` (0: none)
   std::int64_t reserved_output = 0;  // output tokens reserved against tokens_per_minute
   RateDecision rate;         // the admission's decision (window, shared)
   Headers headers;           // x-ratelimit-* for the answer
@@ -104,8 +105,14 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
   void count(int site, int cls, int outcome);
   void observe_ttft(int cls, double seconds);
   // The router, shared by the process's threads (its state advances under a lock).
-  std::size_t route(const control::GeoRequest& r, const std::vector<control::SiteView>& views, std::vector<double>& scores,
-                    std::string& score_name);
+  // Nothing: the policy rejected the request (the twin rejects it too).
+  std::optional<std::size_t> route(const control::GeoRequest& r, const std::vector<control::SiteView>& views,
+                                   std::vector<double>& scores, std::string& score_name);
+  // Sessions: where a session's last request ran and its prompt length, so that the router sees
+  // the prefix a site is believed to hold (the twin keeps the same record per conversation).
+  double prefix_hit(std::uint64_t session, int site, std::int32_t prompt_tokens);
+  void session_ran(std::uint64_t session, int site, std::int32_t prompt_tokens);
+  std::uint64_t next_request_number() { return request_number_.fetch_add(1) + 1; }
   // Virtual token counters (VTC) per class and tenant.
   void vtc_begin(int cls, int tenant);
   void vtc_end(int cls, int tenant);
@@ -155,6 +162,9 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
   std::atomic<std::uint64_t> next_id_{1};
   std::vector<world::Metro> metros_;  // the embedded world's, for locations given by name
   std::mutex router_mu_;
+  std::mutex session_mu_;
+  std::unordered_map<std::uint64_t, std::pair<int, std::int32_t>> sessions_;  // session -> (site, prompt)
+  std::atomic<std::uint64_t> request_number_{0};
   std::unique_ptr<control::SiteRouter> router_;
   std::unordered_map<std::string, int> key_to_tenant_;  // SHA-256 hex -> tenant
   std::vector<TenantLive> tenant_live_;

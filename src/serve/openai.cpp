@@ -153,6 +153,7 @@ std::optional<ApiError> parse_request(std::string_view body, Endpoint ep, ApiReq
   if (!j.contains("model") || !j["model"].is_string() || j["model"].get_ref<const std::string&>().empty())
     return bad("you must provide a model parameter", "model");
   out.model = j["model"].get<std::string>();
+  if (j.contains("user") && j["user"].is_string()) out.user = j["user"].get<std::string>();
   if (j.contains("stream") && !j["stream"].is_null()) {
     if (!j["stream"].is_boolean()) return bad("'stream' must be a boolean", "stream");
     out.stream = j["stream"].get<bool>();

@@ -31,6 +31,7 @@ struct ApiRequest {
   bool priority_claimed = false;    // the body named a priority
   int body_priority = -1;           // ... this one (clamped to 0-2); -1: none
   int n = 1;                        // choices asked for
+  std::string user;                 // OpenAI's end-user id: the gateway's session for prefix affinity
 };
 
 // Parses a /v1/chat/completions or /v1/completions body. Limits: 8 MiB bodies (checked by the

@@ -16,6 +16,7 @@
 #include <queue>
 #include <tuple>
 
+#include "control/balancer.hpp"
 #include "control/fleet.hpp"
 #include "control/site_router.hpp"
 #include "core/error.hpp"

@@ -202,8 +202,8 @@ void PlanetSim::Impl::route_req(std::uint32_t slot, Ns now) {
   }
   const control::GeoRequest gr{r.gid, r.req.prompt_tokens, static_cast<int>(r.req.priority), r.session};
   const auto pick = router->pick(gr, views);
-  if (!pick) {
-    lose(slot, "router rejected");
+  if (!pick) {  // as the gateway answers 503 router_rejected
+    reject(slot, "router rejected");
     return;
   }
   const auto& v = views[*pick];
@@ -286,12 +286,10 @@ void PlanetSim::Impl::at_site(std::uint32_t slot, Ns now) {
     const control::GeoRequest gr{r.gid, r.req.prompt_tokens, static_cast<int>(r.req.priority), r.session};
     best = pod_views[router->pick(gr, pod_views).value_or(0)].site;
   } else {
-    for (int i = dep.first; i < dep.first + dep.count; ++i) {
-      if (!replica_up[static_cast<std::size_t>(i)]) continue;
-      if (best < 0 || replicas[static_cast<std::size_t>(i)].outstanding() <
-                          replicas[static_cast<std::size_t>(best)].outstanding())
-        best = i;
-    }
+    const auto k = static_cast<std::size_t>(dep.first);
+    best = dep.first + static_cast<int>(*control::least_loaded(
+                           static_cast<std::size_t>(dep.count), [&](std::size_t i) { return replica_up[k + i] != 0; },
+                           [&](std::size_t i) { return replicas[k + i].outstanding(); }));
   }
   if (sr) sr->replica = best;
   r.stage = Stage::kEngine;

@@ -3,11 +3,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/priority.hpp"
 #include "core/units.hpp"
 
 namespace infergrid::workload {
 
-enum class Priority : std::int8_t { kCritical = 0, kInteractive = 1, kBatch = 2 };
+using core::Priority;
 
 struct Request {
   std::uint64_t id = 0;
