@@ -45,37 +45,31 @@ TEST(Control, StaticNeverDecides) {
   EXPECT_EQ(c->period_s(), 0);
 }
 
-TEST(Control, ReactiveFollowsTheHpaRule) {
+TEST(Control, ReactiveIsLlmDsSaturationAnalyzer) {
   auto c = ig::control::make_controller("reactive", {}, 1);
-  // 2 replicas, 20 waiting (10 each against a target of 5): ceil(2 x 10/5) = 4.
-  EXPECT_EQ(scaled(*c, view(15, 2, 20, 0.1)), 4);
-  // Within the 10% tolerance nothing changes: 4 replicas, 21 waiting = 5.25 each.
-  auto c2 = ig::control::make_controller("reactive", {}, 1);
-  EXPECT_EQ(scaled(*c2, view(15, 4, 21, 0.1)), -1);
-  // KV usage drives it too: 0.96 / 0.8 = 1.2 -> ceil(4 x 1.2) = 5.
-  auto c3 = ig::control::make_controller("reactive", {}, 1);
-  EXPECT_EQ(scaled(*c3, view(15, 4, 0, 0.96)), 5);
-  // Never past the pool.
-  auto c4 = ig::control::make_controller("reactive", {}, 1);
-  EXPECT_EQ(scaled(*c4, view(15, 4, 400, 0.1)), 8);
-}
-
-TEST(Control, ReactiveHoldsScaleDownForItsWindow) {
-  auto c = ig::control::make_controller("reactive", {}, 1);
-  EXPECT_EQ(scaled(*c, view(15, 4, 40, 0.5)), 8);
-  // Idle from t = 30: the desire is 1 replica (kv 0.1 / 0.8 of 8 -> 1), but the highest desire of
-  // the last 300 s (8) holds the fleet until t = 315.
-  for (double t = 30; t < 315; t += 15) EXPECT_EQ(scaled(*c, view(t, 8, 0, 0.1)), -1) << t;
-  EXPECT_EQ(scaled(*c, view(330, 8, 0, 0.1)), 1);
-}
-
-TEST(Control, ReactiveCountsStartingReplicas) {
-  auto c = ig::control::make_controller("reactive", {}, 1);
-  // 2 ready want 4; 2 more are already starting: nothing asked twice.
-  EXPECT_EQ(scaled(*c, view(15, 2, 20, 0.1, 0, 2)), -1);
+  EXPECT_EQ(c->period_s(), 60);
+  // Saturated (KV 0.85 >= 0.8): one more.
+  EXPECT_EQ(scaled(*c, view(60, 2, 0, 0.85)), 3);
+  // Not saturated, but spare KV 0.8 - 0.75 = 0.05 < 0.1: one more.
+  EXPECT_EQ(scaled(*c, view(60, 2, 0, 0.75)), 3);
+  // Spare queue 5 - 2.5 = 2.5 < 3 (5 waiting over 2): one more.
+  EXPECT_EQ(scaled(*c, view(60, 2, 5, 0.1)), 3);
+  // Not while a replica is starting.
+  EXPECT_EQ(scaled(*c, view(60, 2, 0, 0.85, 0, 1)), -1);
+  // Comfortable with 4 (KV 0.5, 1 waiting each), and with 3: over 3 the KV would be 0.67, spare
+  // 0.13 >= 0.1, queue 1.33, spare 3.67 >= 3: one fewer.
+  EXPECT_EQ(scaled(*c, view(60, 4, 4, 0.5)), 3);
+  // KV 0.6 over 4 -> 0.8 over 3: no spare left: hold.
+  EXPECT_EQ(scaled(*c, view(60, 4, 0, 0.6)), -1);
+  // Never below one replica, never past the pool.
+  EXPECT_EQ(scaled(*c, view(60, 1, 0, 0.0)), -1);
+  EXPECT_EQ(scaled(*c, view(60, 8, 100, 0.99)), -1);
 }
 
 TEST(Control, SkyServeWaitsForItsDelays) {
+  // From zero the delay is ignored.
+  auto z = ig::control::make_controller("skyserve", {{"target_qps_per_replica", 2}}, 1);
+  EXPECT_EQ(scaled(*z, view(20, 0, 0, 0, 3)), 2);
   auto c = ig::control::make_controller("skyserve", {{"target_qps_per_replica", 2}}, 1);
   // 10 QPS at 2 per replica: 5 replicas, once the target has held for the upscale delay (300 s
   // = 15 periods of 20 s).
@@ -86,19 +80,27 @@ TEST(Control, SkyServeWaitsForItsDelays) {
   EXPECT_EQ(scaled(*c, view(1500, 5, 0, 0, 0.5)), 1);
 }
 
-TEST(Control, DynamoStepsOneReplicaOnPredictedLoad) {
+TEST(Control, DynamoStepsOneReplicaOnLoadThresholds) {
   auto c = ig::control::make_controller("dynamo", {}, 1);
-  // The moving average of the last 3 intervals: 0.8, 0.95, 0.98 -> 0.91 > 0.9: one up.
-  EXPECT_EQ(scaled(*c, view(10, 3, 0, 0.8)), -1);
-  EXPECT_EQ(scaled(*c, view(20, 3, 0, 0.95)), -1);
-  EXPECT_EQ(scaled(*c, view(30, 3, 0, 0.98)), 4);
-  // It waits while a replica starts.
-  EXPECT_EQ(scaled(*c, view(40, 3, 0, 0.99, 0, 1)), -1);
-  // Light load (KV 0.2, no queue): one down at a time, never below one.
-  auto d = ig::control::make_controller("dynamo", {}, 1);
-  EXPECT_EQ(scaled(*d, view(10, 2, 0, 0.2)), 1);
+  EXPECT_EQ(c->period_s(), 30);
+  EXPECT_EQ(scaled(*c, view(30, 3, 0, 0.8)), -1);   // between 0.5 and 0.9: hold
+  EXPECT_EQ(scaled(*c, view(60, 3, 0, 0.95)), 4);   // KV above 0.9: one up
+  EXPECT_EQ(scaled(*c, view(90, 3, 0, 0.99, 0, 1)), -1);  // waits while it starts
+  // Three intervals of grace after a scale-up, then light load (KV 0.2, no queue) takes one off.
+  EXPECT_EQ(scaled(*c, view(120, 4, 0, 0.2)), -1);
+  EXPECT_EQ(scaled(*c, view(150, 4, 0, 0.2)), -1);
+  EXPECT_EQ(scaled(*c, view(180, 4, 0, 0.2)), 3);
+  // Queued prefills per replica above 0.5 (3 waiting over 4): one up.
+  auto q = ig::control::make_controller("dynamo", {}, 1);
+  EXPECT_EQ(scaled(*q, view(30, 4, 3, 0.6)), 5);
+  // A moving average when asked: history 3 of 0.8, 0.95, 0.98 -> 0.91 > 0.9.
+  auto m = ig::control::make_controller("dynamo", {{"history", 3}}, 1);
+  EXPECT_EQ(scaled(*m, view(30, 3, 0, 0.8)), -1);
+  EXPECT_EQ(scaled(*m, view(60, 3, 0, 0.95)), -1);
+  EXPECT_EQ(scaled(*m, view(90, 3, 0, 0.98)), 4);
+  // Never below one.
   auto e = ig::control::make_controller("dynamo", {}, 1);
-  EXPECT_EQ(scaled(*e, view(10, 1, 0, 0.0)), -1);
+  EXPECT_EQ(scaled(*e, view(30, 1, 0, 0.0)), -1);
 }
 
 TEST(Control, DecisionsAreAFunctionOfTheViews) {

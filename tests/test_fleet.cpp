@@ -310,3 +310,56 @@ TEST(Fleet, ReactiveStartsReplicasAndRecoversFromASurge) {
   EXPECT_GT(gpu_h, 0);
   EXPECT_NEAR(j_dep, j_site, 1e-6 * j_site);
 }
+
+namespace {
+std::string roll_world(int pool) {
+  return fmt::format(R"(name: roll
+fleet: {{warmup_s: 20}}
+repositories:
+  - {{id: repo, site: a}}
+sites:
+  - {{id: a, lat: 48.85, lon: 2.35, accelerators: {{h100-80gb: 2}}, power_cap_kw: 100,
+     deployments: [{{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 2}}]}}
+  - {{id: b, lat: 52.52, lon: 13.40, accelerators: {{h100-80gb: {}}}, power_cap_kw: 100,
+     deployments: [{{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 2}}]}}
+links:
+  - {{a: a, b: b, gbps: 400}}
+metros:
+  - {{name: Paris, country: France, lat: 48.86, lon: 2.35, population: 1000000}}
+  - {{name: Berlin, country: Germany, lat: 52.52, lon: 13.40, population: 1000000}}
+workload:
+  requests_per_day: 864000
+  classes:
+    - {{name: chat, share: 1, priority: interactive, model: llama3-8b, prompt: "fixed:500", output: "fixed:100"}}
+events:
+  - {{kind: publish, at: 300, repo: repo, artifact: llama3-8b-v2, model: llama3-8b, size_gb: 16, roll: true}}
+)",
+                     pool);
+}
+}  // namespace
+
+TEST(Fleet, APublishRollsEveryReplicaAndLosesNothing) {
+  // Site b has room for one more replica (surge: start one, then drain one), site a none (drain
+  // one first, then start one in its place).
+  const auto r = run(world("roll", roll_world(3)), nullptr, 0.5);
+  EXPECT_EQ(r.lost, 0u);
+  EXPECT_EQ(r.arrived, r.completed + r.rejected);
+  for (const char* s : {"a", "b"}) {
+    const auto& d = dep(r, s);
+    EXPECT_EQ(d.version, 1) << s;
+    EXPECT_EQ(d.starts, 2u) << s;
+    EXPECT_EQ(d.stops, 2u) << s;
+    // Loaded from the synced disk: no pull; 16 GB at 1.55 GB/s + 20 s warm-up each.
+    EXPECT_NEAR(d.cold_pull.max(), 0, 1e-9) << s;
+    EXPECT_NEAR(d.cold_load.max(), ig::model::Catalog::builtin().llm("llama3-8b").params() * 2 / 1.55e9 + 20, 1e-3) << s;
+  }
+  EXPECT_EQ(dep(r, "b").rolled, 2u);
+  EXPECT_EQ(dep(r, "a").rolled, 2u);
+  EXPECT_EQ(dep(r, "a").peak_ready, 2);  // no surge at a: one old drained before each start
+  EXPECT_EQ(dep(r, "b").peak_ready, 3);  // a surge of one at b
+  // Without roll: true the weights land and nothing restarts.
+  std::string y = roll_world(3);
+  y.replace(y.find(", roll: true"), 12, "");
+  const auto q = run(world("noroll", y), nullptr, 0.5);
+  EXPECT_EQ(dep(q, "a").starts + dep(q, "b").starts, 0u);
+}

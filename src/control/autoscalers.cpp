@@ -1,15 +1,15 @@
 // The baseline controllers: what each stands for is in docs/control.md.
 //   static    the fleet as the world declares it; no decision ever.
-//   reactive  llm-d's recommended autoscaling (KEDA / the Kubernetes HPA on vLLM's
-//             num_requests_waiting and KV-cache usage): desired = ceil(ready x metric / target),
-//             the larger over the metrics, a 10% tolerance, scale-down held by a stabilization
-//             window (the highest desire over the last 300 s).
+//   reactive  llm-d's workload variant autoscaler on vLLM's num_requests_waiting and KV-cache
+//             usage (saturation thresholds 0.8 / 5, spare triggers 0.1 / 3), one replica up or
+//             down per 60 s decision.
 //   skyserve  SkyServe's request-rate autoscaler: target = ceil(observed QPS / target QPS per
 //             replica); scale up once the target has stayed above the fleet for the upscale
 //             delay, down once below for the downscale delay.
-//   dynamo    Dynamo planner's load-based mode: each adjustment interval, predicted load from the
-//             recent intervals (a moving average, its constant predictor) of KV usage and queued
-//             prefills per replica against thresholds; one replica up or down at a time.
+//   dynamo    Dynamo planner's load-based mode: each 30 s adjustment interval, the load predicted
+//             from the recent intervals (a moving average of `history` views; 1: its constant
+//             predictor) of KV usage (0.9 up / 0.5 down) and queued prefills per replica (0.5 up /
+//             0.2 down); one replica at a time, no scale-down for 3 intervals after a scale-up.
 #include "control/fleet.hpp"
 
 #include <fmt/format.h>
@@ -33,14 +33,14 @@ const std::vector<Spec>& specs() {
   static const std::vector<Spec> s = {
       {"static", {}},
       {"reactive",
-       {{"period_s", 15}, {"target_waiting", 5}, {"target_kv_usage", 0.8}, {"tolerance", 0.1},
-        {"scale_down_window_s", 300}, {"min_replicas", 1}}},
+       {{"period_s", 60}, {"kv_threshold", 0.8}, {"queue_threshold", 5}, {"kv_spare_trigger", 0.1},
+        {"queue_spare_trigger", 3}, {"min_replicas", 1}}},
       {"skyserve",
        {{"period_s", 20}, {"target_qps_per_replica", 2}, {"upscale_delay_s", 300}, {"downscale_delay_s", 1200},
         {"min_replicas", 1}}},
       {"dynamo",
-       {{"period_s", 10}, {"kv_scale_up", 0.9}, {"kv_scale_down", 0.5}, {"queue_scale_up", 5},
-        {"queue_scale_down", 0.2}, {"history", 3}, {"min_replicas", 1}}},
+       {{"period_s", 30}, {"kv_scale_up", 0.9}, {"kv_scale_down", 0.5}, {"queue_scale_up", 0.5},
+        {"queue_scale_down", 0.2}, {"history", 1}, {"grace_periods", 3}, {"min_replicas", 1}}},
   };
   return s;
 }
@@ -82,43 +82,42 @@ class Static final : public Controller {
   void decide(const FleetView&, Decisions&) override {}
 };
 
+// llm-d's workload variant autoscaler (its saturation analyzer, V1 thresholds): a replica is
+// saturated at KV usage >= kv_threshold or waiting >= queue_threshold; over the others, spare
+// KV (kv_threshold - usage) below kv_spare_trigger or spare queue below queue_spare_trigger adds
+// one replica (not while one is still starting); one is removed only when spreading the load
+// over one replica fewer still leaves both spares at or above their triggers, with at least two
+// replicas unsaturated. One decision per period (its GLOBAL_OPT_INTERVAL, 60 s).
 class Reactive final : public Controller {
  public:
   explicit Reactive(Params p) : p_(std::move(p)) {}
   const char* name() const override { return "reactive"; }
   double period_s() const override { return p_.at("period_s"); }
   void decide(const FleetView& v, Decisions& out) override {
+    const double kv_t = p_.at("kv_threshold"), q_t = p_.at("queue_threshold");
+    const double kv_s = p_.at("kv_spare_trigger"), q_s = p_.at("queue_spare_trigger");
     for (const auto& d : v.deployments) {
       if (!v.sites[static_cast<std::size_t>(d.site)].up) continue;
-      auto& hist = history_[d.id];
-      const int current = d.ready + d.starting;
-      if (hist.empty()) hist.push_back({v.t_s, current});  // the window starts from the fleet as found
-      int desired = current;
-      if (d.ready > 0) {
-        const double waiting = static_cast<double>(d.waiting) / d.ready;
-        const double r_wait = waiting / p_.at("target_waiting");
-        const double r_kv = d.kv_usage / p_.at("target_kv_usage");
-        const double ratio = std::max(r_wait, r_kv);
-        if (std::abs(ratio - 1) > p_.at("tolerance")) desired = clamp_replicas(d.ready * ratio, d, p_.at("min_replicas"));
-        // Replicas still starting are counted as the HPA counts unready pods: not yet capacity,
-        // but not asked for twice.
-        if (desired > d.ready && desired <= current) desired = current;
-      } else if (d.starting == 0) {
-        desired = clamp_replicas(p_.at("min_replicas"), d, p_.at("min_replicas"));
+      if (d.ready == 0) {
+        if (d.starting == 0 && p_.at("min_replicas") > 0) out.scale.push_back({d.id, clamp_replicas(1, d, 1)});
+        continue;
       }
-      // Scale-down stabilization: act on the highest desire of the window.
-      hist.push_back({v.t_s, desired});
-      while (!hist.empty() && hist.front().first < v.t_s - p_.at("scale_down_window_s")) hist.pop_front();
-      int held = desired;
-      for (const auto& [_, want] : hist) held = std::max(held, want);
-      const int target = desired > current ? desired : std::min(current, held);
-      if (target != current) out.scale.push_back({d.id, target});
+      const double n = d.ready;
+      const double kv = d.kv_usage, queue = static_cast<double>(d.waiting) / n;
+      const bool saturated = kv >= kv_t || queue >= q_t;
+      const bool up = saturated || kv_t - kv < kv_s || q_t - queue < q_s;
+      if (up) {
+        if (d.starting == 0 && d.ready < d.max_replicas) out.scale.push_back({d.id, d.ready + 1});
+        continue;
+      }
+      if (d.ready <= std::max(1.0, p_.at("min_replicas")) || d.ready < 2 || d.starting > 0) continue;
+      const double kv1 = kv * n / (n - 1), q1 = queue * n / (n - 1);
+      if (kv_t - kv1 >= kv_s && q_t - q1 >= q_s) out.scale.push_back({d.id, d.ready - 1});
     }
   }
 
  private:
   Params p_;
-  std::map<int, std::deque<std::pair<double, int>>> history_;
 };
 
 class SkyServe final : public Controller {
@@ -132,6 +131,10 @@ class SkyServe final : public Controller {
       auto& st = state_[d.id];
       const int current = d.ready + d.starting;
       const int target = clamp_replicas(d.arrivals_per_s / p_.at("target_qps_per_replica"), d, p_.at("min_replicas"));
+      if (current == 0 && target > 0) {  // SkyServe: the upscale delay is ignored from zero
+        out.scale.push_back({d.id, target});
+        continue;
+      }
       st.up = target > current ? st.up + 1 : 0;
       st.down = target < current ? st.down + 1 : 0;
       const double period = p_.at("period_s");
@@ -170,13 +173,16 @@ class Dynamo final : public Controller {
       kv /= static_cast<double>(h.size());
       queue /= static_cast<double>(h.size());
       if (d.starting > 0) continue;  // the planner waits for the last change to land
+      auto& grace = grace_[d.id];
+      if (grace > 0) --grace;
       const int current = d.ready;
       int target = current;
       if (kv > p_.at("kv_scale_up") || queue > p_.at("queue_scale_up")) target = current + 1;
-      else if (kv < p_.at("kv_scale_down") && queue < p_.at("queue_scale_down")) target = current - 1;
+      else if (grace == 0 && kv < p_.at("kv_scale_down") && queue < p_.at("queue_scale_down")) target = current - 1;
       target = clamp_replicas(target, d, p_.at("min_replicas"));
       if (target != current) {
         out.scale.push_back({d.id, target});
+        if (target > current) grace = static_cast<int>(p_.at("grace_periods"));
         h.clear();
       }
     }
@@ -185,6 +191,7 @@ class Dynamo final : public Controller {
  private:
   Params p_;
   std::map<int, std::deque<std::pair<double, double>>> history_;
+  std::map<int, int> grace_;  // intervals left with no scale-down after a scale-up
 };
 
 }  // namespace

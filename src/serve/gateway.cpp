@@ -50,6 +50,7 @@ Gateway::Gateway(net::io_context& ioc, GatewayConfig cfg, const ServerStats* ser
   } catch (const core::InputError&) {
   }
   router_ = control::make_site_router(cfg_.policy, 1);
+  control_ = std::make_unique<GatewayControl>(*this);
   for (std::size_t t = 0; t < cfg_.tenants.size(); ++t)
     for (const auto& d : cfg_.tenants[t].key_sha256) key_to_tenant_[d] = static_cast<int>(t);
   tenant_live_ = std::vector<TenantLive>(cfg_.tenants.size());
@@ -58,6 +59,7 @@ Gateway::Gateway(net::io_context& ioc, GatewayConfig cfg, const ServerStats* ser
 
 void Gateway::start_scrapers() {
   for (std::size_t i = 0; i < flat_.size(); ++i) scrape(i);
+  control_->start();
 }
 
 bool Gateway::serves(std::size_t i, const std::string& model) const {
@@ -532,6 +534,7 @@ std::string Gateway::metrics() {
       out += fmt::format("infergrid_gateway_backend_ejections_total{{site=\"{}\",backend=\"{}\",reason=\"{}\"}} {}\n",
                          label(cfg_.sites[static_cast<std::size_t>(flat_[i].first)].name), label(backend(i).url),
                          r == 0 ? "failures" : "stalled", (r == 0 ? live_[i].ejected_failures : live_[i].ejected_stalls).load());
+  out += control_->metrics();
   out += "# HELP infergrid_gateway_unauthorized_total Requests refused for a missing or unknown API key.\n";
   out += fmt::format("# TYPE infergrid_gateway_unauthorized_total counter\ninfergrid_gateway_unauthorized_total {}\n", unauthorized_.load());
   if (!cfg_.tenants.empty()) {

@@ -8,6 +8,7 @@
 // API keys (SHA-256 digests), the highest class each may claim, requests and tokens per minute
 // (shared between gateways through Redis), fairness by tokens served.
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,11 @@ struct GatewayConfig {
   // only for KV space, so critical needs free slots).
   double batch_shed_at = 0.6;
   double interactive_shed_at = 0.75;
+  // The control plane hosted here (src/control, as in the twin): its name and parameters. The
+  // gateway carries out shed levels and routing weights; scale, power and bandwidth decisions
+  // need an orchestrator and are counted, not carried out (docs/control.md).
+  std::string controller = "static";
+  std::map<std::string, double> control;
   int queue_timeout_ms = 2000;     // over its threshold a request waits this long for a slot, then 429
   int max_queued = 1024;           // waiting per model and class at most (0: shed at once)
   int breaker_failures = 3;        // consecutive failed requests that eject a backend ...

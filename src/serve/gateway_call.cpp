@@ -87,7 +87,10 @@ struct Call : std::enable_shared_from_this<Call> {
     const auto& cfg = gw->cfg();
     const infergrid::net::RttModel rtt = infergrid::net::RttModel::calibrated();
     candidates = json::array();
+    // A controller's routing weight 0 takes a site out while another candidate remains.
+    for (int pass = 0; pass < 2 && views.empty(); ++pass)
     for (std::size_t st = 0; st < cfg.sites.size(); ++st) {
+      if (pass == 0 && gw->control().site_excluded(static_cast<int>(st))) continue;
       control::SiteView v;
       v.site = static_cast<int>(st);
       double best_rtt = 1e300, kv = 0;
@@ -121,7 +124,7 @@ struct Call : std::enable_shared_from_this<Call> {
     const auto& cfg = gw->cfg();
     if (s.priority == 0) return true;
     const double frac = cap > 0 ? (load + gw->letting_in(s.model)) / cap : 1;
-    const double at = s.priority == 2 ? cfg.batch_shed_at : cfg.interactive_shed_at;
+    const double at = gw->control().shed_at(s.priority, s.priority == 2 ? cfg.batch_shed_at : cfg.interactive_shed_at);
     if (frac < at) return true;
     auto self = shared_from_this();
     const bool queued = gw->enqueue(s.model, s.priority, s.tenant, s.prompt_tokens, ticket, [self] {
@@ -159,7 +162,8 @@ struct Call : std::enable_shared_from_this<Call> {
     if (!finish_once()) return;
     gw->settle_tokens(s, 0, 0, 0);  // a shed request uses none of its tenant's tokens
     gw->count(-1, s.priority, kShed);
-    const double at = s.priority == 2 ? gw->cfg().batch_shed_at : gw->cfg().interactive_shed_at;
+    const double at =
+        gw->control().shed_at(s.priority, s.priority == 2 ? gw->cfg().batch_shed_at : gw->cfg().interactive_shed_at);
     auto h = s.headers;
     h.emplace_back("Retry-After", "1");
     send_error(*reply, 429, "rate_limit_exceeded",
@@ -168,7 +172,8 @@ struct Call : std::enable_shared_from_this<Call> {
     log(429, "shed");
   }
 
-  // Picks a site by the policy, then the least-loaded backend in it; false when none is left.
+  // Picks a site by the policy, then the least-loaded backend in it; false when none is left
+  // (the call has answered). One lock from reading the load to counting itself in flight.
   bool pick() {
     std::lock_guard<std::mutex> lock(gw->pick_mutex());
     const auto snap = gw->snapshot();
@@ -176,43 +181,62 @@ struct Call : std::enable_shared_from_this<Call> {
     std::vector<int> view_site;
     double cap = 0, load = 0;
     build_views(*snap, views, view_site, cap, load);
-    if (views.empty()) {
-      if (attempts > 0)
-        fail(last_status, last_status == 504 ? "gateway_timeout" : "bad_gateway",
-             fmt::format("upstream failed after {} attempt{}: {}", attempts, attempts > 1 ? "s" : "", last_cause),
-             last_status == 504 ? "upstream_timeout" : "upstream_error");
-      else fail(503, "service_unavailable", fmt::format("no healthy backend serves '{}'{}", s.model, gw->why_unusable(s.model)),
-                "no_backend");
-      return false;
-    }
-    if (attempts == 0 && !admitted) {
-      if (!admit(cap, load)) return false;
-      admitted = true;
-      gw->vtc_charge(s.priority, s.tenant, s.prompt_tokens);  // VTC: input tokens weigh 1, once admitted
-    }
+    if (views.empty()) return no_candidates();
+    if (!admit_once(cap, load)) return false;
+    const auto k = route_site(views);
+    if (!k) return false;
+    site = view_site[*k];
+    choose_backend(*snap);
+    return true;
+  }
+
+  bool no_candidates() {
+    if (attempts > 0)
+      fail(last_status, last_status == 504 ? "gateway_timeout" : "bad_gateway",
+           fmt::format("upstream failed after {} attempt{}: {}", attempts, attempts > 1 ? "s" : "", last_cause),
+           last_status == 504 ? "upstream_timeout" : "upstream_error");
+    else fail(503, "service_unavailable", fmt::format("no healthy backend serves '{}'{}", s.model, gw->why_unusable(s.model)),
+              "no_backend");
+    return false;
+  }
+
+  // The first pick admits (or queues, or sheds); retries are already in.
+  bool admit_once(double cap, double load) {
+    if (attempts > 0 || admitted) return true;
+    if (!admit(cap, load)) return false;
+    admitted = true;
+    gw->vtc_charge(s.priority, s.tenant, s.prompt_tokens);  // VTC: input tokens weigh 1, once admitted
+    return true;
+  }
+
+  // The site policy over the views, with the request as the twin gives it (number, prompt,
+  // class, session); nothing when it rejects, answered 503 as the twin rejects.
+  std::optional<std::size_t> route_site(const std::vector<control::SiteView>& views) {
     std::vector<double> scores;
     if (request_number == 0) request_number = gw->next_request_number();
     const control::GeoRequest gr{request_number, s.prompt_tokens, s.priority, s.session};
-    const auto picked = gw->route(gr, views, scores, score_name);
-    if (!picked) {
+    const auto k = gw->route(gr, views, scores, score_name);
+    if (!k) {
       fail(503, "service_unavailable", fmt::format("the {} policy rejected the request", gw->cfg().policy), "router_rejected");
-      return false;
+      return std::nullopt;
     }
-    const std::size_t k = *picked;
     for (std::size_t i = 0; i < scores.size() && i < candidates.size(); ++i) candidates[i]["score"] = std::round(scores[i] * 1000) / 1000;
-    site = view_site[k];
     why = fmt::format("{}{}: rtt {:.1f} ms, {} outstanding on {} backends, kv {:.2f}", why.empty() ? "" : why + "; ",
-                      gw->cfg().policy, views[k].rtt_ms, views[k].outstanding, views[k].replicas, views[k].kv_usage);
-    // The site's balancer (shared with the twin): the least (own in-flight + scraped waiting).
+                      gw->cfg().policy, views[*k].rtt_ms, views[*k].outstanding, views[*k].replicas, views[*k].kv_usage);
+    return k;
+  }
+
+  // The site's balancer (shared with the twin): the least (own in-flight + scraped waiting).
+  void choose_backend(const Snapshot& snap) {
     backend = *control::least_loaded(
         gw->backends(), [&](std::size_t i) { return gw->site_of(i) == site && usable(i); },
-        [&](std::size_t i) { return gw->live(i).inflight.load() + snap->backends[i].waiting; });
+        [&](std::size_t i) { return gw->live(i).inflight.load() + snap.backends[i].waiting; });
     gw->session_ran(s.session, site, s.prompt_tokens);
+    gw->control().routed(site, s.model);
     tried.push_back(backend);
     ++attempts;
     gw->live(backend).inflight.fetch_add(1);
     counted_inflight = true;
-    return true;
   }
 
   // ---- the upstream exchange ----

@@ -9,6 +9,7 @@
 
 #include "control/site_router.hpp"
 #include "core/error.hpp"
+#include "control/fleet.hpp"
 #include "serve/gateway.hpp"
 #include "serve/openai.hpp"
 #include "world/yaml_fields.hpp"
@@ -142,6 +143,19 @@ GatewayConfig load_gateway_config(const std::string& path) {
     c.retries = f.integer("retries", 2, false, 0);
     c.batch_shed_at = f.num("batch_shed_at", 0.6, false, 0, 100);
     c.interactive_shed_at = f.num("interactive_shed_at", 0.75, false, 0, 100);
+    c.controller = f.str("controller", "static");
+    if (f.has("control")) {
+      const YAML::Node cn = f.node("control");
+      Fields g(path, cn, "control");
+      for (const auto& [k, _] : control::controller_defaults(c.controller)) {
+        if (g.has(k)) c.control[k] = g.num(k, 0, false, 0, 1e12);
+      }
+    }
+    try {
+      control::make_controller(c.controller, c.control, 1);
+    } catch (const core::InputError& e) {
+      core::fail_input(path, Fields::line(f.has("controller") ? f.node("controller") : root), "controller", e.what());
+    }
     c.queue_timeout_ms = f.integer("queue_timeout_ms", 2000, false, 1);
     c.max_queued = f.integer("max_queued", 1024, false, 0);
     c.breaker_failures = f.integer("breaker_failures", 3, false, 1);

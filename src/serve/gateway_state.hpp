@@ -17,6 +17,7 @@
 
 #include "control/site_router.hpp"
 #include "serve/access_log.hpp"
+#include "serve/gateway_control.hpp"
 #include "serve/gateway.hpp"
 #include "serve/http_server.hpp"
 #include "serve/limits.hpp"
@@ -131,6 +132,8 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
   // Held by a call from reading the load to counting itself in flight, so that two threads
   // cannot both admit into the last slot.
   std::mutex& pick_mutex() { return pick_mu_; }
+  // The control plane hosted by this process (shed levels, routing weights; docs/control.md).
+  GatewayControl& control() { return *control_; }
   // Capacity (sum of max_concurrency / processes) and load (in flight) of the model's usable backends.
   void capacity(const std::string& model, double& cap, double& load) const;
   // Token accounting of a finished request against its tenant's tokens_per_minute.
@@ -161,6 +164,7 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
   AccessLog log_;
   std::atomic<std::uint64_t> next_id_{1};
   std::vector<world::Metro> metros_;  // the embedded world's, for locations given by name
+  std::unique_ptr<GatewayControl> control_;
   std::mutex router_mu_;
   std::mutex session_mu_;
   std::unordered_map<std::uint64_t, std::pair<int, std::int32_t>> sessions_;  // session -> (site, prompt)

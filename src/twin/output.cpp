@@ -75,6 +75,7 @@ json fleet_json(const world::World& w, const PlanetResult& r) {
     e["weight_bytes_moved"] = d.weight_bytes_moved;
     e["it_kwh"] = d.energy_j / 3.6e6;
     e["min_power_cap"] = d.min_cap;
+    if (d.version > 0) e["rolled"] = {{"versions", d.version}, {"replicas_started", d.rolled}};
     deps.push_back(e);
   }
   f["gpu_hours"] = gpu_h;

@@ -88,6 +88,8 @@ struct DeploymentStats {
   double gpu_hours = 0, weight_bytes_moved = 0, energy_j = 0;
   core::QuantileSketch cold_pull{0.005}, cold_load{0.005}, cold_total{0.005};
   double min_cap = 1;  // lowest power cap applied, fraction of board power
+  std::uint64_t rolled = 0;  // replicas started by rolling updates
+  int version = 0;           // model versions rolled to
 };
 
 // Per site: power sampled every power window.

@@ -96,9 +96,11 @@ void PlanetSim::Impl::publish(const world::Event& e, Ns now) {
     }
     res.staleness.push_back(Staleness{e.artifact, w.sites[s].id, core::to_seconds(now), -1});
     sync_parts.push_back(0);
+    sync_of.emplace_back(static_cast<int>(&e - w.events.data()), static_cast<int>(s));
     const int idx = static_cast<int>(res.staleness.size() - 1);
     if (static_cast<int>(s) == repo_site) {
       res.staleness.back().ready_s = core::to_seconds(now);
+      synced(static_cast<std::size_t>(idx), now);
       continue;
     }
     count_kind("sync", bytes, true);

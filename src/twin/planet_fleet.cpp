@@ -125,6 +125,7 @@ bool PlanetSim::Impl::start_replica(int di, Ns now) {
   Slot& sl = slots[i];
   sl.phase = Phase::kPulling;
   sl.requested = now;
+  sl.version = d.version;
   ++d.starts;
   replicas[i].power_on(now);
   replicas[i].set_step_model(model_at(d, d.cap_steps), now);
@@ -181,6 +182,59 @@ void PlanetSim::Impl::loaded(std::size_t i, Ns now) {
     ++d.up;
     d.peak_ready = std::max(d.peak_ready, d.up);
   }
+  if (d.version > 0) roll_step(replica_deploy[i], now);  // a rolling update goes on
+}
+
+void PlanetSim::Impl::synced(std::size_t k, Ns now) {
+  const auto [ev, site] = sync_of[k];
+  const auto& e = w.events[static_cast<std::size_t>(ev)];
+  if (!e.roll) return;
+  for (std::size_t m = 0; m < models.size(); ++m) {
+    if (models[m] != e.model) continue;
+    has_weights[static_cast<std::size_t>(site)][m] = 1;
+    const int d = site_deploy[static_cast<std::size_t>(site)][m];
+    if (d < 0) continue;
+    Deploy& dep = deploys[static_cast<std::size_t>(d)];
+    ++dep.version;
+    dep.roll_size = 0;
+    for (int k = dep.first; k < dep.first + dep.count; ++k)
+      dep.roll_size += slots[static_cast<std::size_t>(k)].phase == Phase::kReady;
+    roll_step(d, now);
+  }
+}
+
+// Rolling to the deployment's version, keeping roll_size replicas: with room, one new replica is
+// started (surge) and, once ready, one old one drains; without room, an old one drains first and
+// a new one starts on its accelerators. One step at a time; done when no old replica is left.
+void PlanetSim::Impl::roll_step(int di, Ns now) {
+  Deploy& d = deploys[static_cast<std::size_t>(di)];
+  if (d.version == 0) return;
+  int ready = 0, starting = 0, draining_old = 0;
+  std::size_t old = 0;
+  bool any_old = false, off_slot = false;
+  for (int k = d.first; k < d.first + d.count; ++k) {
+    const auto j = static_cast<std::size_t>(k);
+    const Phase p = slots[j].phase;
+    const bool is_old = slots[j].version < d.version;
+    ready += p == Phase::kReady;
+    starting += p == Phase::kPulling || p == Phase::kLoading;
+    draining_old += p == Phase::kDraining && is_old;
+    off_slot |= p == Phase::kOff;
+    if (p == Phase::kReady && is_old && (!any_old || replicas[j].outstanding() < replicas[old].outstanding()))
+      old = j, any_old = true;
+  }
+  if (starting > 0 || draining_old > 0) return;
+  if (ready > d.roll_size && any_old) {  // a new one is ready: an old one makes way
+    drain_replica(old, now);
+    return;
+  }
+  if (!any_old && ready >= d.roll_size) return;  // done
+  const bool room = off_slot && free_accel[static_cast<std::size_t>(d.site)][d.accel] >= d.tp;
+  if (room && start_replica(di, now)) {
+    ++d.rolled;
+    return;
+  }
+  if (any_old) drain_replica(old, now);
 }
 
 void PlanetSim::Impl::power_down(std::size_t i, Ns now) {
@@ -192,6 +246,7 @@ void PlanetSim::Impl::power_down(std::size_t i, Ns now) {
   free_accel[static_cast<std::size_t>(d.site)][d.accel] += d.tp;
   set_powered(d, -1, now);
   ++d.stops;
+  if (d.version > 0) roll_step(replica_deploy[i], now);
 }
 
 void PlanetSim::Impl::drain_replica(std::size_t i, Ns now) {
@@ -485,6 +540,8 @@ void PlanetSim::Impl::finish_fleet(Ns end) {
     st.cold_load = d.cold_load;
     st.cold_total = d.cold_total;
     st.min_cap = static_cast<double>(d.min_cap_steps) / kCapSteps;
+    st.rolled = d.rolled;
+    st.version = d.version;
     res.deployments.push_back(std::move(st));
   }
   for (std::size_t s = 0; s < w.sites.size(); ++s) {

@@ -91,6 +91,9 @@ struct PlanetSim::Impl {
     std::array<std::shared_ptr<const model::PerfModel>, kCapSteps + 1> by_cap{};
     double route_weight = 1;
     int peak_ready = 0, min_cap_steps = kCapSteps;
+    int version = 0;             // the model version its replicas roll to (publish with roll: true)
+    std::uint64_t rolled = 0;    // replicas started by rolls
+    int roll_size = 0;           // replicas a roll keeps
     std::uint64_t starts = 0, stops = 0, refused = 0, routed_window = 0;
     std::map<std::string, std::uint64_t> refused_by;
     double weight_bytes_moved = 0;
@@ -105,6 +108,7 @@ struct PlanetSim::Impl {
     Ns requested = 0, pulled = 0;
     int flow = -1;
     std::uint32_t gen = 0;  // bumped when a start is cancelled: its load event goes stale
+    int version = 0;        // the model version it serves
   };
   struct SitePower {
     double budget_factor = 1;  // scenario power_cap events
@@ -175,6 +179,7 @@ struct PlanetSim::Impl {
   std::vector<std::vector<int>> shard_holders;
   std::vector<Flow> flows;
   std::vector<int> sync_parts;  // per staleness entry: transfer parts still moving
+  std::vector<std::pair<int, int>> sync_of;  // per staleness entry: (event index, site)
   bool te_mode = false, te_dirty = false, te_pending = false;
   Ns te_last = -1;
   std::map<std::tuple<int, int, int>, int> agg_index;
@@ -311,6 +316,10 @@ struct PlanetSim::Impl {
   void set_powered(Deploy& d, int delta, Ns now);
   void scale_to(int d, int n, Ns now);
   void apply_cap(int d, Ns now);
+  // A published model version reached `site` (staleness entry k): roll its replicas if asked.
+  void synced(std::size_t k, Ns now);
+  // One step of a rolling update: start a new-version replica (or, with no room, drain an old one).
+  void roll_step(int d, Ns now);
   double site_budget_kw(int site) const;
   double site_facility_kw(int site) const;
   double replica_facility_kw(const Deploy& d, int cap_steps) const;

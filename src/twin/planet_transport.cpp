@@ -297,8 +297,10 @@ void PlanetSim::Impl::flow_done(int id, Ns now) {
     return;
   }
   if (kind == FlowKind::kSync) {
-    if (--sync_parts[static_cast<std::size_t>(owner)] == 0)
+    if (--sync_parts[static_cast<std::size_t>(owner)] == 0) {
       res.staleness[static_cast<std::size_t>(owner)].ready_s = core::to_seconds(now);
+      synced(static_cast<std::size_t>(owner), now);
+    }
     return;
   }
   const auto slot = static_cast<std::uint32_t>(owner);

@@ -224,6 +224,8 @@ void read_events(const std::string& file, const YAML::Node& list, World& w) {
       e.artifact = f.str("artifact", "", true);
       e.model = f.str("model", "");
       e.size_gb = f.num("size_gb", 0, true, 0, 1e6);
+      e.roll = f.flag("roll", false);
+      if (e.roll && e.model.empty()) fail_input(file, e.line, "roll", "rolling replicas needs the model the artifact is");
     } else if (kind == "power_cap") {
       e.kind = Event::Kind::kPowerCap, e.site = site("site"), e.factor = f.num("factor", 0.6, true, 0.01, 1);
       if (w.sites[static_cast<std::size_t>(e.site)].power_cap_kw <= 0)

@@ -102,6 +102,7 @@ struct Event {
   int repo = -1;
   std::string artifact;
   std::string model;    // publish: only sites deploying it pull (empty: every site)
+  bool roll = false;    // publish of a model: once a site has it, its replicas are rolled to it
   double size_gb = 0;
   int line = 0;
 };
@@ -110,7 +111,7 @@ struct Event {
 // pull, then the server warms up; hosts draw host_w_per_gpu beside each powered accelerator;
 // power is sampled and budgets held every power_window_s.
 struct FleetParams {
-  double load_gb_s = 1.67;
+  double load_gb_s = 1.55;
   double warmup_s = 30;
   double host_w_per_gpu = 0;
   double power_window_s = 5;

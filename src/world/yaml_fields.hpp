@@ -67,6 +67,14 @@ class Fields {
     if (d != std::floor(d)) fail_input(file_, line(node_[k]), k, "expected an integer");
     return static_cast<int>(d);
   }
+  bool flag(const std::string& k, bool dflt) {
+    used_.insert(k);
+    const YAML::Node v = node_[k];
+    if (!v) return dflt;
+    if (!v.IsScalar() || (v.Scalar() != "true" && v.Scalar() != "false"))
+      fail_input(file_, line(v), k, "expected true or false");
+    return v.Scalar() == "true";
+  }
   std::string str(const std::string& k, const std::string& dflt = {}, bool required = false) {
     used_.insert(k);
     const YAML::Node v = node_[k];
