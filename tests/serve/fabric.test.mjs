@@ -232,3 +232,26 @@ test('overload: batch is shed with 429 and Retry-After, critical keeps its TTFT'
   const worst = Math.max(...results.critical.ttft);
   assert.ok(worst < 1000, `critical TTFT ${worst.toFixed(0)} ms within its 1 s SLO`);
 });
+
+test('the gateway hosts a controller: it observes its backends and counts what it cannot carry out', async () => {
+  const cfg = gatewayConfig('control', [
+    { name: 'london', loc: LONDON, backends: [engines.london, engines.london2] },
+  ], 'controller: dynamo\ncontrol: {period_s: 0.2}\n');
+  const g = await start(['gateway', '--config', cfg]);
+  await new Promise((r) => setTimeout(r, 1200));
+  const m = await (await fetch(`http://127.0.0.1:${g.port}/metrics`)).text();
+  const v = (labels) => Number((m.match(new RegExp(`^infergrid_gateway_control_decisions_total\\{${labels}\\} (\\S+)$`, 'm')) || [])[1]);
+  const ticks = Number((m.match(/^infergrid_gateway_control_ticks_total (\S+)$/m) || [])[1]);
+  assert.ok(ticks >= 3, `controller periods run: ${ticks}`);
+  // Two idle backends: Dynamo's planner asks for one fewer (KV and queue under its down
+  // thresholds); a gateway has no orchestrator, so the decision is counted, not carried out.
+  assert.ok(v('kind="scale",applied="false"') >= 1, m);
+  assert.equal(v('kind="shed",applied="true"'), 0);
+  // It still serves.
+  const r = await client(g.port).chat.completions.create({ model: 'llama3-8b', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
+  assert.equal(r.usage.completion_tokens, 3);
+  // A parameter the controller does not read is refused with the file, line and field.
+  const bad = gatewayConfig('control-bad', [{ name: 'london', loc: LONDON, backends: [engines.london] }],
+    'controller: dynamo\ncontrol: {target_qps: 3}\n');
+  await assert.rejects(start(['gateway', '--config', bad]), /control-bad\.yaml:\d+.*target_qps/);
+});
