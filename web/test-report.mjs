@@ -24,7 +24,7 @@ try {
     if (!u.startsWith('file:') && !u.startsWith('data:') && !u.startsWith('blob:')) failures.push(`network request: ${u}`);
   });
   await page.goto('file://' + path.resolve(file));
-  await page.waitForFunction(() => window.__rendered + window.__failed.length >= 6, null, { timeout: 60000 });
+  await page.waitForFunction(() => window.__rendered + window.__failed.length >= 8, null, { timeout: 60000 });
   const r = await page.evaluate(() => ({
     failed: window.__failed,
     countries: document.querySelectorAll('#map .layer_0_marks path').length,
@@ -35,6 +35,8 @@ try {
     traffic: document.querySelectorAll('#traffic .mark-line.role-mark path').length,
     power: document.querySelectorAll('#power .mark-line.role-mark path').length,
     heat: document.querySelectorAll('#links .mark-rect.role-mark path').length,
+    replicas: document.querySelectorAll('#replicas .mark-line.role-mark path').length,
+    budget: document.querySelectorAll('#budget .mark-line.role-mark path').length,
     classes: document.querySelectorAll('#classes tr').length,
     kpis: document.querySelectorAll('#kpis .kpi').length,
   }));
@@ -43,7 +45,7 @@ try {
   if (r.countries < 150) failures.push(`map: ${r.countries} country shapes, expected the world (177)`);
   if (r.sites !== Number(sites)) failures.push(`map: ${r.sites} site marks, expected ${sites}`);
   if (r.links !== Number(links)) failures.push(`map: ${r.links} link marks, expected ${links}`);
-  for (const k of ['arrivals', 'ttft', 'traffic', 'power', 'heat']) if (r[k] < 1) failures.push(`chart ${k}: no marks`);
+  for (const k of ['arrivals', 'ttft', 'traffic', 'power', 'heat', 'replicas', 'budget']) if (r[k] < 1) failures.push(`chart ${k}: no marks`);
   if (r.classes < 2) failures.push('class table empty');
   if (r.kpis < 4) failures.push('KPIs missing');
   if (shot) await page.screenshot({ path: shot, fullPage: true });

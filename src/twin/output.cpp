@@ -329,7 +329,11 @@ std::string write_planet_outputs(const std::string& dir, const world::World& w, 
                                           s.ready_s - s.published_s)
                             : fmt::format("{},{},{:.3f},,\n", s.artifact, s.site, s.published_s);
   write_file(dir + "/staleness.csv", stale);
-  write_file(dir + "/fleet.csv", r.fleet_csv);
+  std::string fleet = "t_s,site,ready,starting,draining,powered_gpus,it_kw,facility_kw,budget_kw,cap\n";
+  for (const auto& f : r.fleet_rows)
+    fleet += fmt::format("{:.0f},{},{},{},{},{},{:.3f},{:.3f},{:.1f},{:.2f}\n", f.t_s, w.sites[static_cast<std::size_t>(f.site)].id,
+                         f.ready, f.starting, f.draining, f.gpus, f.it_kw, f.facility_kw, f.budget_kw, f.cap);
+  write_file(dir + "/fleet.csv", fleet);
   std::string l1 = "t_h,a,b,p50_1s,p95_1s,p99_1s\n";
   for (const auto& b : r.buckets)
     for (std::size_t l = 0; l < b.link_1s.size() && l < w.links.size(); ++l)

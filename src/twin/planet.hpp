@@ -131,7 +131,13 @@ struct PlanetResult {
   std::vector<SitePowerStats> site_power;
   std::string controller;
   std::uint64_t control_ticks = 0;
-  std::string fleet_csv;  // 1-minute rows: replicas and power per site
+  // Each minute, per site with deployments: replicas and power (fleet.csv, the report).
+  struct FleetRow {
+    double t_s = 0;
+    int site = 0, ready = 0, starting = 0, draining = 0, gpus = 0;
+    double it_kw = 0, facility_kw = 0, budget_kw = 0, cap = 1;
+  };
+  std::vector<FleetRow> fleet_rows;
   double user_bytes = 0, inter_site_bytes = 0;
   std::map<std::string, double> bytes_by_kind;  // upload, response, retrieval, sync, ...
   double network_energy_j = 0;

@@ -53,7 +53,6 @@ void PlanetSim::Impl::init_fleet(const model::Catalog&) {
   obs_arrivals.assign(groups.size() * control::kPriorities, 0);
   obs_ttft_sum.assign(groups.size() * control::kPriorities, 0);
   obs_ttft_n.assign(groups.size() * control::kPriorities, 0);
-  res.fleet_csv = "t_s,site,ready,starting,draining,powered_gpus,it_kw,facility_kw,budget_kw,cap\n";
 }
 
 std::shared_ptr<const model::PerfModel> PlanetSim::Impl::model_at(Deploy& d, int steps) {
@@ -343,10 +342,9 @@ void PlanetSim::Impl::fleet_clock(Ns now) {
         cap = std::min(cap, dep.cap_steps);
       }
       if (!any) continue;
-      res.fleet_csv += fmt::format("{:.0f},{},{},{},{},{},{:.3f},{:.3f},{:.1f},{:.2f}\n", core::to_seconds(next_minute),
-                                   w.sites[s].id, ready, starting, draining, gpus, it_w / 1000,
-                                   site_facility_kw(static_cast<int>(s)), site_budget_kw(static_cast<int>(s)),
-                                   static_cast<double>(cap) / kCapSteps);
+      res.fleet_rows.push_back({core::to_seconds(next_minute), static_cast<int>(s), ready, starting, draining, gpus,
+                                it_w / 1000, site_facility_kw(static_cast<int>(s)), site_budget_kw(static_cast<int>(s)),
+                                static_cast<double>(cap) / kCapSteps});
     }
     next_minute += 60 * kSecond;
   }

@@ -3,7 +3,9 @@
 // (ISC) come from npm (web/package.json) and are inlined at write time.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -67,6 +69,8 @@ td:first-child,th:first-child{text-align:left}
 <div class="card"><h2>Traffic: user-facing vs inter-site</h2><div id="traffic"></div></div>
 <div class="card"><h2>Facility power</h2><div id="power"></div></div>
 <div class="card"><h2>Busiest links over time</h2><div id="links"></div></div>
+<div class="card"><h2>Replicas ready per site (controller: <span id="controller"></span>)</h2><div id="replicas"></div></div>
+<div class="card"><h2>Facility power against budget, per site</h2><div id="budget"></div></div>
 <div class="card"><h2>Classes</h2><div id="classes"></div></div>
 </div>
 <script id="data" type="application/json">%DATA%</script>
@@ -121,6 +125,15 @@ show('links', {$schema: 'https://vega.github.io/schema/vega-lite/v5.json', width
   data: {values: D.link_series}, mark: 'rect',
   encoding: {x: {field: 't_h', type: 'ordinal', sort: null, title: 'hour (UTC)', axis: {labelOverlap: true}}, y: {field: 'link', type: 'nominal', title: null},
              color: {field: 'util', type: 'quantitative', scale: {scheme: 'orangered'}, title: 'utilization'}}});
+document.getElementById('controller').textContent = D.controller;
+show('replicas', {$schema: 'https://vega.github.io/schema/vega-lite/v5.json', width: wide, height: 220,
+  data: {values: D.fleet}, mark: {type: 'line', interpolate: 'step-after'},
+  encoding: {x: {field: 't_h', type: 'quantitative', title: 'hour (UTC)'}, y: {field: 'ready', type: 'quantitative', title: 'replicas ready'},
+             color: {field: 'site', type: 'nominal'}}});
+show('budget', {$schema: 'https://vega.github.io/schema/vega-lite/v5.json', width: wide, height: 220,
+  data: {values: D.fleet},
+  layer: [{mark: 'line', encoding: {x: {field: 't_h', type: 'quantitative', title: 'hour (UTC)'}, y: {field: 'kw', type: 'quantitative', title: 'kW (with PUE)'}, color: {field: 'site', type: 'nominal'}}},
+          {mark: {type: 'line', strokeDash: [4, 3]}, encoding: {x: {field: 't_h', type: 'quantitative'}, y: {field: 'budget_kw', type: 'quantitative'}, color: {field: 'site', type: 'nominal'}}}]});
 let t = '<table><tr><th>class</th><th>completed</th><th>lost</th><th>TTFT p50</th><th>TTFT p99</th><th>SLO</th></tr>';
 for (const c of D.classes) t += `<tr><td>${esc(c.name)}</td><td>${c.completed.toLocaleString()}</td><td>${c.lost}</td><td>${c.ttft_p50.toFixed(0)} ms</td><td>${c.ttft_p99.toFixed(0)} ms</td><td>${(100*c.slo).toFixed(1)}%</td></tr>`;
 document.getElementById('classes').innerHTML = t + '</table>';
@@ -213,6 +226,28 @@ std::string report_html(const world::World& w, const PlanetConfig& cfg, const Pl
   d["traffic"] = traffic;
   d["power"] = power;
   d["link_series"] = lseries;
+  // Replicas and power per site: the eight sites closest to their budget (the busiest where none
+  // has one), every minute of a short run, every fifth of a long one.
+  d["controller"] = r.controller;
+  std::vector<double> closeness(w.sites.size(), -1);
+  for (const auto& f : r.fleet_rows)
+    closeness[static_cast<std::size_t>(f.site)] = std::max(closeness[static_cast<std::size_t>(f.site)],
+                                                           f.budget_kw > 0 ? f.facility_kw / f.budget_kw : f.facility_kw * 1e-9);
+  std::vector<std::size_t> order;
+  for (std::size_t s = 0; s < w.sites.size(); ++s)
+    if (closeness[s] >= 0) order.push_back(s);
+  std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return closeness[a] > closeness[b]; });
+  if (order.size() > 8) order.resize(8);
+  std::vector<char> shown(w.sites.size(), 0);
+  for (auto s : order) shown[s] = 1;
+  const int every = cfg.hours > 6 ? 5 : 1;
+  json fleet = json::array();
+  for (const auto& f : r.fleet_rows) {
+    if (!shown[static_cast<std::size_t>(f.site)] || static_cast<long>(std::lround(f.t_s / 60)) % every != 0) continue;
+    fleet.push_back({{"t_h", f.t_s / 3600}, {"site", w.sites[static_cast<std::size_t>(f.site)].id}, {"ready", f.ready},
+                     {"kw", f.facility_kw}, {"budget_kw", f.budget_kw}});
+  }
+  d["fleet"] = fleet;
   json classes = json::array();
   for (std::size_t c = 0; c < r.classes.size(); ++c) {
     const auto& cs = r.classes[c];
