@@ -6,22 +6,19 @@ namespace infergrid::twin {
 PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, const PlanetConfig& c)
     : w(world),
       cfg(c),
-      rng_arrival(c.seed, "planet-arrivals"),
-      rng_class(c.seed, "planet-classes"),
-      rng_len(c.seed, "planet-lengths"),
-      rng_route(c.seed, "planet-route") {
+      demand(c.seed) {
   cfg.engine.enable_prefix_caching = cfg.prefix_caching;
   cfg.engine.validate();
   if (!(cfg.hours > 0 && cfg.hours <= 24 * 365)) core::fail_flag("hours", "must be in (0, 8760]");
   if (!(cfg.scale > 0)) core::fail_flag("scale", "must be positive");
   if (cfg.max_attempts < 1) core::fail_flag("max-attempts", "must be at least 1");
   horizon = core::from_seconds(cfg.hours * 3600);
-  router = control::make_site_router(cfg.router, cfg.seed);
+  demand.router = control::make_site_router(cfg.router, cfg.seed);
   if (cfg.bandwidth != "fair" && cfg.bandwidth != "te") core::fail_flag("bandwidth", "must be fair or te");
-  te_mode = cfg.bandwidth == "te";
-  if (te_mode && !(cfg.te_interval_s > 0 && cfg.te_horizon_s > 0 && cfg.te_paths >= 1))
+  net.te_mode = cfg.bandwidth == "te";
+  if (net.te_mode && !(cfg.te_interval_s > 0 && cfg.te_horizon_s > 0 && cfg.te_paths >= 1))
     core::fail_flag("bandwidth", "te needs a positive interval, horizon and path count");
-  router_needs_detail = cfg.router == "llm-d";
+  demand.router_needs_detail = cfg.router == "llm-d";
   const std::size_t S = w.sites.size();
   // Models and deployments.
   auto model_index = [&](const std::string& m) {
@@ -31,21 +28,21 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
     return static_cast<int>(models.size() - 1);
   };
   for (const auto& cl : w.workload.classes) class_model.push_back(model_index(cl.model));
-  site_deploy.assign(S, {});
-  free_accel.assign(S, {});
+  fleet.site_deploy.assign(S, {});
+  fleet.free_accel.assign(S, {});
   for (std::size_t s = 0; s < S; ++s) {
     // The site's pool: what its deployments do not hold at the start is free for starts.
-    auto& free = free_accel[s];
+    auto& free = fleet.free_accel[s];
     free = w.sites[s].accelerators;
     for (const auto& d : w.sites[s].deployments) free[d.accelerator] -= d.tp * d.replicas;
     for (const auto& d : w.sites[s].deployments) {
       const int m = model_index(d.model);
-      if (site_deploy[s].size() < models.size()) site_deploy[s].resize(models.size(), -1);
+      if (fleet.site_deploy[s].size() < models.size()) fleet.site_deploy[s].resize(models.size(), -1);
       const int spare = std::max(0, free[d.accelerator]) / d.tp;
       if (d.replicas == 0 && spare == 0) continue;
-      if (site_deploy[s][static_cast<std::size_t>(m)] >= 0)
+      if (fleet.site_deploy[s][static_cast<std::size_t>(m)] >= 0)
         core::fail_input(w.file, 0, "deployments",
-                         fmt::format("site '{}' deploys '{}' twice", w.sites[s].id, d.model));
+                         fmt::format("site '{}' fleet.deploys '{}' twice", w.sites[s].id, d.model));
       auto pm = std::make_shared<model::PerfModel>(catalog.llm(d.model), catalog.accelerator(d.accelerator), d.tp);
       const auto kv = cfg.engine.kv_capacity_tokens > 0
                           ? cfg.engine.kv_capacity_tokens
@@ -53,8 +50,8 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
       Deploy dep;
       dep.site = static_cast<int>(s);
       dep.model = m;
-      dep.first = static_cast<int>(replicas.size());
-      dep.count = d.replicas + spare;  // slots: the declared replicas, then what the pool could add
+      dep.first = static_cast<int>(fleet.replicas.size());
+      dep.count = d.replicas + spare;  // fleet.slots: the declared fleet.replicas, then what the pool could add
       dep.up = d.replicas;
       dep.nominal = d.replicas;
       dep.accel = d.accelerator;
@@ -64,58 +61,58 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
       dep.weight_bytes = dep.llm->params() * dep.llm->weight_bytes_per_param;
       dep.by_cap[kCapSteps] = pm;
       for (int r = 0; r < dep.count; ++r) {
-        replicas.emplace_back(static_cast<int>(replicas.size()), pm, cfg.engine, kv);
-        replica_deploy.push_back(static_cast<int>(deploys.size()));
+        fleet.replicas.emplace_back(static_cast<int>(fleet.replicas.size()), pm, cfg.engine, kv);
+        fleet.replica_deploy.push_back(static_cast<int>(fleet.deploys.size()));
         Slot sl;
         if (r >= d.replicas) {
           sl.phase = Phase::kOff;
-          replicas.back().power_off(0);
+          fleet.replicas.back().power_off(0);
         }
-        slots.push_back(sl);
+        fleet.slots.push_back(sl);
       }
-      site_deploy[s][static_cast<std::size_t>(m)] = static_cast<int>(deploys.size());
-      deploys.push_back(dep);
+      fleet.site_deploy[s][static_cast<std::size_t>(m)] = static_cast<int>(fleet.deploys.size());
+      fleet.deploys.push_back(dep);
     }
   }
-  for (auto& v : site_deploy) v.resize(models.size(), -1);
-  model_deploys.assign(models.size(), {});
-  for (std::size_t d = 0; d < deploys.size(); ++d)
-    model_deploys[static_cast<std::size_t>(deploys[d].model)].push_back(static_cast<int>(d));
-  replica_up.assign(replicas.size(), 1);
-  for (std::size_t i = 0; i < replicas.size(); ++i) replica_up[i] = slots[i].phase == Phase::kReady;
-  scheduled.assign(replicas.size(), core::kNever);
-  generation.assign(replicas.size(), 0);
-  replica_energy_seen.assign(replicas.size(), 0);
-  site_up.assign(S, 1);
+  for (auto& v : fleet.site_deploy) v.resize(models.size(), -1);
+  fleet.model_deploys.assign(models.size(), {});
+  for (std::size_t d = 0; d < fleet.deploys.size(); ++d)
+    fleet.model_deploys[static_cast<std::size_t>(fleet.deploys[d].model)].push_back(static_cast<int>(d));
+  fleet.replica_up.assign(fleet.replicas.size(), 1);
+  for (std::size_t i = 0; i < fleet.replicas.size(); ++i) fleet.replica_up[i] = fleet.slots[i].phase == Phase::kReady;
+  fleet.scheduled.assign(fleet.replicas.size(), core::kNever);
+  fleet.generation.assign(fleet.replicas.size(), 0);
+  fleet.replica_energy_seen.assign(fleet.replicas.size(), 0);
+  fleet.site_up.assign(S, 1);
 
   // The network: two directed links per DCI link, then one access link per metro.
   for (const auto& l : w.links) {
-    fn.add_link(l.gbps * 1e9 / 8);
-    fn.add_link(l.gbps * 1e9 / 8);
-    dlink_capacity.push_back(l.gbps * 1e9 / 8);
-    dlink_capacity.push_back(l.gbps * 1e9 / 8);
+    net.fn.add_link(l.gbps * 1e9 / 8);
+    net.fn.add_link(l.gbps * 1e9 / 8);
+    net.dlink_capacity.push_back(l.gbps * 1e9 / 8);
+    net.dlink_capacity.push_back(l.gbps * 1e9 / 8);
   }
-  link_factor.assign(w.links.size(), 1.0);
-  metro_link0 = static_cast<int>(fn.link_count());
-  for (const auto& m : w.metros) fn.add_link(m.uplink_gbps * 1e9 / 8);
-  dlink_bucket_bytes.assign(2 * w.links.size(), 0);
+  net.link_factor.assign(w.links.size(), 1.0);
+  net.metro_link0 = static_cast<int>(net.fn.link_count());
+  for (const auto& m : w.metros) net.fn.add_link(m.uplink_gbps * 1e9 / 8);
+  net.dlink_bucket_bytes.assign(2 * w.links.size(), 0);
   const net::RttModel rtt{w.route_factor, net::RttModel::calibrated().fixed_ms};
-  user_rtt_ms.resize(w.metros.size() * S);
+  net.user_rtt_ms.resize(w.metros.size() * S);
   for (std::size_t m = 0; m < w.metros.size(); ++m)
     for (std::size_t s = 0; s < S; ++s)
-      user_rtt_ms[m * S + s] = w.metros[m].last_mile_ms + rtt.rtt_ms(w.metros[m].pos, w.sites[s].pos);
+      net.user_rtt_ms[m * S + s] = w.metros[m].last_mile_ms + rtt.rtt_ms(w.metros[m].pos, w.sites[s].pos);
   compute_routes();
   // Corpus shards and their holders.
   std::map<std::string, std::vector<int>> holders;
   for (std::size_t s = 0; s < S; ++s)
     for (const auto& sh : w.sites[s].shards) holders[sh].push_back(static_cast<int>(s));
-  for (auto& [_, v] : holders) shard_holders.push_back(v);
+  for (auto& [_, v] : holders) net.shard_holders.push_back(v);
 
-  for (const auto& m : w.metros) population += m.population;
-  metro_surge.assign(w.metros.size(), 1.0);
-  metro_cum.assign(w.metros.size(), 0);
-  metro_sessions.assign(w.metros.size(), {});
-  metro_sessions_n.assign(w.metros.size(), 0);
+  for (const auto& m : w.metros) demand.population += m.population;
+  demand.metro_surge.assign(w.metros.size(), 1.0);
+  demand.metro_cum.assign(w.metros.size(), 0);
+  demand.metro_sessions.assign(w.metros.size(), {});
+  demand.metro_sessions_n.assign(w.metros.size(), 0);
   res.classes.resize(w.workload.classes.size());
   res.sites.resize(S);
   res.links.resize(w.links.size());
@@ -125,9 +122,9 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   init_fleet(catalog);
   new_bucket(0);
   if (!cfg.requests_csv.empty()) {
-    csv = std::fopen(cfg.requests_csv.c_str(), "wb");
-    if (!csv) core::fail_input(cfg.requests_csv, 0, "", "cannot write");
-    csv_buf = "id,metro,class,site,status,reason,attempts,arrival_s,ttft_ms,tpot_ms,e2e_ms,network_ms,retrieval_ms,"
+    rec.csv = std::fopen(cfg.requests_csv.c_str(), "wb");
+    if (!rec.csv) core::fail_input(cfg.requests_csv, 0, "", "cannot write");
+    rec.csv_buf = "id,metro,class,site,status,reason,attempts,arrival_s,ttft_ms,tpot_ms,e2e_ms,network_ms,retrieval_ms,"
               "queue_ms,compute_ms,prompt_tokens,output_tokens\n";
   }
 }
@@ -141,9 +138,9 @@ PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t
   }
   const Ns bucket_ns = core::from_seconds(cfg.bucket_s);
   q.push_kind(std::min(bucket_ns, horizon), Ev::kBucket);
-  window_end = 0;
+  demand.window_end = 0;
   q.push_kind(0, Ev::kWindow);
-  if (te_mode) q.push_kind(0, Ev::kTe, 0, 0);
+  if (net.te_mode) q.push_kind(0, Ev::kTe, 0, 0);
   if (controller->period_s() > 0) q.push_kind(core::from_seconds(controller->period_s()), Ev::kControl);
   Ns now = 0;
   std::uint64_t next_progress = 1 << 16;
@@ -156,21 +153,21 @@ PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t
     switch (static_cast<Ev>(ev.kind)) {
       case Ev::kReplica: {
         const auto i = static_cast<std::size_t>(ev.target);
-        if (ev.generation != generation[i]) continue;
-        scheduled[i] = core::kNever;
-        replicas[i].advance(now);
+        if (ev.generation != fleet.generation[i]) continue;
+        fleet.scheduled[i] = core::kNever;
+        fleet.replicas[i].advance(now);
         drain(i);
         sync(i);
         maybe_off(i, now);
         break;
       }
       case Ev::kFlow:
-        if (ev.generation != flows[static_cast<std::size_t>(ev.target)].gen) continue;
+        if (ev.generation != net.flows[static_cast<std::size_t>(ev.target)].gen) continue;
         flow_done(ev.target, now);
         break;
       case Ev::kStep:
-        if (reqs[ev.generation].pending != now) continue;
-        reqs[ev.generation].pending = -1;
+        if (demand.reqs[ev.generation].pending != now) continue;
+        demand.reqs[ev.generation].pending = -1;
         step(ev.generation, now);
         break;
       case Ev::kArrival:
@@ -184,7 +181,7 @@ PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t
       case Ev::kWindow:
         if (now < horizon) {
           recompute_demand(now);
-          window_end = std::min(now + kWindowNs, horizon);
+          demand.window_end = std::min(now + kWindowNs, horizon);
           next_arrival(now);
         }
         break;
@@ -195,10 +192,10 @@ PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t
         if (ev.generation == 0) {  // the periodic solve
           te_solve(now);
           if (now < horizon) q.push_kind(now + core::from_seconds(cfg.te_interval_s), Ev::kTe, 0, 0);
-        } else if (te_dirty) {
+        } else if (net.te_dirty) {
           te_solve(now);
         } else {
-          te_pending = false;
+          net.te_pending = false;
         }
         break;
       case Ev::kBucket:
@@ -206,7 +203,7 @@ PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t
         if (now < horizon) q.push_kind(std::min(now + bucket_ns, horizon), Ev::kBucket);
         break;
       case Ev::kLoaded:
-        if (ev.generation != slots[static_cast<std::size_t>(ev.target)].gen) continue;
+        if (ev.generation != fleet.slots[static_cast<std::size_t>(ev.target)].gen) continue;
         loaded(static_cast<std::size_t>(ev.target), now);
         break;
       case Ev::kControl:
@@ -216,17 +213,17 @@ PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t
     update_flows(now);
   }
   // Requests still in flight after the drain are counted, never dropped.
-  std::vector<char> is_free(reqs.size(), 0);
-  for (auto s : free_reqs) is_free[s] = 1;
-  for (std::uint32_t slot = 0; slot < reqs.size(); ++slot)
+  std::vector<char> is_free(demand.reqs.size(), 0);
+  for (auto s : demand.free_reqs) is_free[s] = 1;
+  for (std::uint32_t slot = 0; slot < demand.reqs.size(); ++slot)
     if (!is_free[slot]) lose(slot, "unfinished at end of run");
   res.end = now;
   finish_fleet(std::max(now, horizon));
-  for (auto& rep : replicas) rep.finish(std::max(now, horizon));
-  if (bucket_start < now) close_bucket(now);
-  for (std::size_t r = 0; r < replicas.size(); ++r)
-    res.sites[static_cast<std::size_t>(deploys[static_cast<std::size_t>(replica_deploy[r])].site)].it_energy_j +=
-        replicas[r].stats().energy_j;
+  for (auto& rep : fleet.replicas) rep.finish(std::max(now, horizon));
+  if (rec.bucket_start < now) close_bucket(now);
+  for (std::size_t r = 0; r < fleet.replicas.size(); ++r)
+    res.sites[static_cast<std::size_t>(fleet.deploys[static_cast<std::size_t>(fleet.replica_deploy[r])].site)].it_energy_j +=
+        fleet.replicas[r].stats().energy_j;
   for (const auto& l : w.links) res.network_energy_j += 2 * l.transceiver_w * core::to_seconds(std::max(now, horizon));
   flush_csv(true);
   if (progress) progress(1.0, res.arrived);

@@ -3,44 +3,44 @@
 
 namespace infergrid::twin {
 
-// ---- replicas ---------------------------------------------------------------------------------
+// ---- fleet.replicas ---------------------------------------------------------------------------------
 void PlanetSim::Impl::sync(std::size_t i) {
-  const Ns t = replicas[i].next_event_time();
-  if (t == scheduled[i]) return;
-  scheduled[i] = t;
-  ++generation[i];
-  if (t != core::kNever) q.push_kind(t, Ev::kReplica, static_cast<std::int32_t>(i), generation[i]);
+  const Ns t = fleet.replicas[i].next_event_time();
+  if (t == fleet.scheduled[i]) return;
+  fleet.scheduled[i] = t;
+  ++fleet.generation[i];
+  if (t != core::kNever) q.push_kind(t, Ev::kReplica, static_cast<std::int32_t>(i), fleet.generation[i]);
 }
 
 void PlanetSim::Impl::drain(std::size_t i) {
-  auto& done = replicas[i].completions();
+  auto& done = fleet.replicas[i].completions();
   for (const auto& c : done) complete(c);
   done.clear();
 }
 
 // ---- scenario ---------------------------------------------------------------------------------
 void PlanetSim::Impl::set_site_capacity(int site, double factor, bool up, Ns now) {
-  site_up[static_cast<std::size_t>(site)] = up ? 1 : 0;
+  fleet.site_up[static_cast<std::size_t>(site)] = up ? 1 : 0;
   const auto evacuate = [&](std::size_t i) {
     drain(i);
-    auto evacuated = replicas[i].evacuate(now);
-    ++generation[i];
-    scheduled[i] = core::kNever;
+    auto evacuated = fleet.replicas[i].evacuate(now);
+    ++fleet.generation[i];
+    fleet.scheduled[i] = core::kNever;
     res.sites[static_cast<std::size_t>(site)].evacuated += evacuated.size();
     for (auto& e : evacuated) {
-      reqs[static_cast<std::size_t>(e.id)].req.block_hashes = std::move(e.block_hashes);
+      demand.reqs[static_cast<std::size_t>(e.id)].req.block_hashes = std::move(e.block_hashes);
       retry(static_cast<std::uint32_t>(e.id), now, "site outage");
     }
   };
-  for (int d : site_deploy[static_cast<std::size_t>(site)]) {
+  for (int d : fleet.site_deploy[static_cast<std::size_t>(site)]) {
     if (d < 0) continue;
-    auto& dep = deploys[static_cast<std::size_t>(d)];
-    // The factor applies to the replicas the fleet holds ready (starting ones go on starting).
+    auto& dep = fleet.deploys[static_cast<std::size_t>(d)];
+    // The factor applies to the fleet.replicas the fleet holds ready (starting ones go on starting).
     std::vector<std::size_t> ready;
     for (int k = 0; k < dep.count; ++k) {
       const auto i = static_cast<std::size_t>(dep.first + k);
-      if (slots[i].phase == Phase::kReady) ready.push_back(i);
-      else if (slots[i].phase == Phase::kDraining && !up) {  // what it still held is retried elsewhere
+      if (fleet.slots[i].phase == Phase::kReady) ready.push_back(i);
+      else if (fleet.slots[i].phase == Phase::kDraining && !up) {  // what it still held is retried elsewhere
         evacuate(i);
         power_down(i, now);
       }
@@ -48,11 +48,11 @@ void PlanetSim::Impl::set_site_capacity(int site, double factor, bool up, Ns now
     const int want = up ? static_cast<int>(std::lround(static_cast<double>(ready.size()) * factor)) : 0;
     for (std::size_t k = 0; k < ready.size(); ++k) {
       const auto i = ready[k];
-      if (static_cast<int>(k) < want && !replica_up[i]) {
-        replica_up[i] = 1;
-        replicas[i].restart(now);
-      } else if (static_cast<int>(k) >= want && replica_up[i]) {
-        replica_up[i] = 0;
+      if (static_cast<int>(k) < want && !fleet.replica_up[i]) {
+        fleet.replica_up[i] = 1;
+        fleet.replicas[i].restart(now);
+      } else if (static_cast<int>(k) >= want && fleet.replica_up[i]) {
+        fleet.replica_up[i] = 0;
         evacuate(i);
       }
     }
@@ -61,16 +61,16 @@ void PlanetSim::Impl::set_site_capacity(int site, double factor, bool up, Ns now
 }
 
 void PlanetSim::Impl::set_link(int link, double factor, Ns now) {
-  link_factor[static_cast<std::size_t>(link)] = factor;
+  net.link_factor[static_cast<std::size_t>(link)] = factor;
   const double cap = w.links[static_cast<std::size_t>(link)].gbps * 1e9 / 8 * factor;
-  fn.set_capacity(2 * link, cap);
-  fn.set_capacity(2 * link + 1, cap);
+  net.fn.set_capacity(2 * link, cap);
+  net.fn.set_capacity(2 * link + 1, cap);
   compute_routes();
-  if (te_mode) request_te(now);
+  if (net.te_mode) request_te(now);
   // Flows over a cut link move to the new route with the bytes they have left.
   if (factor > 0) return;
-  for (std::size_t id = 0; id < flows.size(); ++id) {
-    Flow& f = flows[id];
+  for (std::size_t id = 0; id < net.flows.size(); ++id) {
+    Flow& f = net.flows[id];
     if (!f.alive || f.src < 0) continue;
     const bool crosses = std::any_of(f.links.begin(), f.links.end(), [&](int dl) { return dl / 2 == link; });
     if (!crosses) continue;
@@ -95,8 +95,8 @@ void PlanetSim::Impl::publish(const world::Event& e, Ns now) {
       if (!deploys_it) continue;
     }
     res.staleness.push_back(Staleness{e.artifact, w.sites[s].id, core::to_seconds(now), -1});
-    sync_parts.push_back(0);
-    sync_of.emplace_back(static_cast<int>(&e - w.events.data()), static_cast<int>(s));
+    net.sync_parts.push_back(0);
+    net.sync_of.emplace_back(static_cast<int>(&e - w.events.data()), static_cast<int>(s));
     const int idx = static_cast<int>(res.staleness.size() - 1);
     if (static_cast<int>(s) == repo_site) {
       res.staleness.back().ready_s = core::to_seconds(now);
@@ -107,24 +107,24 @@ void PlanetSim::Impl::publish(const world::Event& e, Ns now) {
     if (!route(repo_site, static_cast<int>(s)).ok) continue;
     pulls.emplace_back(static_cast<int>(s), idx);
   }
-  if (!te_mode) {
+  if (!net.te_mode) {
     for (auto [s, idx] : pulls) {
-      sync_parts[static_cast<std::size_t>(idx)] = 1;
+      net.sync_parts[static_cast<std::size_t>(idx)] = 1;
       start_flow(route(repo_site, s).links, kClassSync, bytes, FlowKind::kSync, idx, repo_site, s, now);
     }
     return;
   }
   // te: announce every pull, solve once, then split each pull over its allocated paths (as B4
-  // splits an aggregate's flows across tunnels), in proportion to each path's allocation.
+  // splits an aggregate's net.flows across tunnels), in proportion to each path's allocation.
   std::vector<int> agg_of;
   for (auto [s, idx] : pulls) {
     agg_of.push_back(agg_for(repo_site, s, kClassSync));
-    aggs[static_cast<std::size_t>(agg_of.back())].pending += bytes;
+    net.aggs[static_cast<std::size_t>(agg_of.back())].pending += bytes;
   }
   if (!pulls.empty()) te_solve(now);
   for (std::size_t k = 0; k < pulls.size(); ++k) {
     const auto [s, idx] = pulls[k];
-    Agg& a = aggs[static_cast<std::size_t>(agg_of[k])];
+    Agg& a = net.aggs[static_cast<std::size_t>(agg_of[k])];
     a.pending = std::max(0.0, a.pending - bytes);
     double total = 0;
     for (double x : a.alloc) total += x;
@@ -132,11 +132,11 @@ void PlanetSim::Impl::publish(const world::Event& e, Ns now) {
     for (std::size_t p = 0; p < a.alloc.size(); ++p)
       if (a.alloc[p] > 0) parts.emplace_back(p, bytes * a.alloc[p] / total);
     if (parts.empty()) {  // no allocation (all paths saturated): the lowest-latency route
-      sync_parts[static_cast<std::size_t>(idx)] = 1;
+      net.sync_parts[static_cast<std::size_t>(idx)] = 1;
       start_flow(route(repo_site, s).links, kClassSync, bytes, FlowKind::kSync, idx, repo_site, s, now);
       continue;
     }
-    sync_parts[static_cast<std::size_t>(idx)] = static_cast<int>(parts.size());
+    net.sync_parts[static_cast<std::size_t>(idx)] = static_cast<int>(parts.size());
     for (auto [p, b] : parts) start_flow_on(a, agg_of[k], p, b, FlowKind::kSync, idx, now);
   }
 }
@@ -159,13 +159,13 @@ void PlanetSim::Impl::scenario(std::uint32_t code, Ns now) {
     case K::kSurge:
       for (std::size_t m = 0; m < w.metros.size(); ++m)
         if (static_cast<int>(m) == e.metro || (!e.country.empty() && w.metros[m].country == e.country))
-          metro_surge[m] = start ? e.factor : 1;
+          demand.metro_surge[m] = start ? e.factor : 1;
       break;
     case K::kPublish:
       publish(e, now);
       break;
     case K::kPowerCap:  // the site's facility budget; the fleet holds it at the next power window
-      site_power[static_cast<std::size_t>(e.site)].budget_factor = start ? e.factor : 1;
+      fleet.site_power[static_cast<std::size_t>(e.site)].budget_factor = start ? e.factor : 1;
       break;
   }
 }

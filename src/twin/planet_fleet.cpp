@@ -1,4 +1,4 @@
-// The planet twin's fleet: replicas that start (weights pulled as a DCI flow, loaded, warmed)
+// The planet twin's fleet: fleet.replicas that start (weights pulled as a DCI flow, loaded, warmed)
 // and drain, accelerator pools, power sampled per window with site budgets held by GPU power
 // caps, and the control host: what a controller observes and how its decisions are carried out.
 #include "twin/planet_impl.hpp"
@@ -11,13 +11,13 @@ constexpr Ns kSecond = core::kNsPerSec;
 
 void PlanetSim::Impl::init_fleet(const model::Catalog&) {
   const std::size_t S = w.sites.size();
-  has_weights.assign(S, std::vector<char>(models.size(), 0));
-  pulling.assign(S, std::vector<char>(models.size(), 0));
-  for (const auto& d : deploys)
-    if (d.nominal > 0) has_weights[static_cast<std::size_t>(d.site)][static_cast<std::size_t>(d.model)] = 1;
-  for (const auto& r : w.repositories) has_weights[static_cast<std::size_t>(r.site)].assign(models.size(), 1);
-  site_power.assign(S, {});
-  for (auto& d : deploys) d.powered = d.peak_ready = d.nominal;
+  fleet.has_weights.assign(S, std::vector<char>(models.size(), 0));
+  fleet.pulling.assign(S, std::vector<char>(models.size(), 0));
+  for (const auto& d : fleet.deploys)
+    if (d.nominal > 0) fleet.has_weights[static_cast<std::size_t>(d.site)][static_cast<std::size_t>(d.model)] = 1;
+  for (const auto& r : w.repositories) fleet.has_weights[static_cast<std::size_t>(r.site)].assign(models.size(), 1);
+  fleet.site_power.assign(S, {});
+  for (auto& d : fleet.deploys) d.powered = d.peak_ready = d.nominal;
   // Every controller's parameters are checked, the selected one built.
   const auto params_of = [&](const std::string& name) {
     control::Params p;
@@ -37,22 +37,22 @@ void PlanetSim::Impl::init_fleet(const model::Catalog&) {
     controller = control::make_controller(cfg.controller, params_of(cfg.controller), cfg.seed);
   }
   res.controller = controller->name();
-  power_window = core::from_seconds(w.fleet.power_window_s);
-  next_power = power_window;
-  next_second = kSecond;
-  next_minute = 60 * kSecond;
-  link_hist.assign(w.links.size(), {});
-  // Metro groups for the observed demand: the country (the metro itself where none is given).
+  rec.power_window = core::from_seconds(w.fleet.power_window_s);
+  rec.next_power = rec.power_window;
+  rec.next_second = kSecond;
+  rec.next_minute = 60 * kSecond;
+  rec.link_hist.assign(w.links.size(), {});
+  // Metro rec.groups for the observed demand: the country (the metro itself where none is given).
   std::map<std::string, int> gi;
   for (const auto& m : w.metros) {
     const std::string g = m.country.empty() ? m.name : m.country;
-    const auto [it, fresh] = gi.try_emplace(g, static_cast<int>(groups.size()));
-    if (fresh) groups.push_back(g);
-    metro_group.push_back(it->second);
+    const auto [it, fresh] = gi.try_emplace(g, static_cast<int>(rec.groups.size()));
+    if (fresh) rec.groups.push_back(g);
+    rec.metro_group.push_back(it->second);
   }
-  obs_arrivals.assign(groups.size() * control::kPriorities, 0);
-  obs_ttft_sum.assign(groups.size() * control::kPriorities, 0);
-  obs_ttft_n.assign(groups.size() * control::kPriorities, 0);
+  rec.obs_arrivals.assign(rec.groups.size() * control::kPriorities, 0);
+  rec.obs_ttft_sum.assign(rec.groups.size() * control::kPriorities, 0);
+  rec.obs_ttft_n.assign(rec.groups.size() * control::kPriorities, 0);
 }
 
 std::shared_ptr<const model::PerfModel> PlanetSim::Impl::model_at(Deploy& d, int steps) {
@@ -62,17 +62,17 @@ std::shared_ptr<const model::PerfModel> PlanetSim::Impl::model_at(Deploy& d, int
 }
 
 double PlanetSim::Impl::site_budget_kw(int site) const {
-  return w.sites[static_cast<std::size_t>(site)].power_cap_kw * site_power[static_cast<std::size_t>(site)].budget_factor;
+  return w.sites[static_cast<std::size_t>(site)].power_cap_kw * fleet.site_power[static_cast<std::size_t>(site)].budget_factor;
 }
 
 // Facility draw now: every powered replica's accelerators (what their batch does) and hosts, x PUE.
 double PlanetSim::Impl::site_facility_kw(int site) const {
   double w_it = 0;
   int gpus = 0;
-  for (int d : site_deploy[static_cast<std::size_t>(site)]) {
+  for (int d : fleet.site_deploy[static_cast<std::size_t>(site)]) {
     if (d < 0) continue;
-    const Deploy& dep = deploys[static_cast<std::size_t>(d)];
-    for (int i = dep.first; i < dep.first + dep.count; ++i) w_it += replicas[static_cast<std::size_t>(i)].power_w();
+    const Deploy& dep = fleet.deploys[static_cast<std::size_t>(d)];
+    for (int i = dep.first; i < dep.first + dep.count; ++i) w_it += fleet.replicas[static_cast<std::size_t>(i)].power_w();
     gpus += dep.powered * dep.tp;
   }
   return (w_it + gpus * w.fleet.host_w_per_gpu) * w.sites[static_cast<std::size_t>(site)].pue / 1000;
@@ -91,18 +91,18 @@ void PlanetSim::Impl::set_powered(Deploy& d, int delta, Ns now) {
 }
 
 bool PlanetSim::Impl::start_replica(int di, Ns now) {
-  Deploy& d = deploys[static_cast<std::size_t>(di)];
+  Deploy& d = fleet.deploys[static_cast<std::size_t>(di)];
   const auto site = static_cast<std::size_t>(d.site);
   const auto refuse = [&](const char* why) {
     ++d.refused;
     ++d.refused_by[why];
     return false;
   };
-  if (!site_up[site]) return refuse("site down");
+  if (!fleet.site_up[site]) return refuse("site down");
   int slot = -1;
   for (int i = d.first; i < d.first + d.count && slot < 0; ++i)
-    if (slots[static_cast<std::size_t>(i)].phase == Phase::kOff) slot = i;
-  int& free = free_accel[site][d.accel];
+    if (fleet.slots[static_cast<std::size_t>(i)].phase == Phase::kOff) slot = i;
+  int& free = fleet.free_accel[site][d.accel];
   if (slot < 0 || free < d.tp) return refuse("accelerator pool");
   const double budget = site_budget_kw(d.site);
   if (budget > 0 && site_facility_kw(d.site) + replica_facility_kw(d, d.cap_steps) > budget)
@@ -110,10 +110,10 @@ bool PlanetSim::Impl::start_replica(int di, Ns now) {
   // Where the weights come from: this site's disk, else the nearest site or repository holding them.
   const auto model = static_cast<std::size_t>(d.model);
   int source = -1;
-  if (!has_weights[site][model] && !pulling[site][model]) {
+  if (!fleet.has_weights[site][model] && !fleet.pulling[site][model]) {
     double best = 1e300;
     for (std::size_t s = 0; s < w.sites.size(); ++s) {
-      if (s == site || !has_weights[s][model] || !site_up[s]) continue;
+      if (s == site || !fleet.has_weights[s][model] || !fleet.site_up[s]) continue;
       const Route& rt = route(static_cast<int>(s), d.site);
       if (rt.ok && rt.one_way_ms < best) best = rt.one_way_ms, source = static_cast<int>(s);
     }
@@ -121,20 +121,20 @@ bool PlanetSim::Impl::start_replica(int di, Ns now) {
   }
   const auto i = static_cast<std::size_t>(slot);
   free -= d.tp;
-  Slot& sl = slots[i];
+  Slot& sl = fleet.slots[i];
   sl.phase = Phase::kPulling;
   sl.requested = now;
   sl.version = d.version;
   ++d.starts;
-  replicas[i].power_on(now);
-  replicas[i].set_step_model(model_at(d, d.cap_steps), now);
+  fleet.replicas[i].power_on(now);
+  fleet.replicas[i].set_step_model(model_at(d, d.cap_steps), now);
   set_powered(d, +1, now);
-  if (has_weights[site][model]) {
+  if (fleet.has_weights[site][model]) {
     sl.pulled = now;
     begin_load(i, now);
   } else if (source >= 0) {
-    // One pull per site and model: replicas starting meanwhile wait for the same bytes.
-    pulling[site][model] = 1;
+    // One pull per site and model: fleet.replicas starting meanwhile wait for the same bytes.
+    fleet.pulling[site][model] = 1;
     count_kind("weights", d.weight_bytes, true);
     d.weight_bytes_moved += d.weight_bytes;
     start_flow(route(source, d.site).links, kClassSync, d.weight_bytes, FlowKind::kWeights, di, source, d.site, now);
@@ -143,16 +143,16 @@ bool PlanetSim::Impl::start_replica(int di, Ns now) {
 }
 
 void PlanetSim::Impl::weights_arrived(int di, Ns now) {
-  Deploy& d = deploys[static_cast<std::size_t>(di)];
+  Deploy& d = fleet.deploys[static_cast<std::size_t>(di)];
   const auto site = static_cast<std::size_t>(d.site), model = static_cast<std::size_t>(d.model);
-  has_weights[site][model] = 1;
-  pulling[site][model] = 0;
-  // Every deployment of the model at this site may have replicas waiting for these bytes.
-  for (std::size_t k = 0; k < deploys.size(); ++k) {
-    const Deploy& e = deploys[k];
+  fleet.has_weights[site][model] = 1;
+  fleet.pulling[site][model] = 0;
+  // Every deployment of the model at this site may have fleet.replicas waiting for these bytes.
+  for (std::size_t k = 0; k < fleet.deploys.size(); ++k) {
+    const Deploy& e = fleet.deploys[k];
     if (e.site != d.site || e.model != d.model) continue;
     for (int i = e.first; i < e.first + e.count; ++i) {
-      Slot& sl = slots[static_cast<std::size_t>(i)];
+      Slot& sl = fleet.slots[static_cast<std::size_t>(i)];
       if (sl.phase != Phase::kPulling) continue;
       sl.pulled = now;
       begin_load(static_cast<std::size_t>(i), now);
@@ -161,65 +161,65 @@ void PlanetSim::Impl::weights_arrived(int di, Ns now) {
 }
 
 void PlanetSim::Impl::begin_load(std::size_t i, Ns now) {
-  const Deploy& d = deploys[static_cast<std::size_t>(replica_deploy[i])];
-  Slot& sl = slots[i];
+  const Deploy& d = fleet.deploys[static_cast<std::size_t>(fleet.replica_deploy[i])];
+  Slot& sl = fleet.slots[i];
   sl.phase = Phase::kLoading;
   const double s = d.weight_bytes / (w.fleet.load_gb_s * 1e9) + w.fleet.warmup_s;
   q.push_kind(now + core::from_seconds(s), Ev::kLoaded, static_cast<std::int32_t>(i), sl.gen);
 }
 
 void PlanetSim::Impl::loaded(std::size_t i, Ns now) {
-  Deploy& d = deploys[static_cast<std::size_t>(replica_deploy[i])];
-  Slot& sl = slots[i];
+  Deploy& d = fleet.deploys[static_cast<std::size_t>(fleet.replica_deploy[i])];
+  Slot& sl = fleet.slots[i];
   sl.phase = Phase::kReady;
   d.cold_pull.add(core::to_seconds(sl.pulled - sl.requested));
   d.cold_load.add(core::to_seconds(now - sl.pulled));
   d.cold_total.add(core::to_seconds(now - sl.requested));
   d.last_cold_s = core::to_seconds(now - sl.requested);
-  if (site_up[static_cast<std::size_t>(d.site)]) {
-    replica_up[i] = 1;
+  if (fleet.site_up[static_cast<std::size_t>(d.site)]) {
+    fleet.replica_up[i] = 1;
     ++d.up;
     d.peak_ready = std::max(d.peak_ready, d.up);
   }
-  if (d.version > 0) roll_step(replica_deploy[i], now);  // a rolling update goes on
+  if (d.version > 0) roll_step(fleet.replica_deploy[i], now);  // a rolling update goes on
 }
 
 void PlanetSim::Impl::synced(std::size_t k, Ns now) {
-  const auto [ev, site] = sync_of[k];
+  const auto [ev, site] = net.sync_of[k];
   const auto& e = w.events[static_cast<std::size_t>(ev)];
   if (!e.roll) return;
   for (std::size_t m = 0; m < models.size(); ++m) {
     if (models[m] != e.model) continue;
-    has_weights[static_cast<std::size_t>(site)][m] = 1;
-    const int d = site_deploy[static_cast<std::size_t>(site)][m];
+    fleet.has_weights[static_cast<std::size_t>(site)][m] = 1;
+    const int d = fleet.site_deploy[static_cast<std::size_t>(site)][m];
     if (d < 0) continue;
-    Deploy& dep = deploys[static_cast<std::size_t>(d)];
+    Deploy& dep = fleet.deploys[static_cast<std::size_t>(d)];
     ++dep.version;
     dep.roll_size = 0;
     for (int k = dep.first; k < dep.first + dep.count; ++k)
-      dep.roll_size += slots[static_cast<std::size_t>(k)].phase == Phase::kReady;
+      dep.roll_size += fleet.slots[static_cast<std::size_t>(k)].phase == Phase::kReady;
     roll_step(d, now);
   }
 }
 
-// Rolling to the deployment's version, keeping roll_size replicas: with room, one new replica is
+// Rolling to the deployment's version, keeping roll_size fleet.replicas: with room, one new replica is
 // started (surge) and, once ready, one old one drains; without room, an old one drains first and
 // a new one starts on its accelerators. One step at a time; done when no old replica is left.
 void PlanetSim::Impl::roll_step(int di, Ns now) {
-  Deploy& d = deploys[static_cast<std::size_t>(di)];
+  Deploy& d = fleet.deploys[static_cast<std::size_t>(di)];
   if (d.version == 0) return;
   int ready = 0, starting = 0, draining_old = 0;
   std::size_t old = 0;
   bool any_old = false, off_slot = false;
   for (int k = d.first; k < d.first + d.count; ++k) {
     const auto j = static_cast<std::size_t>(k);
-    const Phase p = slots[j].phase;
-    const bool is_old = slots[j].version < d.version;
+    const Phase p = fleet.slots[j].phase;
+    const bool is_old = fleet.slots[j].version < d.version;
     ready += p == Phase::kReady;
     starting += p == Phase::kPulling || p == Phase::kLoading;
     draining_old += p == Phase::kDraining && is_old;
     off_slot |= p == Phase::kOff;
-    if (p == Phase::kReady && is_old && (!any_old || replicas[j].outstanding() < replicas[old].outstanding()))
+    if (p == Phase::kReady && is_old && (!any_old || fleet.replicas[j].outstanding() < fleet.replicas[old].outstanding()))
       old = j, any_old = true;
   }
   if (starting > 0 || draining_old > 0) return;
@@ -228,7 +228,7 @@ void PlanetSim::Impl::roll_step(int di, Ns now) {
     return;
   }
   if (!any_old && ready >= d.roll_size) return;  // done
-  const bool room = off_slot && free_accel[static_cast<std::size_t>(d.site)][d.accel] >= d.tp;
+  const bool room = off_slot && fleet.free_accel[static_cast<std::size_t>(d.site)][d.accel] >= d.tp;
   if (room && start_replica(di, now)) {
     ++d.rolled;
     return;
@@ -237,56 +237,56 @@ void PlanetSim::Impl::roll_step(int di, Ns now) {
 }
 
 void PlanetSim::Impl::power_down(std::size_t i, Ns now) {
-  Deploy& d = deploys[static_cast<std::size_t>(replica_deploy[i])];
-  Slot& sl = slots[i];
-  replicas[i].power_off(now);
+  Deploy& d = fleet.deploys[static_cast<std::size_t>(fleet.replica_deploy[i])];
+  Slot& sl = fleet.slots[i];
+  fleet.replicas[i].power_off(now);
   sl.phase = Phase::kOff;
   ++sl.gen;
-  free_accel[static_cast<std::size_t>(d.site)][d.accel] += d.tp;
+  fleet.free_accel[static_cast<std::size_t>(d.site)][d.accel] += d.tp;
   set_powered(d, -1, now);
   ++d.stops;
-  if (d.version > 0) roll_step(replica_deploy[i], now);
+  if (d.version > 0) roll_step(fleet.replica_deploy[i], now);
 }
 
 void PlanetSim::Impl::drain_replica(std::size_t i, Ns now) {
-  Deploy& d = deploys[static_cast<std::size_t>(replica_deploy[i])];
-  slots[i].phase = Phase::kDraining;
-  if (replica_up[i]) {
-    replica_up[i] = 0;
+  Deploy& d = fleet.deploys[static_cast<std::size_t>(fleet.replica_deploy[i])];
+  fleet.slots[i].phase = Phase::kDraining;
+  if (fleet.replica_up[i]) {
+    fleet.replica_up[i] = 0;
     --d.up;
   }
   maybe_off(i, now);
 }
 
 void PlanetSim::Impl::maybe_off(std::size_t i, Ns now) {
-  if (slots[i].phase == Phase::kDraining && replicas[i].outstanding() == 0) power_down(i, now);
+  if (fleet.slots[i].phase == Phase::kDraining && fleet.replicas[i].outstanding() == 0) power_down(i, now);
 }
 
 void PlanetSim::Impl::scale_to(int di, int n, Ns now) {
-  Deploy& d = deploys[static_cast<std::size_t>(di)];
+  Deploy& d = fleet.deploys[static_cast<std::size_t>(di)];
   n = std::clamp(n, 0, d.count);
   std::vector<std::size_t> starting, ready;
   for (int i = d.first; i < d.first + d.count; ++i) {
-    const Phase p = slots[static_cast<std::size_t>(i)].phase;
+    const Phase p = fleet.slots[static_cast<std::size_t>(i)].phase;
     if (p == Phase::kPulling || p == Phase::kLoading) starting.push_back(static_cast<std::size_t>(i));
     if (p == Phase::kReady) ready.push_back(static_cast<std::size_t>(i));
   }
   int current = static_cast<int>(starting.size() + ready.size());
   while (current < n && start_replica(di, now)) ++current;
   // Fewer: cancel the latest starts first (their accelerators are free at once), then drain the
-  // ready replicas holding the fewest requests; a draining replica finishes what it holds.
+  // ready fleet.replicas holding the fewest requests; a draining replica finishes what it holds.
   std::sort(starting.begin(), starting.end(),
-            [&](std::size_t a, std::size_t b) { return slots[a].requested > slots[b].requested; });
+            [&](std::size_t a, std::size_t b) { return fleet.slots[a].requested > fleet.slots[b].requested; });
   for (std::size_t k = 0; current > n && k < starting.size(); ++k, --current) power_down(starting[k], now);
   std::stable_sort(ready.begin(), ready.end(), [&](std::size_t a, std::size_t b) {
-    return replicas[a].outstanding() != replicas[b].outstanding() ? replicas[a].outstanding() < replicas[b].outstanding()
+    return fleet.replicas[a].outstanding() != fleet.replicas[b].outstanding() ? fleet.replicas[a].outstanding() < fleet.replicas[b].outstanding()
                                                                    : a > b;
   });
   for (std::size_t k = 0; current > n && k < ready.size(); ++k, --current) drain_replica(ready[k], now);
 }
 
 void PlanetSim::Impl::apply_cap(int di, Ns now) {
-  Deploy& d = deploys[static_cast<std::size_t>(di)];
+  Deploy& d = fleet.deploys[static_cast<std::size_t>(di)];
   // The lowest cap the board takes: above its idle draw.
   const int floor_steps = static_cast<int>(std::floor(d.acc->idle_w / d.acc->tdp_w * kCapSteps)) + 1;
   const int steps = std::clamp(std::min(d.set_cap_steps, d.budget_cap_steps), floor_steps, kCapSteps);
@@ -297,8 +297,8 @@ void PlanetSim::Impl::apply_cap(int di, Ns now) {
   const auto m = model_at(d, steps);
   for (int i = d.first; i < d.first + d.count; ++i) {
     const auto k = static_cast<std::size_t>(i);
-    if (slots[k].phase == Phase::kOff) continue;
-    replicas[k].set_step_model(m, now);
+    if (fleet.slots[k].phase == Phase::kOff) continue;
+    fleet.replicas[k].set_step_model(m, now);
     sync(k);
   }
 }
@@ -306,47 +306,47 @@ void PlanetSim::Impl::apply_cap(int di, Ns now) {
 // ---- sampling ----------------------------------------------------------------------------------
 void PlanetSim::Impl::fleet_clock(Ns now) {
   const Ns end = std::min(now, horizon);
-  while (next_second <= end) {
+  while (rec.next_second <= end) {
     for (std::size_t l = 0; l < w.links.size(); ++l) {
       double u = 0;
       for (int k = 0; k < 2; ++k) {
         const int dl = static_cast<int>(2 * l) + k;
-        const double cap = fn.capacity(dl);
-        if (cap > 0) u = std::max(u, fn.load(dl) / cap);
+        const double cap = net.fn.capacity(dl);
+        if (cap > 0) u = std::max(u, net.fn.load(dl) / cap);
       }
-      ++link_hist[l][static_cast<std::size_t>(std::clamp(std::lround(u * 100), 0L, 100L))];
+      ++rec.link_hist[l][static_cast<std::size_t>(std::clamp(std::lround(u * 100), 0L, 100L))];
     }
-    next_second += kSecond;
+    rec.next_second += kSecond;
   }
-  while (next_power <= end) {
+  while (rec.next_power <= end) {
     power_window_at(now);
-    next_power += power_window;
+    rec.next_power += rec.power_window;
   }
-  while (next_minute <= end) {
+  while (rec.next_minute <= end) {
     for (std::size_t s = 0; s < w.sites.size(); ++s) {
       int ready = 0, starting = 0, draining = 0, gpus = 0, cap = kCapSteps;
       double it_w = 0;
       bool any = false;
-      for (int d : site_deploy[s]) {
+      for (int d : fleet.site_deploy[s]) {
         if (d < 0) continue;
-        const Deploy& dep = deploys[static_cast<std::size_t>(d)];
+        const Deploy& dep = fleet.deploys[static_cast<std::size_t>(d)];
         any = true;
         for (int i = dep.first; i < dep.first + dep.count; ++i) {
-          const Phase p = slots[static_cast<std::size_t>(i)].phase;
-          ready += p == Phase::kReady && replica_up[static_cast<std::size_t>(i)];
+          const Phase p = fleet.slots[static_cast<std::size_t>(i)].phase;
+          ready += p == Phase::kReady && fleet.replica_up[static_cast<std::size_t>(i)];
           starting += p == Phase::kPulling || p == Phase::kLoading;
           draining += p == Phase::kDraining;
-          it_w += replicas[static_cast<std::size_t>(i)].power_w();
+          it_w += fleet.replicas[static_cast<std::size_t>(i)].power_w();
         }
         gpus += dep.powered * dep.tp;
         cap = std::min(cap, dep.cap_steps);
       }
       if (!any) continue;
-      res.fleet_rows.push_back({core::to_seconds(next_minute), static_cast<int>(s), ready, starting, draining, gpus,
+      res.fleet_rows.push_back({core::to_seconds(rec.next_minute), static_cast<int>(s), ready, starting, draining, gpus,
                                 it_w / 1000, site_facility_kw(static_cast<int>(s)), site_budget_kw(static_cast<int>(s)),
                                 static_cast<double>(cap) / kCapSteps});
     }
-    next_minute += 60 * kSecond;
+    rec.next_minute += 60 * kSecond;
   }
 }
 
@@ -355,9 +355,9 @@ void PlanetSim::Impl::fleet_clock(Ns now) {
 void PlanetSim::Impl::power_window_at(Ns now) {
   for (std::size_t s = 0; s < w.sites.size(); ++s) {
     bool any = false;
-    for (int d : site_deploy[s]) any |= d >= 0;
+    for (int d : fleet.site_deploy[s]) any |= d >= 0;
     if (!any) continue;
-    auto& sp = site_power[s];
+    auto& sp = fleet.site_power[s];
     const double kw = site_facility_kw(static_cast<int>(s));
     sp.last_kw = kw;
     sp.sum_kw += kw;
@@ -373,9 +373,9 @@ void PlanetSim::Impl::power_window_at(Ns now) {
       delta = 1;
     }
     bool capped = false;
-    for (int d : site_deploy[s]) {
+    for (int d : fleet.site_deploy[s]) {
       if (d < 0) continue;
-      Deploy& dep = deploys[static_cast<std::size_t>(d)];
+      Deploy& dep = fleet.deploys[static_cast<std::size_t>(d)];
       if (delta != 0 && (delta < 0 ? dep.powered > 0 : dep.budget_cap_steps < kCapSteps)) {
         dep.budget_cap_steps = std::min(kCapSteps, dep.budget_cap_steps + delta);
         apply_cap(d, now);
@@ -390,20 +390,20 @@ void PlanetSim::Impl::power_window_at(Ns now) {
 control::FleetView PlanetSim::Impl::observe(Ns now) {
   control::FleetView v;
   v.t_s = core::to_seconds(now);
-  v.window_s = std::max(1e-9, core::to_seconds(now - obs_since));
+  v.window_s = std::max(1e-9, core::to_seconds(now - rec.obs_since));
   for (std::size_t s = 0; s < w.sites.size(); ++s) {
     control::SiteState st;
     st.id = static_cast<int>(s);
     st.name = w.sites[s].id;
-    st.up = site_up[s];
-    st.power_kw = site_power[s].last_kw;
+    st.up = fleet.site_up[s];
+    st.power_kw = fleet.site_power[s].last_kw;
     st.budget_kw = site_budget_kw(static_cast<int>(s));
     st.carbon_g_per_kwh = w.sites[s].carbon_g_per_kwh;
-    st.free_accelerators = free_accel[s];
+    st.free_accelerators = fleet.free_accel[s];
     v.sites.push_back(std::move(st));
   }
-  for (std::size_t k = 0; k < deploys.size(); ++k) {
-    Deploy& d = deploys[k];
+  for (std::size_t k = 0; k < fleet.deploys.size(); ++k) {
+    Deploy& d = fleet.deploys[k];
     control::DeploymentState ds;
     ds.id = static_cast<int>(k);
     ds.site = d.site;
@@ -414,20 +414,20 @@ control::FleetView PlanetSim::Impl::observe(Ns now) {
     double kv = 0, it_w = 0;
     for (int i = d.first; i < d.first + d.count; ++i) {
       const auto r = static_cast<std::size_t>(i);
-      const Phase p = slots[r].phase;
-      it_w += replicas[r].power_w();
+      const Phase p = fleet.slots[r].phase;
+      it_w += fleet.replicas[r].power_w();
       if (p == Phase::kOff) ++off;
       if (p == Phase::kPulling || p == Phase::kLoading) ++ds.starting;
       if (p == Phase::kDraining) ++ds.draining;
-      if (p == Phase::kReady && replica_up[r]) {
+      if (p == Phase::kReady && fleet.replica_up[r]) {
         ++ds.ready;
-        ds.waiting += replicas[r].waiting();
-        ds.running += replicas[r].running();
-        kv += replicas[r].kv_usage();
+        ds.waiting += fleet.replicas[r].waiting();
+        ds.running += fleet.replicas[r].running();
+        kv += fleet.replicas[r].kv_usage();
       }
     }
     ds.kv_usage = ds.ready ? kv / ds.ready : 0;
-    const int free = std::max(0, free_accel[static_cast<std::size_t>(d.site)][d.accel]) / d.tp;
+    const int free = std::max(0, fleet.free_accel[static_cast<std::size_t>(d.site)][d.accel]) / d.tp;
     ds.max_replicas = d.count - off + std::min(off, free);
     ds.power_cap = static_cast<double>(d.cap_steps) / kCapSteps;
     ds.arrivals_per_s = static_cast<double>(d.routed_window) / v.window_s;
@@ -442,44 +442,44 @@ control::FleetView PlanetSim::Impl::observe(Ns now) {
     ls.id = static_cast<int>(l);
     ls.a = w.links[l].a;
     ls.b = w.links[l].b;
-    ls.capacity_bytes_s = fn.capacity(static_cast<int>(2 * l));
-    ls.carried_bytes_s = std::max(fn.load(static_cast<int>(2 * l)), fn.load(static_cast<int>(2 * l + 1)));
+    ls.capacity_bytes_s = net.fn.capacity(static_cast<int>(2 * l));
+    ls.carried_bytes_s = std::max(net.fn.load(static_cast<int>(2 * l)), net.fn.load(static_cast<int>(2 * l + 1)));
     v.links.push_back(ls);
   }
-  for (std::size_t g = 0; g < groups.size(); ++g)
+  for (std::size_t g = 0; g < rec.groups.size(); ++g)
     for (int p = 0; p < control::kPriorities; ++p) {
       const std::size_t k = g * control::kPriorities + static_cast<std::size_t>(p);
-      if (obs_arrivals[k] == 0 && obs_ttft_n[k] == 0) continue;
-      v.demand.push_back({groups[g], p, static_cast<double>(obs_arrivals[k]) / v.window_s,
-                          obs_ttft_n[k] ? obs_ttft_sum[k] / static_cast<double>(obs_ttft_n[k]) : 0});
-      obs_arrivals[k] = 0;
-      obs_ttft_sum[k] = 0;
-      obs_ttft_n[k] = 0;
+      if (rec.obs_arrivals[k] == 0 && rec.obs_ttft_n[k] == 0) continue;
+      v.demand.push_back({rec.groups[g], p, static_cast<double>(rec.obs_arrivals[k]) / v.window_s,
+                          rec.obs_ttft_n[k] ? rec.obs_ttft_sum[k] / static_cast<double>(rec.obs_ttft_n[k]) : 0});
+      rec.obs_arrivals[k] = 0;
+      rec.obs_ttft_sum[k] = 0;
+      rec.obs_ttft_n[k] = 0;
     }
-  obs_since = now;
+  rec.obs_since = now;
   return v;
 }
 
 void PlanetSim::Impl::apply(const control::Decisions& dec, Ns now) {
-  const auto deploy_ok = [&](int d) { return d >= 0 && static_cast<std::size_t>(d) < deploys.size(); };
+  const auto deploy_ok = [&](int d) { return d >= 0 && static_cast<std::size_t>(d) < fleet.deploys.size(); };
   for (const auto& s : dec.scale)
     if (deploy_ok(s.deployment)) scale_to(s.deployment, s.replicas, now);
   for (const auto& c : dec.power_caps) {
     if (!deploy_ok(c.deployment) || !(c.cap > 0)) continue;
-    deploys[static_cast<std::size_t>(c.deployment)].set_cap_steps =
+    fleet.deploys[static_cast<std::size_t>(c.deployment)].set_cap_steps =
         std::clamp(static_cast<int>(std::lround(std::min(1.0, c.cap) * kCapSteps)), 1, kCapSteps);
     apply_cap(c.deployment, now);
   }
   for (const auto& p : dec.pair_limits) {
     const auto key = std::make_tuple(p.src, p.dst, p.link_class);
-    if (p.bytes_s < 0) pair_limit.erase(key);
-    else pair_limit[key] = std::max(1.0, p.bytes_s);
+    if (p.bytes_s < 0) net.pair_limit.erase(key);
+    else net.pair_limit[key] = std::max(1.0, p.bytes_s);
     rebound_pair(key);
   }
   for (const auto& s : dec.shed)
-    if (s.priority > 0 && s.priority < control::kPriorities) shed_level[static_cast<std::size_t>(s.priority)] = s.level;
+    if (s.priority > 0 && s.priority < control::kPriorities) fleet.shed_level[static_cast<std::size_t>(s.priority)] = s.level;
   for (const auto& r : dec.route_weights)
-    if (deploy_ok(r.deployment)) deploys[static_cast<std::size_t>(r.deployment)].route_weight = std::max(0.0, r.weight);
+    if (deploy_ok(r.deployment)) fleet.deploys[static_cast<std::size_t>(r.deployment)].route_weight = std::max(0.0, r.weight);
 }
 
 void PlanetSim::Impl::control_tick(Ns now) {
@@ -491,34 +491,34 @@ void PlanetSim::Impl::control_tick(Ns now) {
   if (next <= horizon) q.push_kind(next, Ev::kControl);
 }
 
-// Per-class bounds on a site pair (fair mode): the limit shared equally by the pair's flows of
-// that class; te mode bounds flows by their aggregates' allocations instead.
+// Per-class bounds on a site pair (fair mode): the limit shared equally by the pair's net.flows of
+// that class; te mode bounds net.flows by their aggregates' allocations instead.
 void PlanetSim::Impl::rebound_pair(const std::tuple<int, int, int>& key) {
-  if (te_mode) return;
-  auto& ids = pair_flows[key];
+  if (net.te_mode) return;
+  auto& ids = net.pair_flows[key];
   ids.clear();
   const auto [src, dst, cls] = key;
-  for (std::size_t id = 0; id < flows.size(); ++id) {
-    const Flow& f = flows[id];
+  for (std::size_t id = 0; id < net.flows.size(); ++id) {
+    const Flow& f = net.flows[id];
     if (f.alive && f.src == src && f.dst == dst && f.cls == cls) ids.push_back(static_cast<int>(id));
   }
-  const auto it = pair_limit.find(key);
+  const auto it = net.pair_limit.find(key);
   for (int id : ids)
-    fn.set_bound(id, it == pair_limit.end() ? net::FlowNetwork::kUnbounded
+    net.fn.set_bound(id, it == net.pair_limit.end() ? net::FlowNetwork::kUnbounded
                                             : it->second / static_cast<double>(ids.size()));
-  if (it == pair_limit.end()) pair_flows.erase(key);
+  if (it == net.pair_limit.end()) net.pair_flows.erase(key);
 }
 
 void PlanetSim::Impl::finish_fleet(Ns end) {
   fleet_clock(end);
-  for (auto& d : deploys) set_powered(d, 0, end);
-  std::vector<double> energy(deploys.size(), 0);
-  for (std::size_t r = 0; r < replicas.size(); ++r) {
-    replicas[r].finish(end);
-    energy[static_cast<std::size_t>(replica_deploy[r])] += replicas[r].stats().energy_j;
+  for (auto& d : fleet.deploys) set_powered(d, 0, end);
+  std::vector<double> energy(fleet.deploys.size(), 0);
+  for (std::size_t r = 0; r < fleet.replicas.size(); ++r) {
+    fleet.replicas[r].finish(end);
+    energy[static_cast<std::size_t>(fleet.replica_deploy[r])] += fleet.replicas[r].stats().energy_j;
   }
-  for (std::size_t k = 0; k < deploys.size(); ++k) {
-    const Deploy& d = deploys[k];
+  for (std::size_t k = 0; k < fleet.deploys.size(); ++k) {
+    const Deploy& d = fleet.deploys[k];
     DeploymentStats st;
     st.site = w.sites[static_cast<std::size_t>(d.site)].id;
     st.model = models[static_cast<std::size_t>(d.model)];
@@ -543,7 +543,7 @@ void PlanetSim::Impl::finish_fleet(Ns end) {
     res.deployments.push_back(std::move(st));
   }
   for (std::size_t s = 0; s < w.sites.size(); ++s) {
-    const auto& sp = site_power[s];
+    const auto& sp = fleet.site_power[s];
     SitePowerStats ps;
     ps.windows = sp.samples;
     ps.mean_kw = sp.samples ? sp.sum_kw / static_cast<double>(sp.samples) : 0;

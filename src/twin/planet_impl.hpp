@@ -157,48 +157,54 @@ struct PlanetSim::Impl {
   PlanetConfig cfg;
   Ns horizon = 0;
   std::vector<std::string> models;
-  std::vector<Deploy> deploys;
-  std::vector<std::vector<int>> site_deploy;    // [site][model] -> deploy or -1
-  std::vector<std::vector<int>> model_deploys;  // [model] -> deploys
-  std::vector<int> class_model;
-  std::vector<engine::Replica> replicas;
-  std::vector<int> replica_deploy;
-  std::vector<char> replica_up;
-  std::vector<Ns> scheduled;
-  std::vector<std::uint32_t> generation;
-  std::vector<double> replica_energy_seen;
-  std::vector<char> site_up;
+  std::vector<int> class_model;  // [class] -> model
+  sim::EventQueue q;
+  PlanetResult res;
 
-  net::FlowNetwork fn;
-  int metro_link0 = 0;
-  std::vector<double> link_factor;           // per world link
-  std::vector<double> dlink_capacity;        // per directed link, bytes/s (nominal)
-  std::vector<double> dlink_bucket_bytes;    // per directed link, this bucket
-  std::vector<double> user_rtt_ms;           // [metro * S + site]
-  std::vector<Route> routes;                 // [src * S + dst]
-  std::vector<std::vector<int>> shard_holders;
-  std::vector<Flow> flows;
-  std::vector<int> sync_parts;  // per staleness entry: transfer parts still moving
-  std::vector<std::pair<int, int>> sync_of;  // per staleness entry: (event index, site)
-  bool te_mode = false, te_dirty = false, te_pending = false;
-  Ns te_last = -1;
-  std::map<std::tuple<int, int, int>, int> agg_index;
-  std::vector<Agg> aggs;
+  // ---- the parts, each owning one resource ---------------------------------------------------
+  // The fleet (planet_fleet.cpp, planet_events.cpp): sites up, deployments and their replicas
+  // through their lifecycle, accelerator pools, weights on disk, power and its budgets.
+  struct Fleet {
+    std::vector<Deploy> deploys;
+    std::vector<std::vector<int>> site_deploy;    // [site][model] -> deploy or -1
+    std::vector<std::vector<int>> model_deploys;  // [model] -> deploys
+    std::vector<engine::Replica> replicas;
+    std::vector<int> replica_deploy;
+    std::vector<char> replica_up;                 // ready and its site up: takes requests
+    std::vector<Ns> scheduled;                    // each replica's pending event
+    std::vector<std::uint32_t> generation;
+    std::vector<double> replica_energy_seen;
+    std::vector<Slot> slots;                      // per replica: its lifecycle
+    std::vector<char> site_up;
+    std::vector<std::map<std::string, int>> free_accel;  // [site] type -> free count
+    std::vector<std::vector<char>> has_weights;   // [site][model]
+    std::vector<std::vector<char>> pulling;       // [site][model]: a weight pull in flight
+    std::vector<SitePower> site_power;
+    std::array<double, 3> shed_level{0, 0, 0};    // per priority; <= 0: never shed
+  } fleet;
 
-  std::vector<Req> reqs;
-  std::vector<std::uint32_t> free_reqs;
-  std::uint64_t active = 0;
+  // The transport (planet_transport.cpp): routes, the flow network and its flows, TE aggregates,
+  // per-class limits on site pairs, transfers of published artifacts.
+  struct Transport {
+    net::FlowNetwork fn;
+    int metro_link0 = 0;
+    std::vector<double> link_factor;           // per world link
+    std::vector<double> dlink_capacity;        // per directed link, bytes/s (nominal)
+    std::vector<double> dlink_bucket_bytes;    // per directed link, this bucket
+    std::vector<double> user_rtt_ms;           // [metro * S + site]
+    std::vector<Route> routes;                 // [src * S + dst]
+    std::vector<std::vector<int>> shard_holders;
+    std::vector<Flow> flows;
+    std::vector<int> sync_parts;  // per staleness entry: transfer parts still moving
+    std::vector<std::pair<int, int>> sync_of;  // per staleness entry: (event index, site)
+    bool te_mode = false, te_dirty = false, te_pending = false;
+    Ns te_last = -1;
+    std::map<std::tuple<int, int, int>, int> agg_index;
+    std::vector<Agg> aggs;
+    std::map<std::tuple<int, int, int>, double> pair_limit;   // (src, dst, class) -> bytes/s
+    std::map<std::tuple<int, int, int>, std::vector<int>> pair_flows;
+  } net;
 
-  core::Rng rng_arrival, rng_class, rng_len, rng_route;
-  std::unique_ptr<control::SiteRouter> router;
-  bool router_needs_detail = false;
-  std::vector<control::SiteView> views;
-  std::vector<int> view_deploy;
-  std::vector<double> metro_cum, metro_surge;
-  double population = 0;  // of every metro
-  double total_rate = 0;
-  Ns window_end = 0;
-  std::uint64_t next_session = 1;
   // Recent conversations of each metro (a continuing turn picks one): where the last turn ran,
   // its context length and its prompt's block hashes, which the next turn's prefix shares.
   struct SessionRec {
@@ -207,39 +213,48 @@ struct PlanetSim::Impl {
     std::int32_t context = 0;
     std::vector<std::uint64_t> hashes;
   };
-  std::vector<control::SiteView> pod_views;
   static constexpr int kHashBlock = 256;  // tokens per prefix-cache hash block
-  std::vector<std::array<SessionRec, 16>> metro_sessions;
-  std::vector<std::uint8_t> metro_sessions_n;
+  // The demand (planet_requests.cpp): arrival streams, metro rates and surges, sessions, the
+  // requests in flight, the routers and their scratch views.
+  struct Demand {
+    explicit Demand(std::uint64_t seed)
+        : rng_arrival(seed, "planet-arrivals"), rng_class(seed, "planet-classes"), rng_len(seed, "planet-lengths"),
+          rng_route(seed, "planet-route") {}
+    std::vector<Req> reqs;
+    std::vector<std::uint32_t> free_reqs;
+    std::uint64_t active = 0;
+    core::Rng rng_arrival, rng_class, rng_len, rng_route;
+    std::unique_ptr<control::SiteRouter> router;
+    bool router_needs_detail = false;
+    std::vector<control::SiteView> views, pod_views;
+    std::vector<int> view_deploy;
+    std::vector<double> metro_cum, metro_surge;
+    double population = 0;  // of every metro
+    double total_rate = 0;
+    Ns window_end = 0;
+    std::uint64_t next_session = 1;
+    std::vector<std::array<SessionRec, 16>> metro_sessions;
+    std::vector<std::uint8_t> metro_sessions_n;
+  } demand;
 
-  // ---- the fleet (planet_fleet.cpp) -------------------------------------------------------------
-  std::vector<Slot> slots;                                  // per replica
-  std::vector<std::map<std::string, int>> free_accel;       // [site] type -> free count
-  std::vector<std::vector<char>> has_weights;               // [site][model]
-  std::vector<std::vector<char>> pulling;                   // [site][model]: a weight pull in flight
-  std::vector<SitePower> site_power;
+  // The recorder (planet_recorder.cpp): requests.csv, buckets, the samplers' clocks, and what
+  // the control host observed since its last look (what an operator's monitoring counts).
+  struct Recorder {
+    std::FILE* csv = nullptr;
+    std::string csv_buf;
+    Bucket bucket;
+    Ns bucket_start = 0;
+    Ns next_power = 0, next_second = 0, next_minute = 0, power_window = 0;
+    std::vector<std::array<std::uint32_t, 101>> link_hist;  // per world link, this bucket: 1-s utilization in %
+    std::vector<std::uint64_t> obs_arrivals;                // [country group * 3 + priority]
+    std::vector<double> obs_ttft_sum;
+    std::vector<std::uint64_t> obs_ttft_n;
+    std::vector<int> metro_group;
+    std::vector<std::string> groups;
+    Ns obs_since = 0;
+  } rec;
+
   std::shared_ptr<control::Controller> controller;
-  std::array<double, 3> shed_level{0, 0, 0};                // per priority; <= 0: never shed
-  std::map<std::tuple<int, int, int>, double> pair_limit;   // (src, dst, class) -> bytes/s
-  std::map<std::tuple<int, int, int>, std::vector<int>> pair_flows;
-  Ns next_power = 0, next_second = 0, next_minute = 0, power_window = 0;
-  std::string fleet_csv;                                    // 1-minute replicas and power per site
-  std::vector<std::array<std::uint32_t, 101>> link_hist;    // per world link, this bucket: 1-s utilization in %
-  // Observed by the control host since its last look (what an operator's monitoring counts).
-  std::vector<std::uint64_t> obs_arrivals;                  // [country group * 3 + priority]
-  std::vector<double> obs_ttft_sum;
-  std::vector<std::uint64_t> obs_ttft_n;
-  std::vector<int> metro_group;
-  std::vector<std::string> groups;
-  std::vector<double> obs_link_bytes;                       // per directed link, since the last look
-  Ns obs_since = 0;
-
-  sim::EventQueue q;
-  PlanetResult res;
-  std::FILE* csv = nullptr;
-  std::string csv_buf;
-  Bucket bucket;
-  Ns bucket_start = 0;
 
   Impl(const world::World& world, const model::Catalog& catalog, const PlanetConfig& c);
   ~Impl() { flush_csv(true); }
@@ -251,7 +266,7 @@ struct PlanetSim::Impl {
   // Lowest-latency routes between all sites over the links still up (Dijkstra from each site).
   void compute_routes();
   const Route& route(int src, int dst) const {
-    return routes[static_cast<std::size_t>(src) * w.sites.size() + static_cast<std::size_t>(dst)];
+    return net.routes[static_cast<std::size_t>(src) * w.sites.size() + static_cast<std::size_t>(dst)];
   }
   // ---- buckets (time series) ------------------------------------------------------------------
   void new_bucket(Ns t);

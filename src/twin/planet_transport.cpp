@@ -1,18 +1,18 @@
-// The planet twin's transport: routes between sites, flows on the network, TE aggregates.
+// The planet twin's transport: net.routes between sites, net.flows on the network, TE aggregates.
 #include "twin/planet_impl.hpp"
 
 namespace infergrid::twin {
 
-// Lowest-latency routes between all sites over the links still up (Dijkstra from each site).
+// Lowest-latency net.routes between all sites over the links still up (Dijkstra from each site).
 void PlanetSim::Impl::compute_routes() {
   const std::size_t S = w.sites.size();
   std::vector<std::vector<std::pair<int, int>>> adj(S);  // (neighbor, directed link)
   for (std::size_t l = 0; l < w.links.size(); ++l) {
-    if (link_factor[l] <= 0) continue;
+    if (net.link_factor[l] <= 0) continue;
     adj[static_cast<std::size_t>(w.links[l].a)].push_back({w.links[l].b, static_cast<int>(2 * l)});
     adj[static_cast<std::size_t>(w.links[l].b)].push_back({w.links[l].a, static_cast<int>(2 * l + 1)});
   }
-  routes.assign(S * S, {});
+  net.routes.assign(S * S, {});
   std::vector<double> dist(S);
   std::vector<int> via(S);
   for (std::size_t src = 0; src < S; ++src) {
@@ -36,7 +36,7 @@ void PlanetSim::Impl::compute_routes() {
       }
     }
     for (std::size_t dst = 0; dst < S; ++dst) {
-      Route& r = routes[src * S + dst];
+      Route& r = net.routes[src * S + dst];
       if (dst == src) {
         r.ok = true;
         continue;
@@ -58,20 +58,20 @@ void PlanetSim::Impl::compute_routes() {
 // ---- bytes on links ---------------------------------------------------------------------------
 void PlanetSim::Impl::count_link_bytes(const std::vector<int>& dlinks, double bytes) {
   for (int dl : dlinks) {
-    if (dl >= metro_link0) continue;
-    dlink_bucket_bytes[static_cast<std::size_t>(dl)] += bytes;
+    if (dl >= net.metro_link0) continue;
+    net.dlink_bucket_bytes[static_cast<std::size_t>(dl)] += bytes;
     auto& ls = res.links[static_cast<std::size_t>(dl / 2)];
     (dl % 2 == 0 ? ls.bytes_ab : ls.bytes_ba) += bytes;
   }
 }
 
-// ---- flows ------------------------------------------------------------------------------------
-// A flow in the network and its record (generation kept: stale completions stay stale).
+// ---- net.flows ------------------------------------------------------------------------------------
+// A flow in the network and its record (fleet.generation kept: stale completions stay stale).
 int PlanetSim::Impl::new_flow(std::vector<int> dlinks, int cls, double bytes, FlowKind kind, int owner, int src, int dst, int agg,
              int path, Ns now) {
-  const int id = fn.start_flow(dlinks, cls);
-  if (static_cast<std::size_t>(id) >= flows.size()) flows.resize(static_cast<std::size_t>(id) + 1);
-  Flow& f = flows[static_cast<std::size_t>(id)];
+  const int id = net.fn.start_flow(dlinks, cls);
+  if (static_cast<std::size_t>(id) >= net.flows.size()) net.flows.resize(static_cast<std::size_t>(id) + 1);
+  Flow& f = net.flows[static_cast<std::size_t>(id)];
   const std::uint32_t gen = f.gen + 1;
   f = Flow{};
   f.gen = gen;
@@ -92,21 +92,21 @@ int PlanetSim::Impl::new_flow(std::vector<int> dlinks, int cls, double bytes, Fl
 
 // te: the aggregate of (src, dst, class), created on first use.
 int PlanetSim::Impl::agg_for(int src, int dst, int cls) {
-  const auto [it, fresh] = agg_index.try_emplace(std::make_tuple(src, dst, cls), static_cast<int>(aggs.size()));
-  if (fresh) aggs.push_back(Agg{src, dst, cls, {}, {}, {}, {}, 0});
+  const auto [it, fresh] = net.agg_index.try_emplace(std::make_tuple(src, dst, cls), static_cast<int>(net.aggs.size()));
+  if (fresh) net.aggs.push_back(Agg{src, dst, cls, {}, {}, {}, {}, 0});
   return it->second;
 }
 
 int PlanetSim::Impl::start_flow(std::vector<int> dlinks, int cls, double bytes, FlowKind kind, int owner, int src,
                int dst, Ns now) {
   int agg = -1, path = -1;
-  if (te_mode && src >= 0 && src != dst) {
+  if (net.te_mode && src >= 0 && src != dst) {
     agg = agg_for(src, dst, cls);
-    const Agg& a = aggs[static_cast<std::size_t>(agg)];
+    const Agg& a = net.aggs[static_cast<std::size_t>(agg)];
     double best = 0;
     for (std::size_t p = 0; p < a.paths.size(); ++p) {
       const bool cut = std::any_of(a.paths[p].begin(), a.paths[p].end(),
-                                   [&](int dl) { return link_factor[static_cast<std::size_t>(dl / 2)] <= 0; });
+                                   [&](int dl) { return net.link_factor[static_cast<std::size_t>(dl / 2)] <= 0; });
       if (cut) continue;
       const double share = a.alloc[p] / static_cast<double>(a.on_path[p].size() + 1);
       if (share > best) best = share, path = static_cast<int>(p);
@@ -115,12 +115,12 @@ int PlanetSim::Impl::start_flow(std::vector<int> dlinks, int cls, double bytes, 
     else request_te(now);  // a demand the last solve did not see
   }
   const int id = new_flow(std::move(dlinks), cls, bytes, kind, owner, src, dst, agg, path, now);
-  if (!pair_limit.empty() && src >= 0) {
+  if (!net.pair_limit.empty() && src >= 0) {
     const auto key = std::make_tuple(src, dst, cls);
-    if (pair_limit.count(key)) rebound_pair(key);
+    if (net.pair_limit.count(key)) rebound_pair(key);
   }
   if (agg >= 0) {
-    Agg& a = aggs[static_cast<std::size_t>(agg)];
+    Agg& a = net.aggs[static_cast<std::size_t>(agg)];
     if (path >= 0) {
       a.on_path[static_cast<std::size_t>(path)].push_back(id);
       rebound(a, path);
@@ -131,27 +131,27 @@ int PlanetSim::Impl::start_flow(std::vector<int> dlinks, int cls, double bytes, 
   return id;
 }
 
-// Splits a path's allocation equally between the aggregate's flows on it.
+// Splits a path's allocation equally between the aggregate's net.flows on it.
 void PlanetSim::Impl::rebound(Agg& a, int p) {
   const auto& v = a.on_path[static_cast<std::size_t>(p)];
   if (v.empty()) return;
   const double b = std::max(1.0, a.alloc[static_cast<std::size_t>(p)] / static_cast<double>(v.size()));
-  for (int f : v) fn.set_bound(f, b);
+  for (int f : v) net.fn.set_bound(f, b);
 }
 
 void PlanetSim::Impl::request_te(Ns now) {
-  te_dirty = true;
-  if (te_pending) return;
-  te_pending = true;
+  net.te_dirty = true;
+  if (net.te_pending) return;
+  net.te_pending = true;
   // At most one solve per simulated second on demand; the periodic one comes anyway.
-  q.push_kind(std::max(now, te_last + core::kNsPerSec), Ev::kTe, 0, 1);
+  q.push_kind(std::max(now, net.te_last + core::kNsPerSec), Ev::kTe, 0, 1);
 }
 
 // The te module's tiered max-min over every aggregate with bytes left.
 void PlanetSim::Impl::te_solve(Ns now) {
-  te_pending = false;
-  te_dirty = false;
-  te_last = now;
+  net.te_pending = false;
+  net.te_dirty = false;
+  net.te_last = now;
   te::Graph g;
   for (std::size_t s = 0; s < w.sites.size(); ++s) {
     te::Node n;
@@ -161,9 +161,9 @@ void PlanetSim::Impl::te_solve(Ns now) {
   }
   std::vector<int> te_to_dl;
   for (std::size_t l = 0; l < w.links.size(); ++l) {
-    if (link_factor[l] <= 0) continue;
+    if (net.link_factor[l] <= 0) continue;
     // In GB/s (te scales any units, but its answers read better in these).
-    const double cap = w.links[l].gbps / 8 * link_factor[l];
+    const double cap = w.links[l].gbps / 8 * net.link_factor[l];
     const double lat = w.links[l].km * net::RttModel::kFiberMsPerKm + w.per_hop_ms;
     g.links.push_back({w.links[l].a, w.links[l].b, cap, lat});
     te_to_dl.push_back(static_cast<int>(2 * l));
@@ -174,11 +174,11 @@ void PlanetSim::Impl::te_solve(Ns now) {
   te::Problem p;
   p.graph = &g;
   std::vector<int> agg_of;
-  for (std::size_t k = 0; k < aggs.size(); ++k) {
-    Agg& a = aggs[k];
+  for (std::size_t k = 0; k < net.aggs.size(); ++k) {
+    Agg& a = net.aggs[k];
     double left = 0;
     auto add = [&](int f) {
-      Flow& fl = flows[static_cast<std::size_t>(f)];
+      Flow& fl = net.flows[static_cast<std::size_t>(f)];
       settle(fl, now);
       left += fl.remaining;
     };
@@ -198,7 +198,7 @@ void PlanetSim::Impl::te_solve(Ns now) {
   res.te_solve_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   ++res.te_solves;
   for (std::size_t d = 0; d < p.demands.size(); ++d) {
-    Agg& a = aggs[static_cast<std::size_t>(agg_of[d])];
+    Agg& a = net.aggs[static_cast<std::size_t>(agg_of[d])];
     std::vector<int> flows_of;
     for (auto& v : a.on_path) flows_of.insert(flows_of.end(), v.begin(), v.end());
     flows_of.insert(flows_of.end(), a.unallocated.begin(), a.unallocated.end());
@@ -215,7 +215,7 @@ void PlanetSim::Impl::te_solve(Ns now) {
     // Flows keep their links; those on an allocated path are bounded to its share, the others
     // (their path no longer chosen) run unbounded until they end.
     for (int f : flows_of) {
-      Flow& fl = flows[static_cast<std::size_t>(f)];
+      Flow& fl = net.flows[static_cast<std::size_t>(f)];
       fl.path = -1;
       for (std::size_t k = 0; k < a.paths.size(); ++k)
         if (a.alloc[k] > 0 && a.paths[k] == fl.links) fl.path = static_cast<int>(k);
@@ -223,7 +223,7 @@ void PlanetSim::Impl::te_solve(Ns now) {
         a.on_path[static_cast<std::size_t>(fl.path)].push_back(f);
       } else {
         a.unallocated.push_back(f);
-        fn.set_bound(f, net::FlowNetwork::kUnbounded);
+        net.fn.set_bound(f, net::FlowNetwork::kUnbounded);
       }
     }
     for (std::size_t k = 0; k < a.paths.size(); ++k) rebound(a, static_cast<int>(k));
@@ -240,11 +240,11 @@ void PlanetSim::Impl::settle(Flow& f, Ns now) {
 }
 
 void PlanetSim::Impl::update_flows(Ns now) {
-  fn.update();
-  for (int id : fn.rerated()) {
-    Flow& f = flows[static_cast<std::size_t>(id)];
+  net.fn.update();
+  for (int id : net.fn.rerated()) {
+    Flow& f = net.flows[static_cast<std::size_t>(id)];
     settle(f, now);
-    f.rate = fn.rate(id);
+    f.rate = net.fn.rate(id);
     ++f.gen;
     if (f.rate > 0) {
       const Ns done = now + std::max<Ns>(1, core::from_seconds(f.remaining / f.rate));
@@ -254,18 +254,18 @@ void PlanetSim::Impl::update_flows(Ns now) {
 }
 
 void PlanetSim::Impl::end_flow(int id, Ns now) {
-  Flow& f = flows[static_cast<std::size_t>(id)];
+  Flow& f = net.flows[static_cast<std::size_t>(id)];
   settle(f, now);
   if (f.remaining > 0) count_link_bytes(f.links, f.remaining);  // rounding of the last ns
   f.alive = false;
   ++f.gen;
-  fn.end_flow(id);
-  if (!pair_limit.empty() && f.src >= 0) {
+  net.fn.end_flow(id);
+  if (!net.pair_limit.empty() && f.src >= 0) {
     const auto key = std::make_tuple(f.src, f.dst, f.cls);
-    if (pair_limit.count(key)) rebound_pair(key);
+    if (net.pair_limit.count(key)) rebound_pair(key);
   }
   if (f.agg >= 0) {
-    Agg& a = aggs[static_cast<std::size_t>(f.agg)];
+    Agg& a = net.aggs[static_cast<std::size_t>(f.agg)];
     auto drop = [id](std::vector<int>& v) {
       if (auto it = std::find(v.begin(), v.end(), id); it != v.end()) v.erase(it);
     };
@@ -288,7 +288,7 @@ int PlanetSim::Impl::start_flow_on(Agg& a, int agg, std::size_t p, double bytes,
 }
 
 void PlanetSim::Impl::flow_done(int id, Ns now) {
-  Flow& f = flows[static_cast<std::size_t>(id)];
+  Flow& f = net.flows[static_cast<std::size_t>(id)];
   const FlowKind kind = f.kind;
   const int owner = f.owner, src = f.src, dst = f.dst;
   end_flow(id, now);
@@ -297,14 +297,14 @@ void PlanetSim::Impl::flow_done(int id, Ns now) {
     return;
   }
   if (kind == FlowKind::kSync) {
-    if (--sync_parts[static_cast<std::size_t>(owner)] == 0) {
+    if (--net.sync_parts[static_cast<std::size_t>(owner)] == 0) {
       res.staleness[static_cast<std::size_t>(owner)].ready_s = core::to_seconds(now);
       synced(static_cast<std::size_t>(owner), now);
     }
     return;
   }
   const auto slot = static_cast<std::uint32_t>(owner);
-  Req& r = reqs[slot];
+  Req& r = demand.reqs[slot];
   if (kind == FlowKind::kUpload) {
     const Ns one_way = core::from_seconds(r.one_way_ms / 1000);
     r.net_ns += now - r.step_start + one_way;
