@@ -128,3 +128,15 @@ TEST(Control, UnknownControllerOrParameterIsAClearError) {
     EXPECT_NE(std::string(e.what()).find("target_qps_per_replica"), std::string::npos) << e.what();
   }
 }
+
+TEST(Control, AParameterMaySetOneModelApart) {
+  // SkyServe's target QPS is per service (one model): NAME@MODEL overrides NAME for that model.
+  auto c = ig::control::make_controller("skyserve", {{"target_qps_per_replica", 2}, {"target_qps_per_replica@big", 0.5}}, 1);
+  auto v = view(20, 0, 0, 0, 3);
+  EXPECT_EQ(scaled(*c, v), 2);  // ceil(3 / 2), from zero at once
+  v.deployments[0].model = "big";
+  auto c2 = ig::control::make_controller("skyserve", {{"target_qps_per_replica", 2}, {"target_qps_per_replica@big", 0.5}}, 1);
+  EXPECT_EQ(scaled(*c2, v), 6);  // ceil(3 / 0.5)
+  EXPECT_THROW(ig::control::make_controller("skyserve", {{"target_qps_per_replica@big", 0}}, 1), ig::core::InputError);
+  EXPECT_THROW(ig::control::make_controller("skyserve", {{"nothing@big", 1}}, 1), ig::core::InputError);
+}

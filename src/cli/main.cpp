@@ -467,6 +467,10 @@ int main(int argc, char** argv) {
                   "planet mode: the fleet's controller: static (the world's replicas, never changed) | reactive "
                   "(llm-d / KEDA on queue and KV usage) | skyserve (target QPS per replica) | dynamo (Dynamo "
                   "planner's load-based mode); parameters in the world's control: section (docs/control.md)");
+  std::vector<std::string> control_kv;
+  sim->add_option("--control", control_kv,
+                  "planet mode: a parameter of the controller, NAME=VALUE or NAME@MODEL=VALUE (over the world's control: "
+                  "section; repeatable)");
   bool planet_csv = false, no_prefix = false;
   sim->add_flag("--no-prefix-caching", no_prefix, "planet mode: engines without prefix caching");
   sim->add_flag("--requests-csv", planet_csv, "planet mode: also write DIR/requests.csv, a row per request (large)");
@@ -563,7 +567,7 @@ int main(int argc, char** argv) {
       site_mode |= sim->count(f) > 0;
     if (*sim && site_mode) {
       for (const char* f : {"--world", "--scenario", "--hours", "--scale", "--flow-threshold-bytes", "--max-attempts",
-                            "--arrival-trace", "--bandwidth", "--te-interval-s", "--requests-csv", "--controller",
+                            "--arrival-trace", "--bandwidth", "--te-interval-s", "--requests-csv", "--controller", "--control",
                             "--no-prefix-caching"})
         if (sim->count(f) > 0)
           ig::core::fail_flag(std::string(f).substr(2), "planet mode only; --trace, --generate, --model, --gpu, --tp "
@@ -582,6 +586,13 @@ int main(int argc, char** argv) {
       pa.cfg.engine.gpu_memory_utilization = site.engine.gpu_memory_utilization;
       pa.cfg.engine.priority_scheduling = policy == "priority";
       pa.cfg.prefix_caching = !no_prefix;
+      for (const auto& kv : control_kv) {
+        const auto eq = kv.find('=');
+        double v = 0;
+        if (eq == std::string::npos || eq == 0 || !ig::core::parse_double(kv.substr(eq + 1), v))
+          ig::core::fail_flag("control", fmt::format("expected NAME=VALUE, got '{}'", kv));
+        pa.cfg.control_params[kv.substr(0, eq)] = v;
+      }
       if (planet_csv) {
         std::filesystem::create_directories(s["out"]);
         pa.cfg.requests_csv = s["out"] + "/requests.csv";

@@ -54,20 +54,33 @@ const Spec& spec(const std::string& name) {
 }
 
 // Defaults overlaid by the given parameters; a parameter the controller does not read is an error.
+// Defaults overlaid by the given parameters; a parameter the controller does not read is an error.
+// `name@model` sets a parameter for the deployments of one model (SkyServe's target QPS is per
+// service, and a service is one model).
 Params merged(const std::string& name, const Params& given) {
   Params p = spec(name).defaults;
   for (const auto& [k, v] : given) {
-    if (!p.count(k)) {
+    const std::string base = k.substr(0, k.find('@'));
+    if (!p.count(base) || (base.size() < k.size() && k.size() == base.size() + 1)) {
       std::string known;
-      for (const auto& [d, _] : p) known += (known.empty() ? "" : ", ") + d;
-      core::fail_flag("control." + k, fmt::format("controller '{}' has no parameter '{}' ({})", name, k,
-                                                  known.empty() ? "none" : known));
+      for (const auto& [d, _] : spec(name).defaults) known += (known.empty() ? "" : ", ") + d;
+      core::fail_flag("control." + k, fmt::format("controller '{}' has no parameter '{}' ({}; NAME@MODEL for one model)",
+                                                  name, k, known.empty() ? "none" : known));
     }
     if (!std::isfinite(v) || v < 0) core::fail_flag("control." + k, "must be a finite, non-negative number");
     p[k] = v;
   }
   if (p.count("period_s") && !(p["period_s"] > 0)) core::fail_flag("control.period_s", "must be positive");
+  if (p.count("target_qps_per_replica"))
+    for (const auto& [k, v] : p)
+      if (k.rfind("target_qps_per_replica", 0) == 0 && !(v > 0)) core::fail_flag("control." + k, "must be positive");
   return p;
+}
+
+// A parameter for one deployment: NAME@MODEL if given, else NAME.
+double param(const Params& p, const std::string& name, const DeploymentState& d) {
+  if (const auto it = p.find(name + "@" + d.model); it != p.end()) return it->second;
+  return p.at(name);
 }
 
 int clamp_replicas(double want, const DeploymentState& d, double min_replicas) {
@@ -94,12 +107,12 @@ class Reactive final : public Controller {
   const char* name() const override { return "reactive"; }
   double period_s() const override { return p_.at("period_s"); }
   void decide(const FleetView& v, Decisions& out) override {
-    const double kv_t = p_.at("kv_threshold"), q_t = p_.at("queue_threshold");
-    const double kv_s = p_.at("kv_spare_trigger"), q_s = p_.at("queue_spare_trigger");
     for (const auto& d : v.deployments) {
+      const double kv_t = param(p_, "kv_threshold", d), q_t = param(p_, "queue_threshold", d);
+      const double kv_s = param(p_, "kv_spare_trigger", d), q_s = param(p_, "queue_spare_trigger", d);
       if (!v.sites[static_cast<std::size_t>(d.site)].up) continue;
       if (d.ready == 0) {
-        if (d.starting == 0 && p_.at("min_replicas") > 0) out.scale.push_back({d.id, clamp_replicas(1, d, 1)});
+        if (d.starting == 0 && param(p_, "min_replicas", d) > 0) out.scale.push_back({d.id, clamp_replicas(1, d, 1)});
         continue;
       }
       const double n = d.ready;
@@ -110,7 +123,7 @@ class Reactive final : public Controller {
         if (d.starting == 0 && d.ready < d.max_replicas) out.scale.push_back({d.id, d.ready + 1});
         continue;
       }
-      if (d.ready <= std::max(1.0, p_.at("min_replicas")) || d.ready < 2 || d.starting > 0) continue;
+      if (d.ready <= std::max(1.0, param(p_, "min_replicas", d)) || d.ready < 2 || d.starting > 0) continue;
       const double kv1 = kv * n / (n - 1), q1 = queue * n / (n - 1);
       if (kv_t - kv1 >= kv_s && q_t - q1 >= q_s) out.scale.push_back({d.id, d.ready - 1});
     }
@@ -130,7 +143,7 @@ class SkyServe final : public Controller {
       if (!v.sites[static_cast<std::size_t>(d.site)].up) continue;
       auto& st = state_[d.id];
       const int current = d.ready + d.starting;
-      const int target = clamp_replicas(d.arrivals_per_s / p_.at("target_qps_per_replica"), d, p_.at("min_replicas"));
+      const int target = clamp_replicas(d.arrivals_per_s / param(p_, "target_qps_per_replica", d), d, param(p_, "min_replicas", d));
       if (current == 0 && target > 0) {  // SkyServe: the upscale delay is ignored from zero
         out.scale.push_back({d.id, target});
         continue;
@@ -138,10 +151,10 @@ class SkyServe final : public Controller {
       st.up = target > current ? st.up + 1 : 0;
       st.down = target < current ? st.down + 1 : 0;
       const double period = p_.at("period_s");
-      if (st.up > 0 && st.up * period >= p_.at("upscale_delay_s")) {
+      if (st.up > 0 && st.up * period >= param(p_, "upscale_delay_s", d)) {
         out.scale.push_back({d.id, target});
         st.up = 0;
-      } else if (st.down > 0 && st.down * period >= p_.at("downscale_delay_s")) {
+      } else if (st.down > 0 && st.down * period >= param(p_, "downscale_delay_s", d)) {
         out.scale.push_back({d.id, target});
         st.down = 0;
       }
@@ -177,12 +190,12 @@ class Dynamo final : public Controller {
       if (grace > 0) --grace;
       const int current = d.ready;
       int target = current;
-      if (kv > p_.at("kv_scale_up") || queue > p_.at("queue_scale_up")) target = current + 1;
-      else if (grace == 0 && kv < p_.at("kv_scale_down") && queue < p_.at("queue_scale_down")) target = current - 1;
-      target = clamp_replicas(target, d, p_.at("min_replicas"));
+      if (kv > param(p_, "kv_scale_up", d) || queue > param(p_, "queue_scale_up", d)) target = current + 1;
+      else if (grace == 0 && kv < param(p_, "kv_scale_down", d) && queue < param(p_, "queue_scale_down", d)) target = current - 1;
+      target = clamp_replicas(target, d, param(p_, "min_replicas", d));
       if (target != current) {
         out.scale.push_back({d.id, target});
-        if (target > current) grace = static_cast<int>(p_.at("grace_periods"));
+        if (target > current) grace = static_cast<int>(param(p_, "grace_periods", d));
         h.clear();
       }
     }

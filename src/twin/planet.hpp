@@ -31,6 +31,8 @@ struct PlanetConfig {
   std::string controller = "static";
   // A controller object instead of a named one (tests, and hosts embedding the twin).
   std::shared_ptr<control::Controller> controller_impl;
+  // Parameters of the selected controller over the world's (`--control NAME=VALUE`).
+  std::map<std::string, double> control_params;
   std::uint64_t seed = 1;
   double hours = 24;
   double scale = 1;  // multiplies the world's requests per day

@@ -34,7 +34,9 @@ void PlanetSim::Impl::init_fleet(const model::Catalog&) {
   if (cfg.controller_impl) {
     controller = cfg.controller_impl;
   } else {
-    controller = control::make_controller(cfg.controller, params_of(cfg.controller), cfg.seed);
+    auto p = params_of(cfg.controller);
+    for (const auto& [k, v] : cfg.control_params) p[k] = v;
+    controller = control::make_controller(cfg.controller, p, cfg.seed);
   }
   res.controller = controller->name();
   rec.power_window = core::from_seconds(w.fleet.power_window_s);
