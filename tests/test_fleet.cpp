@@ -363,3 +363,45 @@ TEST(Fleet, APublishRollsEveryReplicaAndLosesNothing) {
   const auto q = run(world("noroll", y), nullptr, 0.5);
   EXPECT_EQ(dep(q, "a").starts + dep(q, "b").starts, 0u);
 }
+
+TEST(Fleet, APairLimitBoundsAClassBetweenTwoSites) {
+  // A 50 GB publish from a to b over 400G (50 GB/s): 1 s alone; limited to 1 GB/s for the sync
+  // class on a -> b, 50 s, under fair sharing and under te.
+  const std::string y = R"(name: pair
+repositories:
+  - {id: repo, site: a}
+sites:
+  - {id: a, lat: 48.85, lon: 2.35, accelerators: {h100-80gb: 1}, power_cap_kw: 100,
+     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1}]}
+  - {id: b, lat: 52.52, lon: 13.40, accelerators: {h100-80gb: 1}, power_cap_kw: 100,
+     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1}]}
+links:
+  - {a: a, b: b, gbps: 400}
+metros:
+  - {name: Paris, country: France, lat: 48.86, lon: 2.35, population: 1000000}
+workload:
+  requests_per_day: 100
+  classes:
+    - {name: chat, share: 1, priority: interactive, model: llama3-8b, prompt: "fixed:100", output: "fixed:10"}
+events:
+  - {kind: publish, at: 10, repo: repo, artifact: blob, size_gb: 50}
+)";
+  const auto w = world("pair", y);
+  for (const char* bw : {"fair", "te"}) {
+    for (bool limited : {false, true}) {
+      auto c = std::make_shared<Script>(1, [limited](const ig::control::FleetView& v, ig::control::Decisions& d) {
+        if (limited && v.t_s == 1) d.pair_limits.push_back({0, 1, 4, 1e9});
+      });
+      ig::twin::PlanetConfig cfg;
+      cfg.hours = 0.05;
+      cfg.bandwidth = bw;
+      cfg.controller_impl = c;
+      const auto r = ig::twin::PlanetSim(w, ig::model::Catalog::builtin(), cfg).run();
+      double stale = -1;
+      for (const auto& s : r.staleness)
+        if (s.site == "b") stale = s.ready_s - s.published_s;
+      if (limited) EXPECT_NEAR(stale, 50, 1.5) << bw;
+      else EXPECT_NEAR(stale, 1, 0.1) << bw;
+    }
+  }
+}

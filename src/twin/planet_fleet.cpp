@@ -476,7 +476,7 @@ void PlanetSim::Impl::apply(const control::Decisions& dec, Ns now) {
     const auto key = std::make_tuple(p.src, p.dst, p.link_class);
     if (p.bytes_s < 0) net.pair_limit.erase(key);
     else net.pair_limit[key] = std::max(1.0, p.bytes_s);
-    rebound_pair(key);
+    rebound_pair(key, now);
   }
   for (const auto& s : dec.shed)
     if (s.priority > 0 && s.priority < control::kPriorities) fleet.shed_level[static_cast<std::size_t>(s.priority)] = s.level;
@@ -495,8 +495,11 @@ void PlanetSim::Impl::control_tick(Ns now) {
 
 // Per-class bounds on a site pair (fair mode): the limit shared equally by the pair's net.flows of
 // that class; te mode bounds net.flows by their aggregates' allocations instead.
-void PlanetSim::Impl::rebound_pair(const std::tuple<int, int, int>& key) {
-  if (net.te_mode) return;
+void PlanetSim::Impl::rebound_pair(const std::tuple<int, int, int>& key, Ns now) {
+  if (net.te_mode) {  // the next solve caps the aggregate's demand at the limit
+    request_te(now);
+    return;
+  }
   auto& ids = net.pair_flows[key];
   ids.clear();
   const auto [src, dst, cls] = key;

@@ -345,7 +345,9 @@ struct PlanetSim::Impl {
   void control_tick(Ns now);
   control::FleetView observe(Ns now);
   void apply(const control::Decisions& d, Ns now);
-  void rebound_pair(const std::tuple<int, int, int>& key);
+  // Per-class limits on a site pair: fair mode bounds the pair's flows of the class to equal
+  // shares of the limit; te mode caps the aggregate's demand at the next solve.
+  void rebound_pair(const std::tuple<int, int, int>& key, Ns now);
   void finish_fleet(Ns end);
   // ---- demand -----------------------------------------------------------------------------------
   void recompute_demand(Ns t);

@@ -115,9 +115,9 @@ int PlanetSim::Impl::start_flow(std::vector<int> dlinks, int cls, double bytes, 
     else request_te(now);  // a demand the last solve did not see
   }
   const int id = new_flow(std::move(dlinks), cls, bytes, kind, owner, src, dst, agg, path, now);
-  if (!net.pair_limit.empty() && src >= 0) {
+  if (!net.te_mode && !net.pair_limit.empty() && src >= 0) {
     const auto key = std::make_tuple(src, dst, cls);
-    if (net.pair_limit.count(key)) rebound_pair(key);
+    if (net.pair_limit.count(key)) rebound_pair(key, now);
   }
   if (agg >= 0) {
     Agg& a = net.aggs[static_cast<std::size_t>(agg)];
@@ -188,7 +188,11 @@ void PlanetSim::Impl::te_solve(Ns now) {
     if (left <= 0) continue;
     auto paths = te::k_shortest_paths(g, a.src, a.dst, cfg.te_paths);
     if (paths.empty()) continue;
-    p.demands.push_back({a.src, a.dst, left / cfg.te_horizon_s / 1e9, a.cls});
+    double rate = left / cfg.te_horizon_s;
+    // A controller's limit on the pair and class caps what the aggregate asks for.
+    if (const auto lim = net.pair_limit.find(std::make_tuple(a.src, a.dst, a.cls)); lim != net.pair_limit.end())
+      rate = std::min(rate, lim->second);
+    p.demands.push_back({a.src, a.dst, rate / 1e9, a.cls});
     p.paths.push_back(std::move(paths));
     agg_of.push_back(static_cast<int>(k));
   }
@@ -260,9 +264,9 @@ void PlanetSim::Impl::end_flow(int id, Ns now) {
   f.alive = false;
   ++f.gen;
   net.fn.end_flow(id);
-  if (!net.pair_limit.empty() && f.src >= 0) {
+  if (!net.te_mode && !net.pair_limit.empty() && f.src >= 0) {
     const auto key = std::make_tuple(f.src, f.dst, f.cls);
-    if (net.pair_limit.count(key)) rebound_pair(key);
+    if (net.pair_limit.count(key)) rebound_pair(key, now);
   }
   if (f.agg >= 0) {
     Agg& a = net.aggs[static_cast<std::size_t>(f.agg)];
