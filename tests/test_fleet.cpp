@@ -402,6 +402,17 @@ events:
         if (s.site == "b") stale = s.ready_s - s.published_s;
       if (limited) EXPECT_NEAR(stale, 50, 1.5) << bw;
       else EXPECT_NEAR(stale, 1, 0.1) << bw;
+      if (limited) {  // the controller sees the sync class carry its limit on the link, nothing else
+        bool seen = false;
+        for (const auto& v : c->views)
+          if (std::abs(v.t_s - 30) < 1e-6) {
+            seen = true;
+            EXPECT_NEAR(v.links[0].carried_by_class[4], 1e9, 1e6) << bw;
+            EXPECT_NEAR(v.links[0].carried_bytes_s, 1e9, 1e6) << bw;
+            EXPECT_EQ(v.links[0].carried_by_class[1], 0) << bw;
+          }
+        EXPECT_TRUE(seen);
+      }
     }
   }
 }

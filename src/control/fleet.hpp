@@ -5,6 +5,7 @@
 // Decisions; the host carries them out with its own mechanisms (replica lifecycle, power caps,
 // shedding, bandwidth bounds, routing weights). Controllers touch no clock, socket or queue:
 // the same view gives the same decisions in either host (docs/control.md).
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -47,7 +48,10 @@ struct DeploymentState {
 struct LinkState {
   int id = 0, a = 0, b = 0;
   double capacity_bytes_s = 0;          // each way, now
-  double carried_bytes_s = 0;           // the busier way, mean over the window
+  double carried_bytes_s = 0;           // the busier way, now
+  // The busier way's rate by link class (0 critical, 1 interactive, 2 retrieval, 3 batch,
+  // 4 sync and weights), from the flows crossing it now.
+  std::array<double, 5> carried_by_class{};
 };
 
 struct DemandState {

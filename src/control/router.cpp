@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "control/balancer.hpp"
 #include "core/error.hpp"
 
 namespace infergrid::control {
@@ -19,13 +20,11 @@ class RoundRobin final : public Router {
   std::size_t next_ = 0;
 };
 
-// Fewest outstanding requests; ties go to the lowest index (deterministic).
+// Fewest outstanding requests; ties go to the lowest index: the balancer the twin and the
+// gateway use inside a site.
 std::optional<std::size_t> least(const ClusterView& v) {
-  if (v.replicas.empty()) return std::nullopt;
-  std::size_t best = 0;
-  for (std::size_t i = 1; i < v.replicas.size(); ++i)
-    if (v.replicas[i].outstanding < v.replicas[best].outstanding) best = i;
-  return best;
+  return least_loaded(v.replicas.size(), [](std::size_t) { return true; },
+                      [&](std::size_t i) { return v.replicas[i].outstanding; });
 }
 
 class LeastOutstanding final : public Router {

@@ -445,8 +445,21 @@ control::FleetView PlanetSim::Impl::observe(Ns now) {
     ls.a = w.links[l].a;
     ls.b = w.links[l].b;
     ls.capacity_bytes_s = net.fn.capacity(static_cast<int>(2 * l));
-    ls.carried_bytes_s = std::max(net.fn.load(static_cast<int>(2 * l)), net.fn.load(static_cast<int>(2 * l + 1)));
+    const double ab = net.fn.load(static_cast<int>(2 * l)), ba = net.fn.load(static_cast<int>(2 * l + 1));
+    ls.carried_bytes_s = std::max(ab, ba);
     v.links.push_back(ls);
+  }
+  // By class, on each link's busier way: the twin's flows and their rates now.
+  for (std::size_t id = 0; id < net.flows.size(); ++id) {
+    const Flow& f = net.flows[id];
+    if (!f.alive || f.cls < 0 || f.cls >= 5) continue;
+    const double rate = net.fn.rate(static_cast<int>(id));
+    for (int dl : f.links) {
+      if (dl >= net.metro_link0) continue;
+      auto& ls = v.links[static_cast<std::size_t>(dl / 2)];
+      const bool busier = (dl % 2 == 0) == (net.fn.load(dl - dl % 2) >= net.fn.load(dl - dl % 2 + 1));
+      if (busier) ls.carried_by_class[static_cast<std::size_t>(f.cls)] += rate;
+    }
   }
   for (std::size_t g = 0; g < rec.groups.size(); ++g)
     for (int p = 0; p < control::kPriorities; ++p) {
