@@ -83,6 +83,8 @@ json fleet_json(const world::World& w, const PlanetResult& r) {
   f["replica_stops"] = stops;
   f["weight_bytes_moved"] = bytes;
   f["it_kwh"] = energy / 3.6e6;
+  // Hosts beside the accelerators (world fleet.host_w_per_gpu), before PUE; 0 where not set.
+  f["host_kwh"] = gpu_h * w.fleet.host_w_per_gpu / 1000;
   f["cold_starts"] = total.count();
   f["cold_start_s"] = {{"pull", cold(pull)}, {"load", cold(load)}, {"total", cold(total)}};
   f["deployments"] = deps;
