@@ -416,3 +416,51 @@ events:
     }
   }
 }
+
+TEST(Fleet, AReservationGuaranteesAPairItsRateUnderTe) {
+  // Two 50 GB publishes into b at once, from a and from c, over one 400G link hub -> b
+  // (50 GB/s): shared max-min they take 2 s each; with 40 GB/s reserved for a -> b (sync class),
+  // a's arrives after 50 / 40 = 1.25 s.
+  const std::string y = R"(name: reserve
+repositories:
+  - {id: ra, site: a}
+  - {id: rc, site: c}
+sites:
+  - {id: a, lat: 48.85, lon: 2.35, accelerators: {h100-80gb: 1}, power_cap_kw: 100,
+     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1}]}
+  - {id: c, lat: 45.46, lon: 9.19, accelerators: {h100-80gb: 1}, power_cap_kw: 100,
+     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1}]}
+  - {id: hub, lat: 50.11, lon: 8.68, accelerators: {h100-80gb: 1}, power_cap_kw: 100,
+     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1}]}
+  - {id: b, lat: 52.52, lon: 13.40, accelerators: {h100-80gb: 1}, power_cap_kw: 100,
+     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1}]}
+links:
+  - {a: a, b: hub, gbps: 1600}
+  - {a: c, b: hub, gbps: 1600}
+  - {a: hub, b: b, gbps: 400}
+metros:
+  - {name: Paris, country: France, lat: 48.86, lon: 2.35, population: 1000000}
+workload:
+  requests_per_day: 100
+  classes:
+    - {name: chat, share: 1, priority: interactive, model: llama3-8b, prompt: "fixed:100", output: "fixed:10"}
+events:
+  - {kind: publish, at: 10, repo: ra, artifact: from-a, size_gb: 50}
+  - {kind: publish, at: 10, repo: rc, artifact: from-c, size_gb: 50}
+)";
+  const auto w = world("reserve", y);
+  for (bool reserved : {false, true}) {
+    auto c = std::make_shared<Script>(1, [reserved](const ig::control::FleetView& v, ig::control::Decisions& d) {
+      if (reserved && v.t_s == 1) d.pair_reservations.push_back({0, 3, 4, 40e9});
+    });
+    ig::twin::PlanetConfig cfg;
+    cfg.hours = 0.02;
+    cfg.bandwidth = "te";
+    cfg.controller_impl = c;
+    const auto r = ig::twin::PlanetSim(w, ig::model::Catalog::builtin(), cfg).run();
+    double from_a = -1;
+    for (const auto& s : r.staleness)
+      if (s.site == "b" && s.artifact == "from-a") from_a = s.ready_s - s.published_s;
+    EXPECT_NEAR(from_a, reserved ? 1.25 : 2.0, 0.05) << reserved;
+  }
+}

@@ -83,6 +83,11 @@ struct Decisions {
     int link_class = 0;    // the twin's link class (0 critical ... 4 sync)
     double bytes_s = 0;    // < 0: remove the limit
   };
+  // A guaranteed rate for a class on a site pair (--bandwidth te: served in the first tier).
+  struct PairReservation {
+    int src = 0, dst = 0, link_class = 0;
+    double bytes_s = 0;  // <= 0: remove it
+  };
   struct Shed {
     int priority = 1;  // never 0: critical is never shed
     double level = 0;  // shed when the chosen deployment's load (outstanding per slot) passes this; <= 0: off
@@ -94,10 +99,12 @@ struct Decisions {
   std::vector<Scale> scale;
   std::vector<PowerCap> power_caps;
   std::vector<PairLimit> pair_limits;
+  std::vector<PairReservation> pair_reservations;
   std::vector<Shed> shed;
   std::vector<RouteWeight> route_weights;
   bool empty() const {
-    return scale.empty() && power_caps.empty() && pair_limits.empty() && shed.empty() && route_weights.empty();
+    return scale.empty() && power_caps.empty() && pair_limits.empty() && pair_reservations.empty() && shed.empty() &&
+           route_weights.empty();
   }
 };
 

@@ -491,6 +491,12 @@ void PlanetSim::Impl::apply(const control::Decisions& dec, Ns now) {
     else net.pair_limit[key] = std::max(1.0, p.bytes_s);
     rebound_pair(key, now);
   }
+  for (const auto& p : dec.pair_reservations) {
+    const auto key = std::make_tuple(p.src, p.dst, p.link_class);
+    if (p.bytes_s <= 0) net.pair_reserve.erase(key);
+    else net.pair_reserve[key] = p.bytes_s;
+    if (net.te_mode) request_te(now);
+  }
   for (const auto& s : dec.shed)
     if (s.priority > 0 && s.priority < control::kPriorities) fleet.shed_level[static_cast<std::size_t>(s.priority)] = s.level;
   for (const auto& r : dec.route_weights)

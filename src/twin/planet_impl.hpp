@@ -203,6 +203,7 @@ struct PlanetSim::Impl {
     std::vector<Agg> aggs;
     std::map<std::tuple<int, int, int>, double> pair_limit;   // (src, dst, class) -> bytes/s
     std::map<std::tuple<int, int, int>, std::vector<int>> pair_flows;
+    std::map<std::tuple<int, int, int>, double> pair_reserve;  // (src, dst, class) -> bytes/s (te)
   } net;
 
   // Recent conversations of each metro (a continuing turn picks one): where the last turn ran,

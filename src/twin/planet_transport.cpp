@@ -192,16 +192,35 @@ void PlanetSim::Impl::te_solve(Ns now) {
     // A controller's limit on the pair and class caps what the aggregate asks for.
     if (const auto lim = net.pair_limit.find(std::make_tuple(a.src, a.dst, a.cls)); lim != net.pair_limit.end())
       rate = std::min(rate, lim->second);
-    p.demands.push_back({a.src, a.dst, rate / 1e9, a.cls});
-    p.paths.push_back(std::move(paths));
-    agg_of.push_back(static_cast<int>(k));
+    // A reservation: up to its rate in the first tier, the rest in the aggregate's own.
+    double reserved = 0;
+    if (const auto r = net.pair_reserve.find(std::make_tuple(a.src, a.dst, a.cls)); r != net.pair_reserve.end())
+      reserved = std::min(rate, r->second);
+    if (reserved > 0) {
+      p.demands.push_back({a.src, a.dst, reserved / 1e9, 0});
+      p.paths.push_back(paths);
+      agg_of.push_back(static_cast<int>(k));
+    }
+    if (rate - reserved > 0) {
+      p.demands.push_back({a.src, a.dst, (rate - reserved) / 1e9, a.cls});
+      p.paths.push_back(std::move(paths));
+      agg_of.push_back(static_cast<int>(k));
+    }
   }
   if (p.demands.empty()) return;
   const auto t0 = std::chrono::steady_clock::now();
   const te::Allocation alloc = te::solve_fast(p, te::Objective::kMaxMin);
   res.te_solve_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   ++res.te_solves;
+  // An aggregate with a reservation has two demands on the same paths: their flows add up.
+  std::map<int, std::vector<double>> merged;
   for (std::size_t d = 0; d < p.demands.size(); ++d) {
+    auto& m = merged[agg_of[d]];
+    m.resize(alloc.flow[d].size(), 0);
+    for (std::size_t k = 0; k < alloc.flow[d].size(); ++k) m[k] += alloc.flow[d][k];
+  }
+  for (std::size_t d = 0; d < p.demands.size(); ++d) {
+    if (d > 0 && agg_of[d] == agg_of[d - 1]) continue;  // done with its first demand
     Agg& a = net.aggs[static_cast<std::size_t>(agg_of[d])];
     std::vector<int> flows_of;
     for (auto& v : a.on_path) flows_of.insert(flows_of.end(), v.begin(), v.end());
@@ -212,7 +231,7 @@ void PlanetSim::Impl::te_solve(Ns now) {
       for (int l : path) dl.push_back(te_to_dl[static_cast<std::size_t>(l)]);
       a.paths.push_back(std::move(dl));
     }
-    a.alloc = alloc.flow[d];
+    a.alloc = merged[agg_of[d]];
     for (double& x : a.alloc) x *= 1e9;  // back to bytes/s
     a.on_path.assign(a.paths.size(), {});
     a.unallocated.clear();
