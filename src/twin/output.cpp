@@ -116,7 +116,7 @@ std::vector<std::size_t> busiest_links(const PlanetResult& r, std::size_t n) {
 }
 
 double site_facility_kwh(const world::World& w, const PlanetResult& r, std::size_t s) {
-  return r.sites[s].it_energy_j * w.sites[s].pue / 3.6e6;
+  return (r.sites[s].it_energy_j + r.sites[s].host_energy_j) * w.sites[s].pue / 3.6e6;
 }
 double site_carbon_kg(const world::World& w, const PlanetResult& r, std::size_t s) {
   return site_facility_kwh(w, r, s) * w.sites[s].carbon_g_per_kwh / 1000;

@@ -130,10 +130,13 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
 }
 
 PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t)>& progress) {
+  // Events of the simulated day only: after the horizon the run drains what is in flight, in the
+  // state the day ended in, and ends with the last of it (GPU-hours and energy up to there).
   for (std::size_t i = 0; i < w.events.size(); ++i) {
     const auto& e = w.events[i];
+    if (e.at >= horizon) continue;
     q.push_kind(e.at, Ev::kScenario, 0, static_cast<std::uint32_t>(2 * i));
-    if (e.duration > 0 && e.kind != world::Event::Kind::kPublish)
+    if (e.duration > 0 && e.kind != world::Event::Kind::kPublish && e.at + e.duration < horizon)
       q.push_kind(e.at + e.duration, Ev::kScenario, 0, static_cast<std::uint32_t>(2 * i + 1));
   }
   const Ns bucket_ns = core::from_seconds(cfg.bucket_s);
@@ -146,8 +149,8 @@ PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t
   std::uint64_t next_progress = 1 << 16;
   while (!q.empty()) {
     const sim::Event ev = q.pop();
+    if (ev.t > horizon + kDrainNs) break;  // the run ends at the last event it handled
     now = ev.t;
-    if (now > horizon + kDrainNs) break;
     ++res.events;
     fleet_clock(now);
     switch (static_cast<Ev>(ev.kind)) {

@@ -107,8 +107,22 @@ bool PlanetSim::Impl::start_replica(int di, Ns now) {
   int& free = fleet.free_accel[site][d.accel];
   if (slot < 0 || free < d.tp) return refuse("accelerator pool");
   const double budget = site_budget_kw(d.site);
-  if (budget > 0 && site_facility_kw(d.site) + replica_facility_kw(d, d.cap_steps) > budget)
-    return refuse("power budget");
+  if (budget > 0) {
+    // Replicas still starting draw idle power now but their decode draw once ready: count that.
+    double projected = site_facility_kw(d.site) + replica_facility_kw(d, d.cap_steps);
+    for (int e : fleet.site_deploy[site]) {
+      if (e < 0) continue;
+      const Deploy& o = fleet.deploys[static_cast<std::size_t>(e)];
+      for (int k = o.first; k < o.first + o.count; ++k) {
+        const Phase p = fleet.slots[static_cast<std::size_t>(k)].phase;
+        if (p == Phase::kPulling || p == Phase::kLoading)
+          projected += replica_facility_kw(o, o.cap_steps) -
+                       (fleet.replicas[static_cast<std::size_t>(k)].power_w() + w.fleet.host_w_per_gpu * o.tp) *
+                           w.sites[site].pue / 1000;
+      }
+    }
+    if (projected > budget) return refuse("power budget");
+  }
   // Where the weights come from: this site's disk, else the nearest site or repository holding them.
   const auto model = static_cast<std::size_t>(d.model);
   int source = -1;
@@ -541,6 +555,8 @@ void PlanetSim::Impl::finish_fleet(Ns end) {
     fleet.replicas[r].finish(end);
     energy[static_cast<std::size_t>(fleet.replica_deploy[r])] += fleet.replicas[r].stats().energy_j;
   }
+  for (const auto& d : fleet.deploys)
+    res.sites[static_cast<std::size_t>(d.site)].host_energy_j += d.gpu_s * w.fleet.host_w_per_gpu;
   for (std::size_t k = 0; k < fleet.deploys.size(); ++k) {
     const Deploy& d = fleet.deploys[k];
     DeploymentStats st;

@@ -99,7 +99,7 @@ struct PlanetSim::Impl {
     double weight_bytes_moved = 0;
     int powered = 0;            // replicas holding accelerators
     Ns powered_since = 0;
-    double gpu_s = 0;
+    double gpu_s = 0, gpu_s_seen = 0;  // GPU-seconds held; as of the last bucket
     core::QuantileSketch cold_pull{0.005}, cold_load{0.005}, cold_total{0.005};
     double last_cold_s = 0;
   };
