@@ -114,7 +114,7 @@ int cmd_planet(const Common& common, PlanetArgs a, const std::string& out, bool 
                            a.cfg.hours, world.name, world.sites.size(), world.links.size(), world.metros.size(),
                            res.arrived, wall, res.arrived / std::max(wall, 1e-9));
   std::cout << fmt::format("wrote {0}/summary.json, {0}/timeseries.csv, {0}/sites.csv, {0}/links.csv, "
-                           "{0}/metros.csv, {0}/staleness.csv\nreport: {1}\n",
+                           "{0}/metros.csv, {0}/staleness.csv, {0}/fleet.csv, {0}/links_1s.csv\nreport: {1}\n",
                            out, report);
   return res.arrived == res.completed + res.rejected + res.lost ? 0 : 1;
 }
@@ -589,8 +589,9 @@ int main(int argc, char** argv) {
       for (const auto& kv : control_kv) {
         const auto eq = kv.find('=');
         double v = 0;
-        if (eq == std::string::npos || eq == 0 || !ig::core::parse_double(kv.substr(eq + 1), v))
-          ig::core::fail_flag("control", fmt::format("expected NAME=VALUE, got '{}'", kv));
+        if (eq == std::string::npos || eq == 0) ig::core::fail_flag("control", fmt::format("expected NAME=VALUE, got '{}'", kv));
+        if (!ig::core::parse_double(kv.substr(eq + 1), v) || !std::isfinite(v))
+          ig::core::fail_flag("control", fmt::format("'{}': the value must be a finite number", kv));
         pa.cfg.control_params[kv.substr(0, eq)] = v;
       }
       if (planet_csv) {

@@ -71,6 +71,15 @@ Params merged(const std::string& name, const Params& given) {
     p[k] = v;
   }
   if (p.count("period_s") && !(p["period_s"] > 0)) core::fail_flag("control.period_s", "must be positive");
+  for (const auto& [k, v] : p) {
+    const std::string base = k.substr(0, k.find('@'));
+    if ((base == "min_replicas" || base == "history" || base == "grace_periods") && v != std::floor(v))
+      core::fail_flag("control." + k, "must be a whole number");
+    if (base == "history" && v < 1) core::fail_flag("control." + k, "must be at least 1");
+    if ((base.rfind("kv_", 0) == 0) && v > 1) core::fail_flag("control." + k, "is a KV-cache fraction: at most 1");
+  }
+  if (p.count("kv_scale_up") && p["kv_scale_down"] >= p["kv_scale_up"])
+    core::fail_flag("control.kv_scale_down", "must be below kv_scale_up");
   if (p.count("target_qps_per_replica"))
     for (const auto& [k, v] : p)
       if (k.rfind("target_qps_per_replica", 0) == 0 && !(v > 0)) core::fail_flag("control." + k, "must be positive");

@@ -86,7 +86,7 @@ json fleet_json(const world::World& w, const PlanetResult& r) {
   // Hosts beside the accelerators (world fleet.host_w_per_gpu), before PUE; 0 where not set.
   f["host_kwh"] = gpu_h * w.fleet.host_w_per_gpu / 1000;
   f["cold_starts"] = total.count();
-  f["cold_start_s"] = {{"pull", cold(pull)}, {"load", cold(load)}, {"total", cold(total)}};
+  if (total.count() > 0) f["cold_start_s"] = {{"pull", cold(pull)}, {"load", cold(load)}, {"total", cold(total)}};
   f["deployments"] = deps;
   json power = json::array();
   for (std::size_t s = 0; s < r.site_power.size(); ++s) {

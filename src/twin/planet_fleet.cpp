@@ -24,13 +24,22 @@ void PlanetSim::Impl::init_fleet(const model::Catalog&) {
     if (auto it = w.control.find(name); it != w.control.end()) p.insert(it->second.begin(), it->second.end());
     return p;
   };
-  for (const auto& [name, _] : w.control) {
+  for (const auto& [name, params] : w.control) {
+    const auto line = w.control_line.count(name) ? w.control_line.at(name) : 0;
     try {
       control::make_controller(name, params_of(name), cfg.seed);
     } catch (const core::InputError& e) {
-      core::fail_input(w.file, 0, "control." + name, e.what());
+      core::fail_input(w.file, line, "control." + name, e.what());
     }
+    for (const auto& [k, _] : params)
+      if (const auto at = k.find('@'); at != std::string::npos &&
+                                       std::find(models.begin(), models.end(), k.substr(at + 1)) == models.end())
+        core::fail_input(w.file, line, "control." + name + "." + k, fmt::format("no site deploys '{}'", k.substr(at + 1)));
   }
+  for (const auto& [k, _] : cfg.control_params)
+    if (const auto at = k.find('@'); at != std::string::npos &&
+                                     std::find(models.begin(), models.end(), k.substr(at + 1)) == models.end())
+      core::fail_flag("control", fmt::format("'{}': no site deploys '{}'", k, k.substr(at + 1)));
   if (cfg.controller_impl) {
     controller = cfg.controller_impl;
   } else {

@@ -382,6 +382,7 @@ World load_world(const std::string& path, const model::Catalog& catalog) {
         const std::string name = it->first.Scalar();
         if (!it->second.IsMap()) fail_input(path, Fields::line(it->second), name, "expected a map of parameter -> number");
         auto& params = w.control[name];
+        w.control_line[name] = static_cast<int>(Fields::line(it->first));
         for (auto p = it->second.begin(); p != it->second.end(); ++p) {
           double v = 0;
           try {

@@ -122,6 +122,7 @@ struct World {
   FleetParams fleet;
   // Per controller, its parameters (the `control:` section: {reactive: {target_waiting: 5}}).
   std::map<std::string, std::map<std::string, double>> control;
+  std::map<std::string, int> control_line;  // where each controller's section is
   std::string file;
   double route_factor = 1.68;
   double per_hop_ms = 0.1;
