@@ -464,3 +464,18 @@ events:
     EXPECT_NEAR(from_a, reserved ? 1.25 : 2.0, 0.05) << reserved;
   }
 }
+
+TEST(Fleet, SitesRollingAtOnceTakeTurnsSoTheModelIsAlwaysServed) {
+  // Two sites, one GPU and one replica each (no room anywhere): a roll drains first, but never
+  // the model's last serving replica; the second site waits for the first's new replica.
+  std::string y = roll_world(1);
+  y.replace(y.find("{h100-80gb: 2}"), 14, "{h100-80gb: 1}");
+  std::size_t p;
+  while ((p = y.find("replicas: 2")) != std::string::npos) y.replace(p, 11, "replicas: 1");
+  const auto r = run(world("rollturns", y), nullptr, 0.5);
+  EXPECT_EQ(r.lost, 0u);
+  for (const char* s : {"a", "b"}) {
+    EXPECT_EQ(dep(r, s).version, 1) << s;
+    EXPECT_EQ(dep(r, s).starts, 1u) << s;
+  }
+}

@@ -207,6 +207,9 @@ void PlanetSim::Impl::loaded(std::size_t i, Ns now) {
     d.peak_ready = std::max(d.peak_ready, d.up);
   }
   if (d.version > 0) roll_step(fleet.replica_deploy[i], now);  // a rolling update goes on
+  // Other sites' rolls of this model may have waited for a replica to be ready here.
+  for (int e : fleet.model_deploys[static_cast<std::size_t>(d.model)])
+    if (e != fleet.replica_deploy[i] && fleet.deploys[static_cast<std::size_t>(e)].version > 0) roll_step(e, now);
 }
 
 void PlanetSim::Impl::synced(std::size_t k, Ns now) {
@@ -258,7 +261,17 @@ void PlanetSim::Impl::roll_step(int di, Ns now) {
     ++d.rolled;
     return;
   }
-  if (any_old) drain_replica(old, now);
+  if (!any_old) return;
+  // No room: one fewer first, its accelerators start the next one; but never the model's last
+  // serving replica anywhere (sites rolling at once take turns: a replica ready elsewhere first).
+  if (d.up <= 1) {
+    bool elsewhere = false;
+    for (int e : fleet.model_deploys[static_cast<std::size_t>(d.model)])
+      elsewhere |= e != di && fleet.deploys[static_cast<std::size_t>(e)].up > 0 &&
+                   fleet.site_up[static_cast<std::size_t>(fleet.deploys[static_cast<std::size_t>(e)].site)];
+    if (!elsewhere) return;  // retried when a replica of the model becomes ready
+  }
+  drain_replica(old, now);
 }
 
 void PlanetSim::Impl::power_down(std::size_t i, Ns now) {
