@@ -144,6 +144,12 @@ GatewayConfig load_gateway_config(const std::string& path) {
     c.batch_shed_at = f.num("batch_shed_at", 0.6, false, 0, 100);
     c.interactive_shed_at = f.num("interactive_shed_at", 0.75, false, 0, 100);
     c.controller = f.str("controller", "static");
+    {
+      const auto names = control::controller_names();
+      if (std::find(names.begin(), names.end(), c.controller) == names.end())
+        core::fail_input(path, Fields::line(f.node("controller")), "controller",
+                         fmt::format("unknown controller '{}' (static, reactive, skyserve, dynamo)", c.controller));
+    }
     if (f.has("control")) {
       const YAML::Node cn = f.node("control");
       Fields g(path, cn, "control");
