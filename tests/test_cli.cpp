@@ -79,7 +79,8 @@ TEST(Cli, SameSeedSameBytes) {
 }
 
 TEST(Cli, PlanetRunWritesSummaryCsvsAndReport) {
-  const auto r = sh("sim --hours 0.25 --scale 0.02 --router llm-d --requests-csv --no-progress --out " + kTmp + "/planet");
+  // 0.6 h: the embedded world publishes an index at 00:30 (events after the horizon are not run).
+  const auto r = sh("sim --hours 0.6 --scale 0.02 --router llm-d --requests-csv --no-progress --out " + kTmp + "/planet");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("report: " + kTmp + "/planet/report.html"), string::npos) << r.out;
   const string s = slurp(kTmp + "/planet/summary.json");
