@@ -211,6 +211,20 @@ TEST(Fleet, DrainedReplicasLoseNoRequest) {
   (void)saw_draining;  // a drain may finish within a period; the accounting above is the check
 }
 
+// Hosts draw the catalog's host power per accelerator (H100: 350 W) unless the world sets
+// fleet.host_w_per_gpu; in energy (before PUE) for every GPU-second held.
+TEST(Fleet, HostsDrawTheCatalogHostPowerUnlessTheWorldSetsIt) {
+  std::string text = busy_world(0, 5);
+  const std::string key = ", host_w_per_gpu: 0";
+  text.erase(text.find(key), key.size());
+  const auto by_catalog = run(world("catalog-host", text), nullptr, 0.1);
+  const double gpu_s = by_catalog.deployments[0].gpu_hours * 3600;
+  ASSERT_GT(gpu_s, 0);
+  EXPECT_NEAR(by_catalog.sites[0].host_energy_j, 350 * gpu_s, 1e-6 * 350 * gpu_s);
+  const auto none = run(world("no-host", busy_world(0, 5)), nullptr, 0.1);
+  EXPECT_EQ(none.sites[0].host_energy_j, 0);
+}
+
 TEST(Fleet, APowerBudgetIsHeldByGpuCapsWhoseSpeedFollowsTheCapPhysics) {
   // Uncapped, 8 busy H100s draw up to 8 x 700 W; the budget allows about half.
   const auto free_run = run(world("free", busy_world(0, 40)), nullptr, 0.25);

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
 
 #include "core/error.hpp"
 #include "core/paths.hpp"
@@ -126,6 +128,57 @@ TEST(PerfModel, PowerCapSlowsComputeBoundPhaseMoreThanMemoryBound) {
   EXPECT_GT(d.token_time_ms / f.token_time_ms, 1.01);
   EXPECT_LT(d.token_time_ms / f.token_time_ms, d.prompt_time_ms / f.prompt_time_ms);
   EXPECT_LT(p.energy_j, f.energy_j * 1.2);
+}
+
+// Decode power between the two measured phase powers by the compute-bound share: hand-worked.
+TEST(PerfModel, DecodePowerFollowsTheComputeBoundShare) {
+  const auto c = Catalog::builtin();
+  const auto& m = c.llm("llama3-70b");
+  const auto& a = c.accelerator("h100-80gb");
+  const model::PerfModel pm(m, a, 4);
+  double last = 0;
+  for (int n : {1, 16, 128, 1024}) {
+    model::BatchShape s;
+    s.decode_seqs = n;
+    s.decode_context = 1000.0 * n;
+    const auto it = pm.iteration(s);
+    const double flops = 4 * a.dense_flops * a.calib.compute_eff;
+    const double share = std::min(1.0, (m.linear_flops_per_token() + m.lm_head_flops()) * n / flops / it.seconds);
+    EXPECT_NEAR(it.power_w, a.decode_w + (a.prefill_w - a.decode_w) * share, 1e-9) << n;
+    EXPECT_GT(it.power_w, last);
+    EXPECT_LE(it.power_w, a.prefill_w);
+    last = it.power_w;
+    // The closed-form decode line gives the same power for the same iteration time.
+    EXPECT_NEAR(pm.decode_line(n).power_at(it.seconds), it.power_w, 1e-9) << n;
+  }
+  model::BatchShape one;
+  one.decode_seqs = 1;
+  one.decode_context = 1000;
+  EXPECT_LT(pm.iteration(one).power_w, a.decode_w * 1.01);  // batch 1: memory-bound
+  // Under a cap the draw never passes the cap.
+  const model::PerfModel capped(m, a, 4, 0.5);
+  model::BatchShape big;
+  big.decode_seqs = 1024;
+  big.decode_context = 1024e3;
+  EXPECT_LE(capped.iteration(big).power_w, 0.5 * a.tdp_w + 1e-9);
+}
+
+// Average power over each measured A100 run (the CSV's average_power) against the model's:
+// within 15% at TP 2 and 4; TP 8 is the known miss (measured 174 W, the model's constant decode
+// power 250 W: per-GPU power falls as all-reduce waits grow), see docs/validation.md.
+TEST(PerfModel, AveragePowerAgainstSplitwiseMeasurements) {
+  const auto groups = model::load_measurements(core::data_dir() + "/perf/splitwise_measured_llama2-70b.csv");
+  const auto v = model::validate(Catalog::builtin(), groups);
+  EXPECT_EQ(v.power_counted, 30u);  // 33 A100 groups with power, 3 near idle (failed samples)
+  std::map<int, std::pair<double, int>> per_tp;
+  for (const auto& r : v.groups)
+    if (r.power_plausible && r.measured.isolated) {
+      per_tp[r.measured.tp].first += r.power_err;
+      ++per_tp[r.measured.tp].second;
+    }
+  EXPECT_LE(per_tp[2].first / per_tp[2].second, 0.15);
+  EXPECT_LE(per_tp[4].first / per_tp[4].second, 0.15);
+  EXPECT_LE(per_tp[8].first / per_tp[8].second, 0.60);
 }
 
 TEST(PerfModel, DecodeLineAgreesWithIteration) {

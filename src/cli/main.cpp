@@ -229,6 +229,9 @@ int cmd_calibrate(const Common& common, const std::string& data, bool fit, const
   std::cout << table;
   fmt::print("MAPE over {} isolated groups: prompt_time {:.2f}%  token_time {:.2f}%{}\n", v.counted,
              100 * v.mape_prompt, 100 * v.mape_token, fit ? " (re-fitted factors)" : " (built-in factors)");
+  if (v.power_counted)
+    fmt::print("MAPE of average power over {} isolated groups with measured power: {:.2f}%\n",
+               v.power_counted, 100 * v.mape_power);
   return 0;
 }
 

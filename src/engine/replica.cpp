@@ -273,8 +273,9 @@ void Replica::plan(Ns now) {
     seg_per_token_s_ = line.per_token_s;
     seg_context0_ = context;
     seg_steps_ = kv_limited_steps(std::max<std::int64_t>(k_max, 1));
-    work_power_w_ = line.power_w;
-    busy_until_ = now + core::from_seconds(segment_seconds(seg_steps_));
+    const double seg_s = segment_seconds(seg_steps_);
+    work_power_w_ = line.power_at(seg_s / static_cast<double>(seg_steps_));
+    busy_until_ = now + core::from_seconds(seg_s);
     ++stats_.segments;
     return;
   }

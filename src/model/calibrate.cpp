@@ -36,7 +36,8 @@ std::vector<MeasuredGroup> load_measurements(const std::string& path) {
   for (const char* n : need)
     if (!col.count(n)) core::fail_input(path, 1, n, "missing column");
   using Key = std::tuple<std::string, std::string, int, int, int, int>;
-  std::map<Key, std::array<std::vector<double>, 3>> acc;
+  const bool has_power = col.count("average_power") > 0;
+  std::map<Key, std::array<std::vector<double>, 4>> acc;
   while (in.next(line)) {
     if (core::trim(line).empty()) continue;
     if (!core::split_csv(line, f) || f.size() < ncols)
@@ -59,6 +60,13 @@ std::vector<MeasuredGroup> load_measurements(const std::string& path) {
     a[0].push_back(getd("prompt_time"));
     a[1].push_back(getd("token_time"));
     a[2].push_back(getd("e2e_time"));
+    if (has_power) {
+      double pw = 0;
+      if (!core::parse_double(f[col["average_power"]], pw) || !(pw >= 0 && pw <= 2))
+        core::fail_input(path, in.line_number(), "average_power",
+                         "expected a fraction of board power in [0, 2]");
+      a[3].push_back(pw);
+    }
   }
   std::vector<MeasuredGroup> out;
   for (auto& [k, a] : acc) {
@@ -68,6 +76,7 @@ std::vector<MeasuredGroup> load_measurements(const std::string& path) {
     g.prompt_ms = median(a[0]);
     g.token_ms = median(a[1]);
     g.e2e_ms = median(a[2]);
+    g.avg_power_frac = a[3].empty() ? 0 : median(a[3]);
     g.isolated = g.e2e_ms <= 2 * (g.prompt_ms + g.output * g.token_ms);
     out.push_back(g);
   }
@@ -89,6 +98,18 @@ Validation validate_with(const Catalog& catalog, const std::vector<MeasuredGroup
                                          h.max_model_len, h.gpu_memory_utilization);
     r.prompt_err = std::fabs(r.predicted.prompt_time_ms - g.prompt_ms) / g.prompt_ms;
     r.token_err = std::fabs(r.predicted.token_time_ms - g.token_ms) / g.token_ms;
+    if (g.avg_power_frac > 0) {
+      r.measured_w = g.avg_power_frac * a.tdp_w;
+      r.predicted_w = r.predicted.energy_j / (r.predicted.e2e_time_ms * 1e-3 * g.tp);
+      r.power_err = std::fabs(r.predicted_w - r.measured_w) / r.measured_w;
+      // A run that is busy throughout cannot average near idle: the A100 8,192-token rows read
+      // 69-73 W (idle 63 W) while prefilling at full compute, a failed power sample. Shown, not counted.
+      r.power_plausible = r.measured_w > 1.25 * a.idle_w;
+      if (g.isolated && r.power_plausible) {
+        v.mape_power += r.power_err;
+        ++v.power_counted;
+      }
+    }
     if (g.isolated) {
       v.mape_prompt += r.prompt_err;
       v.mape_token += r.token_err;
@@ -100,6 +121,7 @@ Validation validate_with(const Catalog& catalog, const std::vector<MeasuredGroup
     v.mape_prompt /= double(v.counted);
     v.mape_token /= double(v.counted);
   }
+  if (v.power_counted) v.mape_power /= double(v.power_counted);
   return v;
 }
 
@@ -230,6 +252,29 @@ std::string validation_markdown(const Validation& v) {
                      100 * a[0] / a[2], 100 * a[1] / a[2]);
   s += fmt::format("| all | | {} | {:.1f}% | {:.1f}% |\n", v.counted, 100 * v.mape_prompt,
                    100 * v.mape_token);
+  if (v.power_counted == 0) return s;
+  // Power: the batch sweep (one prompt and output length, batch 1..N) shows how decode power
+  // grows with the batch; the per-TP means cover every group with a measured power.
+  s += "\n| accelerator | TP | prompt | batch | output | average W measured | predicted | error |\n"
+       "|---|---|---|---|---|---|---|---|\n";
+  std::map<std::pair<std::string, int>, std::array<double, 2>> pw;
+  for (const auto& r : v.groups) {
+    const auto& g = r.measured;
+    if (g.avg_power_frac <= 0 || !g.isolated) continue;
+    if (r.power_plausible) {
+      auto& a = pw[{g.gpu, g.tp}];
+      a[0] += r.power_err;
+      a[1] += 1;
+    }
+    if ((g.prompt != 512 || g.output != 128) && r.power_plausible) continue;
+    s += fmt::format("| {} | {} | {} | {} | {} | {:.0f} | {:.0f} | {:.1f}%{} |\n", g.gpu, g.tp, g.prompt,
+                     g.batch, g.output, r.measured_w, r.predicted_w, 100 * r.power_err,
+                     r.power_plausible ? "" : " (near idle: not counted)");
+  }
+  s += "\n| accelerator | TP | groups with power | MAPE average power |\n|---|---|---|---|\n";
+  for (auto& [k, a] : pw)
+    s += fmt::format("| {} | {} | {:.0f} | {:.1f}% |\n", k.first, k.second, a[1], 100 * a[0] / a[1]);
+  s += fmt::format("| all | | {} | {:.1f}% |\n", v.power_counted, 100 * v.mape_power);
   return s;
 }
 

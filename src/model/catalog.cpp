@@ -122,6 +122,7 @@ Accelerator make_accel(std::string name, double tflops, double tbps, double mem_
     a.idle_w = like->idle_w / like->tdp_w * tdp;
     a.prefill_w = like->prefill_w / like->tdp_w * tdp;
     a.decode_w = like->decode_w / like->tdp_w * tdp;
+    a.host_w = like->host_w / like->tdp_w * tdp;
     a.calib = like->calib;
     a.calibrated_from = like->name;
   }
@@ -138,12 +139,17 @@ Catalog Catalog::builtin() {
   a100.idle_w = 63;
   a100.prefill_w = 400;
   a100.decode_w = 250;
+  // Host share per accelerator (docs/validation.md "Host power"): a measured 8 x H100 HGX node
+  // peaked at 8.4 kW, >= 2.8 kW above its GPUs' 5.6 kW (350 W/GPU); DGX nameplates bound it at
+  // 575 (H100) and 412 (A100) W/GPU; A100 scaled by the ratio of those bounds.
+  a100.host_w = 250;
   a100.calib = kA100Calibration;
   a100.calibrated_from = "a100-80gb";
   Accelerator h100 = make_accel("h100-80gb", 989, 3.35, 80 * core::kGiB, 450, 700, nullptr);
   h100.idle_w = 75;
   h100.prefill_w = 700;
   h100.decode_w = 380;
+  h100.host_w = 350;
   h100.calib = kH100Calibration;
   h100.calibrated_from = "h100-80gb";
   c.put(a100);
@@ -315,6 +321,7 @@ void Catalog::load_entries(const YAML::Node& root, const void* ctx_ptr) {
     a.idle_w = get_num(ctx, n, "idle_w", a.idle_w, false);
     a.prefill_w = get_num(ctx, n, "prefill_w", a.prefill_w, false);
     a.decode_w = get_num(ctx, n, "decode_w", a.decode_w, false);
+    a.host_w = get_num(ctx, n, "host_w", a.host_w, false);
     a.runtime_reserve_bytes = get_num(ctx, n, "runtime_reserve_gb", 2, false) * 1e9;
     put(a);
   }

@@ -34,6 +34,8 @@ struct Accelerator {
   double idle_w = 0;            // measured or scaled per-phase power
   double prefill_w = 0;
   double decode_w = 0;
+  // The server around each accelerator (CPUs, memory, NICs, fans), drawn while it is powered.
+  double host_w = 0;
   double runtime_reserve_bytes = 2e9;  // CUDA context, NCCL buffers, CUDA graphs, activations
   std::string calibrated_from;         // measured accelerator whose factors it uses
   Calibration calib;

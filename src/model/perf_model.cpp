@@ -82,7 +82,16 @@ IterationCost PerfModel::iteration(const BatchShape& s) const {
                                   : c.decode_overhead_s;
   IterationCost out;
   out.seconds = linear + attention + allreduce_s(tokens) + overhead;
-  out.power_w = std::min(prefill ? accel_.prefill_w : accel_.decode_w, cap_w_);
+  if (prefill) {
+    out.power_w = std::min(accel_.prefill_w, cap_w_);
+  } else {
+    // Decode draws decode power while memory-bound and more as its batch makes the tensor cores
+    // work: linear between the two measured phase powers by the share of the iteration spent on
+    // linear-layer FLOPs (1 = as compute-bound as a prefill). No fitted factor: docs/validation.md.
+    const double compute = lin_flops / flops_;
+    const double share = std::min(1.0, compute / out.seconds);
+    out.power_w = std::min(accel_.decode_w + (accel_.prefill_w - accel_.decode_w) * share, cap_w_);
+  }
   return out;
 }
 
@@ -93,7 +102,10 @@ DecodeLine PerfModel::decode_line(int n) const {
   const IterationCost base = iteration(s);
   d.fixed_s = base.seconds;
   d.per_token_s = kv_bytes_tok_ / bytes_s_;
-  d.power_w = base.power_w;
+  d.power_w = std::min(accel_.decode_w, cap_w_);
+  d.compute_s = (linear_flops_tok_ * n + lm_head_flops_ * n) / flops_;
+  d.compute_bound_w = accel_.prefill_w;
+  d.cap_w = cap_w_;
   return d;
 }
 
@@ -133,7 +145,7 @@ IsolatedBatch predict_isolated_batch(const PerfModel& pm, int prompt, int batch,
       r.token_time_ms = token_s * 1e3;
     }
     total_s += pc.seconds + steps * token_s;
-    energy += (pc.seconds * pc.power_w + steps * token_s * d.power_w) * pm.tp();
+    energy += (pc.seconds * pc.power_w + steps * token_s * d.power_at(token_s)) * pm.tp();
   }
   r.e2e_time_ms = total_s * 1e3;
   r.energy_j = energy;

@@ -24,10 +24,21 @@ struct IterationCost {
 
 // A pure-decode iteration of n sequences with total context S takes fixed_s + per_token_s * S:
 // the replica uses this line to advance many decode iterations in closed form.
+// Its power rises with the share of the iteration the tensor cores are busy (compute_s of an
+// iteration of iteration_s): from decode power (memory-bound) toward prefill power.
 struct DecodeLine {
   double fixed_s = 0;
   double per_token_s = 0;
-  double power_w = 0;
+  double power_w = 0;        // at compute_s = 0, or always when compute_s is 0
+  double compute_s = 0;      // linear-layer FLOPs at the (capped) compute rate, per iteration
+  double compute_bound_w = 0;
+  double cap_w = 0;
+  double power_at(double iteration_s) const {
+    if (compute_s <= 0 || iteration_s <= 0) return power_w;
+    const double share = compute_s >= iteration_s ? 1.0 : compute_s / iteration_s;
+    const double p = power_w + (compute_bound_w - power_w) * share;
+    return p < cap_w ? p : cap_w;
+  }
 };
 
 // The narrow interface the replica scheduler needs; tests substitute simple service laws.

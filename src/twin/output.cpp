@@ -83,8 +83,10 @@ json fleet_json(const world::World& w, const PlanetResult& r) {
   f["replica_stops"] = stops;
   f["weight_bytes_moved"] = bytes;
   f["it_kwh"] = energy / 3.6e6;
-  // Hosts beside the accelerators (world fleet.host_w_per_gpu), before PUE; 0 where not set.
-  f["host_kwh"] = gpu_h * w.fleet.host_w_per_gpu / 1000;
+  // Hosts beside the accelerators (catalog host_w or the world's fleet.host_w_per_gpu), before PUE.
+  double host_j = 0;
+  for (const auto& s : r.sites) host_j += s.host_energy_j;
+  f["host_kwh"] = host_j / 3.6e6;
   f["cold_starts"] = total.count();
   if (total.count() > 0) f["cold_start_s"] = {{"pull", cold(pull)}, {"load", cold(load)}, {"total", cold(total)}};
   f["deployments"] = deps;

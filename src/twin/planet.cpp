@@ -58,6 +58,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
       dep.tp = d.tp;
       dep.llm = std::make_shared<const model::LlmModel>(catalog.llm(d.model));
       dep.acc = std::make_shared<const model::Accelerator>(catalog.accelerator(d.accelerator));
+      dep.host_w = w.fleet.host_w_per_gpu >= 0 ? w.fleet.host_w_per_gpu : dep.acc->host_w;
       dep.weight_bytes = dep.llm->params() * dep.llm->weight_bytes_per_param;
       dep.by_cap[kCapSteps] = pm;
       for (int r = 0; r < dep.count; ++r) {

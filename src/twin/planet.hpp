@@ -70,7 +70,7 @@ struct ClassStats {
 struct SiteStats {
   std::uint64_t routed = 0, completed = 0, evacuated = 0;
   double it_energy_j = 0;       // accelerators (from the engine model)
-  double host_energy_j = 0;     // hosts beside them (fleet.host_w_per_gpu x GPU-seconds held)
+  double host_energy_j = 0;     // hosts beside them (host watts per accelerator x GPU-seconds held)
   double peak_kw = 0;           // highest bucket average, facility (x PUE)
   std::uint64_t buckets_over_cap = 0;
   std::int64_t peak_outstanding = 0;

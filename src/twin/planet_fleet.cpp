@@ -79,20 +79,20 @@ double PlanetSim::Impl::site_budget_kw(int site) const {
 // Facility draw now: every powered replica's accelerators (what their batch does) and hosts, x PUE.
 double PlanetSim::Impl::site_facility_kw(int site) const {
   double w_it = 0;
-  int gpus = 0;
+  double host = 0;
   for (int d : fleet.site_deploy[static_cast<std::size_t>(site)]) {
     if (d < 0) continue;
     const Deploy& dep = fleet.deploys[static_cast<std::size_t>(d)];
     for (int i = dep.first; i < dep.first + dep.count; ++i) w_it += fleet.replicas[static_cast<std::size_t>(i)].power_w();
-    gpus += dep.powered * dep.tp;
+    host += dep.powered * dep.tp * dep.host_w;
   }
-  return (w_it + gpus * w.fleet.host_w_per_gpu) * w.sites[static_cast<std::size_t>(site)].pue / 1000;
+  return (w_it + host) * w.sites[static_cast<std::size_t>(site)].pue / 1000;
 }
 
 // What one more replica would add, drawing its decode power under the cap, host included.
 double PlanetSim::Impl::replica_facility_kw(const Deploy& d, int cap_steps) const {
   const double gpu_w = std::min(d.acc->decode_w, d.acc->tdp_w * cap_steps / kCapSteps);
-  return (gpu_w + w.fleet.host_w_per_gpu) * d.tp * w.sites[static_cast<std::size_t>(d.site)].pue / 1000;
+  return (gpu_w + d.host_w) * d.tp * w.sites[static_cast<std::size_t>(d.site)].pue / 1000;
 }
 
 void PlanetSim::Impl::set_powered(Deploy& d, int delta, Ns now) {
@@ -126,7 +126,7 @@ bool PlanetSim::Impl::start_replica(int di, Ns now) {
         const Phase p = fleet.slots[static_cast<std::size_t>(k)].phase;
         if (p == Phase::kPulling || p == Phase::kLoading)
           projected += replica_facility_kw(o, o.cap_steps) -
-                       (fleet.replicas[static_cast<std::size_t>(k)].power_w() + w.fleet.host_w_per_gpu * o.tp) *
+                       (fleet.replicas[static_cast<std::size_t>(k)].power_w() + o.host_w * o.tp) *
                            w.sites[site].pue / 1000;
       }
     }
@@ -578,7 +578,7 @@ void PlanetSim::Impl::finish_fleet(Ns end) {
     energy[static_cast<std::size_t>(fleet.replica_deploy[r])] += fleet.replicas[r].stats().energy_j;
   }
   for (const auto& d : fleet.deploys)
-    res.sites[static_cast<std::size_t>(d.site)].host_energy_j += d.gpu_s * w.fleet.host_w_per_gpu;
+    res.sites[static_cast<std::size_t>(d.site)].host_energy_j += d.gpu_s * d.host_w;
   for (std::size_t k = 0; k < fleet.deploys.size(); ++k) {
     const Deploy& d = fleet.deploys[k];
     DeploymentStats st;

@@ -85,6 +85,7 @@ struct PlanetSim::Impl {
     double weight_bytes = 0;
     std::shared_ptr<const model::LlmModel> llm;  // copies: the catalog need not outlive the twin
     std::shared_ptr<const model::Accelerator> acc;
+    double host_w = 0;  // per accelerator held: the world's fleet.host_w_per_gpu, else the catalog's
     int cap_steps = kCapSteps;      // the cap applied now (min of the controller's and the budget's)
     int set_cap_steps = kCapSteps;  // the controller's
     int budget_cap_steps = kCapSteps;  // the fleet's, to hold the site's budget

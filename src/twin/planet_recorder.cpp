@@ -47,11 +47,11 @@ void PlanetSim::Impl::close_bucket(Ns t) {
     site_j[static_cast<std::size_t>(fleet.deploys[static_cast<std::size_t>(fleet.replica_deploy[r])].site)] += e - fleet.replica_energy_seen[r];
     fleet.replica_energy_seen[r] = e;
   }
-  // Hosts beside the accelerators (fleet.host_w_per_gpu), for the GPU-seconds held in the bucket.
-  if (w.fleet.host_w_per_gpu > 0)
-    for (auto& d : fleet.deploys) {
+  // Hosts beside the accelerators (Deploy::host_w), for the GPU-seconds held in the bucket.
+  for (auto& d : fleet.deploys)
+    if (d.host_w > 0) {
       set_powered(d, 0, t);
-      site_j[static_cast<std::size_t>(d.site)] += (d.gpu_s - d.gpu_s_seen) * w.fleet.host_w_per_gpu;
+      site_j[static_cast<std::size_t>(d.site)] += (d.gpu_s - d.gpu_s_seen) * d.host_w;
       d.gpu_s_seen = d.gpu_s;
     }
   for (std::size_t s = 0; s < w.sites.size(); ++s) {

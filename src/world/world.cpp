@@ -372,7 +372,7 @@ World load_world(const std::string& path, const model::Catalog& catalog) {
       Fields g(path, f.node("fleet"), "fleet");
       w.fleet.load_gb_s = g.num("load_gb_s", w.fleet.load_gb_s, false, 0.001, 1e4);
       w.fleet.warmup_s = g.num("warmup_s", w.fleet.warmup_s, false, 0, 86400);
-      w.fleet.host_w_per_gpu = g.num("host_w_per_gpu", w.fleet.host_w_per_gpu, false, 0, 1e5);
+      if (g.has("host_w_per_gpu")) w.fleet.host_w_per_gpu = g.num("host_w_per_gpu", 0, true, 0, 1e5);
       w.fleet.power_window_s = g.num("power_window_s", w.fleet.power_window_s, false, 1, 3600);
     }
     if (f.has("control")) {

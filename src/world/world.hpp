@@ -108,12 +108,13 @@ struct Event {
 };
 
 // How the fleet changes (docs/control.md): weights load from local disk at load_gb_s after a
-// pull, then the server warms up; hosts draw host_w_per_gpu beside each powered accelerator;
-// power is sampled and budgets held every power_window_s.
+// pull, then the server warms up; hosts draw host_w_per_gpu beside each powered accelerator
+// (negative: the accelerator's catalog host_w); power is sampled and budgets held every
+// power_window_s.
 struct FleetParams {
   double load_gb_s = 1.55;
   double warmup_s = 30;
-  double host_w_per_gpu = 0;
+  double host_w_per_gpu = -1;
   double power_window_s = 5;
 };
 
