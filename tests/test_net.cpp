@@ -108,6 +108,7 @@ TEST(FlowNetwork, IncrementalEqualsFullResolve) {
 #include "core/error.hpp"
 #include "core/geo.hpp"
 #include "core/paths.hpp"
+#include "net/fiber.hpp"
 #include "net/latency.hpp"
 
 using namespace infergrid;
@@ -153,6 +154,58 @@ TEST(Latency, CalibratedAgainstWonderProxyMeasurements) {
   }
   std::sort(err.begin(), err.end());
   EXPECT_LT(err[err.size() / 2], 0.15);
+}
+
+// The fiber model's error on the third of the shipped cloud measurements it was not fitted to:
+// the goal of issue 14 is a median of at most 8% and a p90 of at most 20% (measured 5.0% / 19.3%),
+// against the single-factor model's 15.0% / 36.8% on the same pairs.
+TEST(Latency, FiberModelHeldOutErrorOnShippedMeasurements) {
+  const auto pairs = net::shipped_rtt_pairs();
+  ASSERT_GT(pairs.size(), 2000u);
+  const auto& m = net::FiberModel::builtin();
+  const auto held = net::rtt_error(m, pairs, true);
+  EXPECT_GT(held.pairs, 600u);
+  EXPECT_LE(held.median, 0.08);
+  EXPECT_LE(held.p90, 0.20);
+  const auto single = net::RttModel::calibrated();
+  std::vector<double> e;
+  for (const auto& p : pairs)
+    if (p.held_out) e.push_back(std::fabs(single.rtt_ms(p.pa, p.pb) - p.measured_ms) / p.measured_ms);
+  std::sort(e.begin(), e.end());
+  EXPECT_GT(e[e.size() / 2], 2 * held.median);
+}
+
+// Hand-worked: two hubs joined by a 1,000 km submarine route; endpoints at the hubs.
+TEST(Latency, FiberModelFollowsItsRoutes) {
+  const std::string path = testing::TempDir() + "/fiber.yaml";
+  const double lon = 1000 / 111.19492664455873;  // 1,000 km along the equator
+  std::ofstream(path) << "hubs:\n  - {name: A, lat: 0, lon: 0}\n  - {name: B, lat: 0, lon: " << lon
+                      << "}\n  - {name: C, lat: 0, lon: 40}\nroutes:\n  - [A, B, s]\n  - [B, C, t]\n";
+  net::FiberParams p;
+  p.terrestrial_factor = 1.5;
+  p.submarine_factor = 1.2;
+  p.hop_ms = 2;
+  p.direct_fixed_ms = 10;
+  p.hub_fixed_ms = 3;
+  p.direct_max_km = 500;  // 1,000 km apart: no direct path
+  const auto m = net::FiberModel::load(path, p);
+  // hub fixed + 1,000 km x 1.2 x 0.01 ms/km + one hop
+  EXPECT_NEAR(m.rtt_ms({0, 0}, {0, lon}), 3 + 12 + 2, 1e-3);  // the file holds lon to 6 digits
+  // A to C: two routes, two hops.
+  const double bc = core::great_circle_km({0, lon}, {0, 40});
+  EXPECT_NEAR(m.rtt_ms({0, 0}, {0, 40}), 3 + 12 + 2 + bc * 1.5 * 0.01 + 2, 1e-3);
+  // Near points go direct over land: 100 km.
+  const double near = 100 / 111.19492664455873;
+  EXPECT_NEAR(m.rtt_ms({0, 20}, {0, 20 + near}), std::min(10 + 1.5, 1e9), 1e-6);
+  // Errors name the file, the line and the field.
+  std::ofstream(path) << "hubs:\n  - {name: A, lat: 0, lon: 0}\nroutes:\n  - [A, Z, s]\n";
+  try {
+    (void)net::FiberModel::load(path, p);
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const core::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("fiber.yaml:4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unknown hub 'Z'"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Latency, BadMatrixNamesLineAndField) {

@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 #include "core/geo.hpp"
 #include "model/perf_model.hpp"
+#include "net/fiber.hpp"
 #include "net/latency.hpp"
 #include "sim/site_sim.hpp"
 #include "workload/generator.hpp"
@@ -41,8 +42,7 @@ ig::twin::PlanetResult run(const ig::world::World& w, const std::string& router 
 }
 
 double user_rtt(const ig::world::World& w, int metro, int site) {
-  const ig::net::RttModel m{w.route_factor, ig::net::RttModel::calibrated().fixed_ms};
-  return w.metros[metro].last_mile_ms + m.rtt_ms(w.metros[metro].pos, w.sites[site].pos);
+  return w.metros[metro].last_mile_ms + ig::net::FiberModel::builtin().rtt_ms(w.metros[metro].pos, w.sites[site].pos);
 }
 
 double link_rtt(const ig::world::World& w, int link) {
@@ -184,8 +184,8 @@ TEST(Planet, AroundOneSiteTheEngineBehavesAsTheOneSiteTwin) {
   const double site_compute = m.e2e().mean() - m.queue().mean();
   EXPECT_NEAR(c.compute.mean(), site_compute, 0.02 * site_compute);
   EXPECT_NEAR(c.queue.mean(), m.queue().mean(), 0.1 * m.queue().mean() + 0.5);
-  // The user sees the fixed term of the round trip on top (last mile 0, distance 0).
-  const double rtt = ig::net::RttModel::calibrated().fixed_ms;
+  // The user sees the round trip at distance 0 on top (last mile 0): the fiber model's fixed part.
+  const double rtt = user_rtt(w, 0, 0);
   EXPECT_NEAR(c.ttft.mean() - m.ttft().mean(), rtt, 0.05 * m.ttft().mean() + 0.5);
 }
 

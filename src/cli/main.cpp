@@ -26,6 +26,7 @@
 #include "te/solver.hpp"
 #include "net/latency.hpp"
 #include "core/geo.hpp"
+#include "net/fiber.hpp"
 #include "workload/generator.hpp"
 #include "workload/trace.hpp"
 #include "serve/demo.hpp"
@@ -232,6 +233,37 @@ int cmd_calibrate(const Common& common, const std::string& data, bool fit, const
   if (v.power_counted)
     fmt::print("MAPE of average power over {} isolated groups with measured power: {:.2f}%\n",
                v.power_counted, 100 * v.mape_power);
+  return 0;
+}
+
+// Fits the fiber model to the shipped cloud measurements and prints its error on the pairs fitted
+// and on the third held out, beside the single-factor model's (docs/latency.md).
+int cmd_geo_calibrate_fiber() {
+  const auto pairs = ig::net::shipped_rtt_pairs();
+  auto model = ig::net::FiberModel::builtin();
+  const auto built = model.params();
+  const auto fit = ig::net::fit_fiber(model, pairs);
+  const auto print = [&](const char* what, const ig::net::FiberModel& m) {
+    const auto tr = ig::net::rtt_error(m, pairs, false), ho = ig::net::rtt_error(m, pairs, true);
+    fmt::print("{}: fitted {} pairs: median {:.1f}%, p90 {:.1f}%, mean {:.1f}%; held out {} pairs: median {:.1f}%, "
+               "p90 {:.1f}%, mean {:.1f}%\n", what, tr.pairs, 100 * tr.median, 100 * tr.p90, 100 * tr.mean, ho.pairs,
+               100 * ho.median, 100 * ho.p90, 100 * ho.mean);
+  };
+  fmt::print("built-in: terrestrial {:.4f}, submarine {:.4f}, hop {:.4f} ms, direct fixed {:.3f} ms, hub fixed {:.3f} ms\n",
+             built.terrestrial_factor, built.submarine_factor, built.hop_ms, built.direct_fixed_ms, built.hub_fixed_ms);
+  print("built-in", model);
+  model.set_params(fit);
+  fmt::print("re-fit:   terrestrial {:.4f}, submarine {:.4f}, hop {:.4f} ms, direct fixed {:.3f} ms, hub fixed {:.3f} ms\n",
+             fit.terrestrial_factor, fit.submarine_factor, fit.hop_ms, fit.direct_fixed_ms, fit.hub_fixed_ms);
+  print("re-fit", model);
+  // The single-factor model (great circle x 1.68 + 8 ms) on the same held-out pairs.
+  const auto single = ig::net::RttModel::calibrated();
+  std::vector<double> e;
+  for (const auto& p : pairs)
+    if (p.held_out) e.push_back(std::fabs(single.rtt_ms(p.pa, p.pb) - p.measured_ms) / p.measured_ms);
+  std::sort(e.begin(), e.end());
+  fmt::print("single factor (x{:.2f} + {:.1f} ms): held out {} pairs: median {:.1f}%, p90 {:.1f}%\n", single.route_factor,
+             single.fixed_ms, e.size(), 100 * e[e.size() / 2], 100 * e[e.size() * 9 / 10]);
   return 0;
 }
 
@@ -523,8 +555,8 @@ int main(int argc, char** argv) {
   rtt->add_option("--from", from, "LAT,LON")->required();
   rtt->add_option("--to", to, "LAT,LON")->required();
   auto* geocal = geo->add_subcommand("calibrate", "fit the RTT model to measured round trips and print its error");
-  std::string rtt_data = ig::core::data_dir() + "/net/wonderproxy_2011_rtt.csv";
-  geocal->add_option("--data", rtt_data, "measured RTT matrix CSV");
+  std::string rtt_data;  // empty: fit the fiber model to the shipped cloud measurements
+  geocal->add_option("--data", rtt_data, "a measured RTT matrix CSV (city,lat,lon,<cities>): fit the single-factor model to it instead");
 
   auto* eng = app.add_subcommand("engine", "serve the OpenAI API from the engine model, without a GPU");
   ig::serve::EngineOptions eo;
@@ -640,9 +672,10 @@ int main(int argc, char** argv) {
       ig::core::LatLon a, b;
       if (!ig::core::parse_latlon(from, a)) ig::core::fail_flag("from", "expected LAT,LON in degrees");
       if (!ig::core::parse_latlon(to, b)) ig::core::fail_flag("to", "expected LAT,LON in degrees");
-      fmt::print("{:.2f}\n", ig::net::RttModel::calibrated().rtt_ms(a, b));
+      fmt::print("{:.2f}\n", ig::net::FiberModel::builtin().rtt_ms(a, b));
       return 0;
     }
+    if (*geocal && rtt_data.empty()) return cmd_geo_calibrate_fiber();
     if (*geocal) {
       const auto samples = ig::net::read_rtt_matrix(rtt_data);
       const auto fit = ig::net::fit_rtt(samples);

@@ -10,6 +10,7 @@
 
 #include "core/csv.hpp"
 #include "core/error.hpp"
+#include "core/optimize.hpp"
 #include "core/rng.hpp"
 
 namespace infergrid::model {
@@ -146,56 +147,6 @@ bool feasible(const Vec& x) {
   return x[0] > 0.02 && x[0] <= 1 && x[1] > 0.02 && x[1] <= 1 && x[3] > 0.01 && x[3] <= 1;
 }
 
-Vec nelder_mead(const std::function<double(const Vec&)>& f, Vec x0, int iters) {
-  std::array<Vec, kDims + 1> p;
-  std::array<double, kDims + 1> fv;
-  p[0] = x0;
-  for (int i = 0; i < kDims; ++i) {
-    p[i + 1] = x0;
-    p[i + 1][i] = x0[i] != 0 ? x0[i] * 1.2 : 0.2;
-  }
-  for (int i = 0; i <= kDims; ++i) fv[i] = f(p[i]);
-  std::array<int, kDims + 1> idx;
-  for (int it = 0; it < iters; ++it) {
-    for (int i = 0; i <= kDims; ++i) idx[i] = i;
-    std::sort(idx.begin(), idx.end(), [&](int a, int b) { return fv[a] < fv[b]; });
-    const int best = idx[0], worst = idx[kDims], second = idx[kDims - 1];
-    Vec c{};
-    for (int i = 0; i < kDims; ++i)
-      for (int j = 0; j < kDims; ++j) c[j] += p[idx[i]][j] / kDims;
-    auto along = [&](double t) {
-      Vec r;
-      for (int j = 0; j < kDims; ++j) r[j] = c[j] + t * (p[worst][j] - c[j]);
-      return r;
-    };
-    const Vec xr = along(-1);
-    const double fr = f(xr);
-    if (fr < fv[best]) {
-      const Vec xe = along(-2);
-      const double fe = f(xe);
-      if (fe < fr) p[worst] = xe, fv[worst] = fe;
-      else p[worst] = xr, fv[worst] = fr;
-    } else if (fr < fv[second]) {
-      p[worst] = xr, fv[worst] = fr;
-    } else {
-      const Vec xc = along(0.5);
-      const double fc = f(xc);
-      if (fc < fv[worst]) {
-        p[worst] = xc, fv[worst] = fc;
-      } else {
-        for (int i = 0; i <= kDims; ++i) {
-          if (i == best) continue;
-          for (int j = 0; j < kDims; ++j) p[i][j] = p[best][j] + 0.5 * (p[i][j] - p[best][j]);
-          fv[i] = f(p[i]);
-        }
-      }
-    }
-  }
-  int b = 0;
-  for (int i = 1; i <= kDims; ++i)
-    if (fv[i] < fv[b]) b = i;
-  return p[b];
-}
 }  // namespace
 
 Validation validate(const Catalog& catalog, const std::vector<MeasuredGroup>& groups,
@@ -219,7 +170,7 @@ Calibration fit_calibration(const Catalog& catalog, const std::string& gpu,
     Vec x{0.3 + 0.6 * rng.uniform(), 0.5 + 0.45 * rng.uniform(), 10 + 50 * rng.uniform(),
           0.05 + 0.45 * rng.uniform(), 2 + 13 * rng.uniform(), 20 * rng.uniform(),
           5 * rng.uniform()};
-    for (int rep = 0; rep < 3; ++rep) x = nelder_mead(objective, x, 1500);
+    for (int rep = 0; rep < 3; ++rep) x = core::nelder_mead<kDims>(objective, x, 1500);
     const double fx = objective(x);
     if (fx < best_f) best_f = fx, best = x;
   }

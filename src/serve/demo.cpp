@@ -25,7 +25,7 @@
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
-#include "net/latency.hpp"
+#include "net/fiber.hpp"
 
 extern char** environ;
 
@@ -122,7 +122,7 @@ int run_demo(const DemoOptions& o) {
                                       {"singapore", {1.29, 103.85}}};
   const std::size_t nsites = std::clamp<std::size_t>(static_cast<std::size_t>(o.sites), 3, sites.size());
   const core::LatLon gateway_pos{50.11, 8.68};  // the gateway runs in Frankfurt
-  const auto rtt = net::RttModel::calibrated();
+  const auto& rtt = net::FiberModel::builtin();
   const auto dir = std::filesystem::temp_directory_path() / fmt::format("infergrid-demo-{}", getpid());
   std::filesystem::create_directories(dir);
   std::vector<Child> engines;

@@ -10,7 +10,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "net/latency.hpp"
+#include "net/fiber.hpp"
 #include "control/balancer.hpp"
 #include "serve/gateway_state.hpp"
 #include "serve/openai.hpp"
@@ -85,7 +85,7 @@ struct Call : std::enable_shared_from_this<Call> {
   void build_views(const Snapshot& snap, std::vector<control::SiteView>& views, std::vector<int>& view_site, double& cap,
                    double& load) {
     const auto& cfg = gw->cfg();
-    const infergrid::net::RttModel rtt = infergrid::net::RttModel::calibrated();
+    const infergrid::net::FiberModel& rtt = infergrid::net::FiberModel::builtin();
     candidates = json::array();
     // A controller's routing weight 0 takes a site out while another candidate remains.
     for (int pass = 0; pass < 2 && views.empty(); ++pass)

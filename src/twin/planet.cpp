@@ -97,11 +97,12 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   net.metro_link0 = static_cast<int>(net.fn.link_count());
   for (const auto& m : w.metros) net.fn.add_link(m.uplink_gbps * 1e9 / 8);
   net.dlink_bucket_bytes.assign(2 * w.links.size(), 0);
-  const net::RttModel rtt{w.route_factor, net::RttModel::calibrated().fixed_ms};
+  // User to site: the last mile, then the world's long-haul fiber (net/fiber.hpp).
+  const net::FiberModel& fiber = net::FiberModel::builtin();
   net.user_rtt_ms.resize(w.metros.size() * S);
   for (std::size_t m = 0; m < w.metros.size(); ++m)
     for (std::size_t s = 0; s < S; ++s)
-      net.user_rtt_ms[m * S + s] = w.metros[m].last_mile_ms + rtt.rtt_ms(w.metros[m].pos, w.sites[s].pos);
+      net.user_rtt_ms[m * S + s] = w.metros[m].last_mile_ms + fiber.rtt_ms(w.metros[m].pos, w.sites[s].pos);
   compute_routes();
   // Corpus shards and their holders.
   std::map<std::string, std::vector<int>> holders;

@@ -23,6 +23,7 @@
 #include "core/rng.hpp"
 #include "model/perf_model.hpp"
 #include "net/flow_network.hpp"
+#include "net/fiber.hpp"
 #include "net/latency.hpp"
 #include "sim/event_queue.hpp"
 #include "te/solver.hpp"
