@@ -307,6 +307,34 @@ TEST(Planet, EmbeddedDefaultWorldIsWholeAndConsistent) {
   EXPECT_TRUE(any([](const auto& s) { return s.pos.lat < -20 && s.pos.lon > 110; }));
 }
 
+// Demand by market: a listed country's share over its metros by population, the rest of the
+// shares over the unlisted countries' metros, none for an excluded country; hand-worked.
+TEST(World, MarketsSetDemandByCountryShare) {
+  const std::string head =
+      "name: t\nsites:\n  - {id: a, lat: 1, lon: 2, power_cap_kw: 10, accelerators: {h100-80gb: 8},\n"
+      "     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1}]}\n"
+      "metros:\n  - {name: u1, country: U, lat: 1, lon: 2, population: 3000000}\n"
+      "  - {name: u2, country: U, lat: 1, lon: 3, population: 1000000}\n"
+      "  - {name: v, country: V, lat: 2, lon: 2, population: 8000000}\n"
+      "  - {name: x, country: X, lat: 3, lon: 2, population: 2000000}\n"
+      "  - {name: c, country: C, lat: 4, lon: 2, population: 50000000}\n"
+      "workload:\n  requests_per_day: 100\n  classes:\n    - {name: k, share: 1, model: llama3-8b}\n";
+  const auto w = ig::world::load_world(
+      write_temp("markets.yaml", head + "markets: {shares: {U: 0.4, V: 0.2}, exclude: [C]}\n"),
+      ig::model::Catalog::builtin());
+  EXPECT_NEAR(w.metros[0].demand_weight, 0.4 * 0.75, 1e-12);
+  EXPECT_NEAR(w.metros[1].demand_weight, 0.4 * 0.25, 1e-12);
+  EXPECT_NEAR(w.metros[2].demand_weight, 0.2, 1e-12);
+  EXPECT_NEAR(w.metros[3].demand_weight, 0.4, 1e-12);  // what the shares leave, to X alone
+  EXPECT_EQ(w.metros[4].demand_weight, 0);            // excluded
+  // Without markets, demand follows population.
+  const auto p = ig::world::load_world(write_temp("pop.yaml", head), ig::model::Catalog::builtin());
+  EXPECT_EQ(p.metros[4].demand_weight, 50000000);
+  expect_error(head + "markets: {shares: {U: 0.8, V: 0.4}}\n", "field 'markets.shares': shares sum to 1.2000, more than 1");
+  expect_error(head + "markets: {shares: {U: lots}}\n", "field 'markets.shares.U': expected a fraction in [0, 1]");
+  expect_error(head + "markets: {exclude: [U, V, X, C]}\n", "field 'markets': no metro is left with demand");
+}
+
 TEST(World, ErrorsNameFileLineAndField) {
   const std::string head =
       "name: t\nsites:\n  - {id: a, lat: 1, lon: 2, power_cap_kw: 10, accelerators: {h100-80gb: 8},\n"

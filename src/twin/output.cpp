@@ -39,6 +39,40 @@ void write_file(const std::string& path, const std::string& text) {
 
 json cold(const core::QuantileSketch& s) { return {{"p50", s.quantile(0.5)}, {"p99", s.quantile(0.99)}, {"max", s.max()}}; }
 
+// A site's GPU busy fraction (GPU-seconds running iterations over GPU-seconds held, what
+// nvidia-smi calls utilization): over the run, and its busiest hour (four 15-minute buckets).
+json site_gpu_busy(const PlanetResult& r, std::size_t s) {
+  double busy = 0, held = 0, peak = 0, peak_at = 0;
+  const auto& b = r.buckets;
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    if (b[i].site_busy_gpu_s.size() <= s) continue;
+    busy += b[i].site_busy_gpu_s[s];
+    held += b[i].site_held_gpu_s[s];
+    double hb = 0, hh = 0;
+    for (std::size_t k = i; k < std::min(b.size(), i + 4); ++k)
+      if (b[k].site_busy_gpu_s.size() > s) hb += b[k].site_busy_gpu_s[s], hh += b[k].site_held_gpu_s[s];
+    if (i + 4 <= b.size() && hh > 0 && hb / hh > peak) peak = hb / hh, peak_at = b[i].t_s / 3600;
+  }
+  return {{"mean", held > 0 ? busy / held : 0.0}, {"peak_hour", peak}, {"peak_hour_starts_h", peak_at}};
+}
+
+// A site's saturation (the 1-minute samples of FleetRow::saturation): its mean, and its busiest
+// hour (the highest mean of 60 consecutive samples).
+json site_saturation(const PlanetResult& r, std::size_t s) {
+  std::vector<double> x;
+  for (const auto& row : r.fleet_rows)
+    if (static_cast<std::size_t>(row.site) == s) x.push_back(row.saturation);
+  double sum = 0, win = 0, peak = 0, peak_at = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    sum += x[i];
+    win += x[i];
+    if (i >= 60) win -= x[i - 60];
+    if (i + 1 >= 60 && win / 60 > peak) peak = win / 60, peak_at = static_cast<double>(i + 1 - 60) / 60;
+  }
+  return {{"mean", x.empty() ? 0.0 : sum / static_cast<double>(x.size())}, {"peak_hour", peak},
+          {"peak_hour_starts_h", peak_at}};
+}
+
 json fleet_json(const world::World& w, const PlanetResult& r) {
   json f;
   f["controller"] = r.controller;
@@ -232,6 +266,8 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
     e["power_cap_kw"] = w.sites[s].power_cap_kw;
     e["buckets_over_cap"] = st.buckets_over_cap;
     e["peak_outstanding"] = st.peak_outstanding;
+    e["gpu_busy"] = site_gpu_busy(r, s);
+    e["saturation"] = site_saturation(r, s);
     sites.push_back(e);
   }
   j["sites"] = sites;
@@ -333,10 +369,10 @@ std::string write_planet_outputs(const std::string& dir, const world::World& w, 
                                           s.ready_s - s.published_s)
                             : fmt::format("{},{},{:.3f},,\n", s.artifact, s.site, s.published_s);
   write_file(dir + "/staleness.csv", stale);
-  std::string fleet = "t_s,site,ready,starting,draining,powered_gpus,it_kw,facility_kw,budget_kw,cap\n";
+  std::string fleet = "t_s,site,ready,starting,draining,powered_gpus,it_kw,facility_kw,budget_kw,cap,saturation\n";
   for (const auto& f : r.fleet_rows)
-    fleet += fmt::format("{:.0f},{},{},{},{},{},{:.3f},{:.3f},{:.1f},{:.2f}\n", f.t_s, w.sites[static_cast<std::size_t>(f.site)].id,
-                         f.ready, f.starting, f.draining, f.gpus, f.it_kw, f.facility_kw, f.budget_kw, f.cap);
+    fleet += fmt::format("{:.0f},{},{},{},{},{},{:.3f},{:.3f},{:.1f},{:.2f},{:.3f}\n", f.t_s, w.sites[static_cast<std::size_t>(f.site)].id,
+                         f.ready, f.starting, f.draining, f.gpus, f.it_kw, f.facility_kw, f.budget_kw, f.cap, f.saturation);
   write_file(dir + "/fleet.csv", fleet);
   std::string l1 = "t_h,a,b,p50_1s,p95_1s,p99_1s\n";
   for (const auto& b : r.buckets)

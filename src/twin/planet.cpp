@@ -84,6 +84,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   fleet.scheduled.assign(fleet.replicas.size(), core::kNever);
   fleet.generation.assign(fleet.replicas.size(), 0);
   fleet.replica_energy_seen.assign(fleet.replicas.size(), 0);
+  fleet.replica_busy_seen.assign(fleet.replicas.size(), 0);
   fleet.site_up.assign(S, 1);
 
   // The network: two directed links per DCI link, then one access link per metro.
@@ -110,7 +111,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
     for (const auto& sh : w.sites[s].shards) holders[sh].push_back(static_cast<int>(s));
   for (auto& [_, v] : holders) net.shard_holders.push_back(v);
 
-  for (const auto& m : w.metros) demand.population += m.population;
+  for (const auto& m : w.metros) demand.population += m.demand_weight;
   demand.metro_surge.assign(w.metros.size(), 1.0);
   demand.metro_cum.assign(w.metros.size(), 0);
   demand.metro_sessions.assign(w.metros.size(), {});

@@ -117,6 +117,8 @@ struct Bucket {
   double carbon_kg = 0;
   std::vector<float> link_util;  // per link, the busier direction
   std::vector<std::array<float, 3>> link_1s;  // per link: p50, p95, p99 of 1-second utilization
+  // Per site: GPU-seconds busy running iterations, and GPU-seconds held (powered), in the bucket.
+  std::vector<float> site_busy_gpu_s, site_held_gpu_s;
 };
 
 struct PlanetResult {
@@ -139,6 +141,9 @@ struct PlanetResult {
     double t_s = 0;
     int site = 0, ready = 0, starting = 0, draining = 0, gpus = 0;
     double it_kw = 0, facility_kw = 0, budget_kw = 0, cap = 1;
+    // Saturation of the serving replicas: per replica the binding one of KV cache usage and
+    // running / max_num_seqs, averaged over the site's ready replicas weighted by accelerators.
+    double saturation = 0;
   };
   std::vector<FleetRow> fleet_rows;
   double user_bytes = 0, inter_site_bytes = 0;

@@ -363,7 +363,7 @@ void PlanetSim::Impl::fleet_clock(Ns now) {
   while (rec.next_minute <= end) {
     for (std::size_t s = 0; s < w.sites.size(); ++s) {
       int ready = 0, starting = 0, draining = 0, gpus = 0, cap = kCapSteps;
-      double it_w = 0;
+      double it_w = 0, sat = 0, sat_gpus = 0;
       bool any = false;
       for (int d : fleet.site_deploy[s]) {
         if (d < 0) continue;
@@ -371,7 +371,13 @@ void PlanetSim::Impl::fleet_clock(Ns now) {
         any = true;
         for (int i = dep.first; i < dep.first + dep.count; ++i) {
           const Phase p = fleet.slots[static_cast<std::size_t>(i)].phase;
-          ready += p == Phase::kReady && fleet.replica_up[static_cast<std::size_t>(i)];
+          const bool serving = p == Phase::kReady && fleet.replica_up[static_cast<std::size_t>(i)];
+          ready += serving;
+          if (serving) {
+            const auto& rep = fleet.replicas[static_cast<std::size_t>(i)];
+            sat += dep.tp * std::max(rep.kv_usage(), static_cast<double>(rep.running()) / cfg.engine.max_num_seqs);
+            sat_gpus += dep.tp;
+          }
           starting += p == Phase::kPulling || p == Phase::kLoading;
           draining += p == Phase::kDraining;
           it_w += fleet.replicas[static_cast<std::size_t>(i)].power_w();
@@ -382,7 +388,7 @@ void PlanetSim::Impl::fleet_clock(Ns now) {
       if (!any) continue;
       res.fleet_rows.push_back({core::to_seconds(rec.next_minute), static_cast<int>(s), ready, starting, draining, gpus,
                                 it_w / 1000, site_facility_kw(static_cast<int>(s)), site_budget_kw(static_cast<int>(s)),
-                                static_cast<double>(cap) / kCapSteps});
+                                static_cast<double>(cap) / kCapSteps, sat_gpus > 0 ? sat / sat_gpus : 0.0});
     }
     rec.next_minute += 60 * kSecond;
   }

@@ -39,21 +39,29 @@ void PlanetSim::Impl::new_bucket(Ns t) {
 void PlanetSim::Impl::close_bucket(Ns t) {
   const double dt = std::max(1e-9, core::to_seconds(t - rec.bucket_start));
   std::vector<double> site_j(w.sites.size(), 0);
+  rec.bucket.site_busy_gpu_s.assign(w.sites.size(), 0);
+  rec.bucket.site_held_gpu_s.assign(w.sites.size(), 0);
   for (std::size_t r = 0; r < fleet.replicas.size(); ++r) {
     // Idle energy up to now of every replica serving, starting or draining.
     const Phase ph = fleet.slots[r].phase;
     if (fleet.replica_up[r] || (ph != Phase::kReady && ph != Phase::kOff)) fleet.replicas[r].finish(t);
-    const double e = fleet.replicas[r].stats().energy_j;
-    site_j[static_cast<std::size_t>(fleet.deploys[static_cast<std::size_t>(fleet.replica_deploy[r])].site)] += e - fleet.replica_energy_seen[r];
-    fleet.replica_energy_seen[r] = e;
+    const auto& st = fleet.replicas[r].stats();
+    const Deploy& d = fleet.deploys[static_cast<std::size_t>(fleet.replica_deploy[r])];
+    site_j[static_cast<std::size_t>(d.site)] += st.energy_j - fleet.replica_energy_seen[r];
+    fleet.replica_energy_seen[r] = st.energy_j;
+    // Busy time counts when an iteration (or a closed-form decode segment) ends.
+    rec.bucket.site_busy_gpu_s[static_cast<std::size_t>(d.site)] +=
+        static_cast<float>((st.busy_s - fleet.replica_busy_seen[r]) * d.tp);
+    fleet.replica_busy_seen[r] = st.busy_s;
   }
   // Hosts beside the accelerators (Deploy::host_w), for the GPU-seconds held in the bucket.
-  for (auto& d : fleet.deploys)
-    if (d.host_w > 0) {
-      set_powered(d, 0, t);
-      site_j[static_cast<std::size_t>(d.site)] += (d.gpu_s - d.gpu_s_seen) * d.host_w;
-      d.gpu_s_seen = d.gpu_s;
-    }
+  for (auto& d : fleet.deploys) {
+    set_powered(d, 0, t);
+    const double held = d.gpu_s - d.gpu_s_seen;
+    rec.bucket.site_held_gpu_s[static_cast<std::size_t>(d.site)] += static_cast<float>(held);
+    site_j[static_cast<std::size_t>(d.site)] += held * d.host_w;
+    d.gpu_s_seen = d.gpu_s;
+  }
   for (std::size_t s = 0; s < w.sites.size(); ++s) {
     const double kw = site_j[s] * w.sites[s].pue / dt / 1000;
     rec.bucket.facility_kw += kw;

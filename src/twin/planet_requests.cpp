@@ -417,7 +417,7 @@ void PlanetSim::Impl::recompute_demand(Ns t) {
     const auto h0 = static_cast<std::size_t>(h) % 24;
     const double f = h - std::floor(h);
     const double d = w.workload.diurnal[h0] * (1 - f) + w.workload.diurnal[(h0 + 1) % 24] * f;
-    cum += base * w.metros[i].population / pop * d * demand.metro_surge[i];
+    cum += base * w.metros[i].demand_weight / pop * d * demand.metro_surge[i];
     demand.metro_cum[i] = cum;
   }
   const auto& rhythm = w.workload.rhythm;

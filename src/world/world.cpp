@@ -262,6 +262,61 @@ std::vector<double> trace_rhythm(const std::string& path, const std::string& for
   return counts;
 }
 
+// Demand by market (docs/planet.md "Demand"): `markets: {shares: {COUNTRY: FRACTION}, exclude:
+// [COUNTRY]}`. A listed country's share goes to its metros by population; what the shares leave
+// goes to the unlisted countries' metros by population; excluded countries get none. Without
+// the section, demand follows population.
+static void set_demand_weights(const std::string& path, Fields& f, World& w) {
+  std::map<std::string, double> share;
+  std::set<std::string> excluded;
+  if (f.has("markets")) {
+    Fields g(path, f.node("markets"), "markets");
+    if (g.has("shares")) {
+      const YAML::Node s = g.node("shares");
+      if (!s.IsMap()) fail_input(path, Fields::line(s), "markets.shares", "expected a map of country -> fraction of requests");
+      double sum = 0;
+      for (auto it = s.begin(); it != s.end(); ++it) {
+        double v = -1;
+        try {
+          v = it->second.as<double>();
+        } catch (const YAML::Exception&) {
+        }
+        const std::string c = it->first.Scalar();
+        if (!(v >= 0 && v <= 1))
+          fail_input(path, Fields::line(it->first), "markets.shares." + c, "expected a fraction in [0, 1]");
+        share[c] = v;
+        sum += v;
+      }
+      if (sum > 1 + 1e-9) fail_input(path, Fields::line(s), "markets.shares", fmt::format("shares sum to {:.4f}, more than 1", sum));
+    }
+    if (g.has("exclude")) {
+      const YAML::Node e = g.node("exclude");
+      if (!e.IsSequence()) fail_input(path, Fields::line(e), "markets.exclude", "expected a list of countries");
+      for (const auto& c : e) excluded.insert(c.as<std::string>());
+    }
+  }
+  std::map<std::string, double> country_pop;
+  double unlisted_pop = 0, listed = 0;
+  for (const auto& m : w.metros) {
+    if (excluded.count(m.country)) continue;
+    if (share.count(m.country)) country_pop[m.country] += m.population;
+    else unlisted_pop += m.population;
+  }
+  for (const auto& [c, p] : country_pop) listed += share[c];
+  const double rest = std::max(0.0, 1 - listed);
+  double total = 0;
+  for (auto& m : w.metros) {
+    if (excluded.count(m.country)) m.demand_weight = 0;
+    else if (share.empty()) m.demand_weight = m.population;  // as before markets existed
+    else if (share.count(m.country)) m.demand_weight = share[m.country] * m.population / country_pop[m.country];
+    else m.demand_weight = unlisted_pop > 0 ? rest * m.population / unlisted_pop : 0;
+    total += m.demand_weight;
+  }
+  if (!(total > 0)) fail_input(path, Fields::line(f.node("metros")), "markets", "no metro is left with demand");
+  if (!share.empty() || !excluded.empty())
+    for (auto& m : w.metros) m.demand_weight /= total;
+}
+
 World load_world(const std::string& path, const model::Catalog& catalog) {
   const YAML::Node root = load_yaml_file(path);
   World w;
@@ -303,6 +358,7 @@ World load_world(const std::string& path, const model::Catalog& catalog) {
       m.uplink_gbps = g.num("uplink_gbps", 100, false, 0.001, 1e6);
       w.metros.push_back(std::move(m));
     }
+    set_demand_weights(path, f, w);
     for (const auto& n : need_list(path, root, f, "repositories", false)) {
       Fields g(path, n, "repositories");
       Repository r;

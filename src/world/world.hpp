@@ -49,6 +49,9 @@ struct Metro {
   std::string name, country;
   core::LatLon pos;
   double population = 0;
+  // Its share of the world's requests: by the `markets:` section's country shares (cities
+  // within a country by population), else its population (relative weights).
+  double demand_weight = 0;
   double utc_offset_h = 0;
   double last_mile_ms = 8;
   double uplink_gbps = 100;
