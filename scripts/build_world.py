@@ -67,12 +67,13 @@ cloud = [
     ("aws", "mx-central-1", "na-mexico", "regional", "Mexico"),
     ("azure", "centralindia", "ap-pune", "regional"),
     ("azure", "australiasoutheast", "ap-melbourne", "regional"),
-    ("aws", "cn-north-1", "cn-beijing", "regional"),
+    # No site in China, Russia or Iran: the markets below exclude them (the assistants whose
+    # traffic shares are published are not offered there).
 ]
 edge = ["New York", "Los Angeles", "Chicago", "Bogota", "Lima", "Buenos Aires", "Rio de Janeiro",
-        "Lagos", "Kinshasa", "Nairobi", "Cairo", "Istanbul", "Moscow", "Tehran", "Karachi",
-        "Delhi", "Dhaka", "Kolkata", "Bangkok", "Ho Chi Minh City", "Manila", "Shanghai",
-        "Guangzhou", "Riyadh", "Madrid", "Lahore"]
+        "Lagos", "Kinshasa", "Nairobi", "Cairo", "Istanbul", "Karachi",
+        "Delhi", "Dhaka", "Kolkata", "Bangkok", "Ho Chi Minh City", "Manila", "Riyadh",
+        "Madrid", "Lahore"]
 
 
 def km(a, b):
@@ -145,9 +146,6 @@ cables = [
     ("sa-santiago", "edge-lima", "Pacific South America"),
     ("na-mexico", "us-south-texas", "terrestrial"),
     ("edge-bogota", "us-south-texas", "ARCOS/Caribbean"),
-    ("cn-beijing", "ap-seoul", "terrestrial + Yellow Sea"),
-    ("edge-moscow", "eu-stockholm", "Baltic"),
-    ("edge-moscow", "cn-beijing", "TEA (trans-Eurasian)"),
 ]
 for a, b, note in cables:
     add(a, b, note)
@@ -173,6 +171,43 @@ tz = {"China": 8, "India": 5.5, "Japan": 9, "South Korea": 9, "Indonesia": 7, "P
       "Colombia": -5, "Peru": -5, "Chile": -4, "Venezuela": -4, "Ethiopia": 3, "Kenya": 3,
       "South Africa": 2, "Myanmar": 6.5, "Nepal": 5.75, "Afghanistan": 4.5, "Iraq": 3,
       "Algeria": 1, "Morocco": 1, "Sri Lanka": 5.5, "Mexico": -6}
+
+# Demand by country: the shares of Claude.ai conversations Anthropic publishes per country
+# (Anthropic Economic Index, country usage shares for 2026-05, top 30; US 20.2% and India 7.1%
+# agree with the September 2025 report's 21.6% and 7.2%); what they leave goes to the other
+# countries by population; China, Russia, Iran, North Korea and Hong Kong, where these
+# assistants are not offered, are excluded. docs/planet.md "Demand" has the sources.
+MARKETS = {
+    "United States": 0.2016, "India": 0.0712, "France": 0.0395, "United Kingdom": 0.0347,
+    "Brazil": 0.0333, "Japan": 0.0328, "South Korea": 0.0324, "Germany": 0.0298,
+    "Australia": 0.0265, "Canada": 0.0263, "Indonesia": 0.0208, "Spain": 0.0205, "Italy": 0.0150,
+    "Mexico": 0.0132, "Pakistan": 0.0108, "Netherlands": 0.0107, "Argentina": 0.0105,
+    "Colombia": 0.0103, "Turkey": 0.0088, "Thailand": 0.0086, "Vietnam": 0.0085,
+    "Philippines": 0.0080, "Taiwan": 0.0079, "Poland": 0.0075, "Nigeria": 0.0073,
+    "Switzerland": 0.0070, "Belgium": 0.0068, "Egypt": 0.0062, "Singapore": 0.0062,
+    "United Arab Emirates": 0.0061,
+}
+EXCLUDED = ["China", "Russia", "Iran", "North Korea", "Hong Kong"]
+
+
+def demand_weights():
+    """The twin's rule (world.cpp set_demand_weights), for sizing the sites."""
+    cpop, rest_pop = {}, 0
+    for r in cities.values():
+        c, p = r["country"], int(r["population"])
+        if c in EXCLUDED:
+            continue
+        if c in MARKETS:
+            cpop[c] = cpop.get(c, 0) + p
+        else:
+            rest_pop += p
+    rest = 1 - sum(MARKETS[c] for c in cpop)
+    out = {}
+    for name, r in cities.items():
+        c, p = r["country"], int(r["population"])
+        out[name] = 0 if c in EXCLUDED else (MARKETS[c] * p / cpop[c] if c in MARKETS else rest * p / rest_pop)
+    return out
+
 
 WORKLOAD = """
 workload:
@@ -226,6 +261,9 @@ w("# world cities with 1M+ people (CC-BY-4.0). See data/README.md.")
 w("name: planet-default")
 w("route_factor: 1.68     # fiber path over great circle, fitted by `infergrid geo calibrate`")
 w("per_hop_ms: 0.1        # switching and amplification per traversed site")
+w("markets:")
+w("  shares: {" + ", ".join(f"{c}: {v}" for c, v in MARKETS.items()) + "}")
+w("  exclude: [" + ", ".join(EXCLUDED) + "]")
 w("repositories:")
 w("  - {id: repo-models, site: us-east-virginia}")
 w("  - {id: repo-index, site: eu-central-frankfurt}")
@@ -236,18 +274,14 @@ shard_of = {}
 for i in range(8):
     for j in (0, 1):
         shard_of.setdefault(core_ids[(i * 3 + j * 5) % len(core_ids)], []).append(f"wiki-{i}")
-# Size each cloud site by the population nearest to it (metros of 1M+ people), so that capacity
-# follows demand the way operators plan it; every site keeps a floor.
+# Size each cloud site by the demand nearest to it (the markets' weights of the metros of 1M+
+# people), so that capacity follows demand the way operators plan it; every site keeps a floor.
 share = {i: 0.0 for i in cloud_ids}
-pop_total = 0
-for r in cities.values():
-    p = int(r["population"])
+weights = demand_weights()
+for name, r in cities.items():
     c = (float(r["lat"]), float(r["lng"]))
-    share[min(cloud_ids, key=lambda i: km(pos[i], c))] += p
-    pop_total += p
-for i in share:
-    share[i] /= pop_total
-BUDGET_70B, BUDGET_R1, BUDGET_8B = 170, 70, 60
+    share[min(cloud_ids, key=lambda i: km(pos[i], c))] += weights[name]
+BUDGET_70B, BUDGET_R1, BUDGET_8B = 170, 120, 80
 for s in sites:
     t = s["tier"]
     if t == "edge":
@@ -257,9 +291,9 @@ for s in sites:
     else:
         sh = share[s["id"]]
         big = "b200" if s["id"] in ("us-east-virginia", "eu-central-frankfurt", "ap-tokyo") else "h200"
-        r70 = max(3 if t == "core" else 2, round(BUDGET_70B * sh))
-        r1 = max(2 if t == "core" else 1, round(BUDGET_R1 * sh * (0.6 if big == "b200" else 1)))
-        r8 = max(4 if t == "core" else 2, round(BUDGET_8B * sh))
+        r70 = max(3 if t == "core" else 2, math.ceil(BUDGET_70B * sh))
+        r1 = max(2 if t == "core" else 1, math.ceil(BUDGET_R1 * sh * (0.7 if big == "b200" else 1)))
+        r8 = max(4 if t == "core" else 2, math.ceil(BUDGET_8B * sh))
         deps = [("llama3-70b", "h100-80gb", 8, r70), ("llama3-8b", "h100-80gb", 1, r8)]
         if r1 > 0:
             deps.insert(1, ("deepseek-v3", big, 8, r1))

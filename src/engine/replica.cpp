@@ -275,6 +275,7 @@ void Replica::plan(Ns now) {
     seg_steps_ = kv_limited_steps(std::max<std::int64_t>(k_max, 1));
     const double seg_s = segment_seconds(seg_steps_);
     work_power_w_ = line.power_at(seg_s / static_cast<double>(seg_steps_));
+    work_compute_share_ = line.compute_share_at(seg_s / static_cast<double>(seg_steps_));
     busy_until_ = now + core::from_seconds(seg_s);
     ++stats_.segments;
     return;
@@ -295,6 +296,7 @@ void Replica::plan(Ns now) {
   const model::IterationCost cost = step_->iteration(shape);
   seg_steps_ = 0;
   work_power_w_ = cost.power_w;
+  work_compute_share_ = cost.compute_share;
   busy_until_ = now + std::max<Ns>(1, core::from_seconds(cost.seconds));
   ++stats_.iterations;
 }
@@ -364,6 +366,7 @@ void Replica::advance(Ns now) {
   const double energy = work_power_w_ * step_->accelerators() * dt;
   stats_.energy_j += energy;
   stats_.busy_s += dt;
+  stats_.compute_s += work_compute_share_ * dt;
   const std::int64_t steps = seg_steps_ > 0 ? seg_steps_ : 1;
   double tokens = 0;
   for (const Item& it : batch_) tokens += static_cast<double>(it.prefill ? it.tokens : steps);
@@ -420,6 +423,7 @@ std::vector<workload::Request> Replica::evacuate(Ns now) {
     const double dt = core::to_seconds(std::max<Ns>(0, now - work_start_));
     stats_.energy_j += work_power_w_ * step_->accelerators() * dt;
     stats_.busy_s += dt;
+    stats_.compute_s += work_compute_share_ * dt;
   } else if (now > idle_since_) {
     stats_.energy_j += step_->idle_power_w() * step_->accelerators() * core::to_seconds(now - idle_since_);
   }

@@ -49,6 +49,7 @@ struct ReplicaStats {
   std::uint64_t prompt_tokens = 0, cached_tokens = 0;
   double energy_j = 0;
   double busy_s = 0;
+  double compute_s = 0;  // busy seconds weighted by the iterations' compute share
 };
 
 class Replica {
@@ -162,6 +163,7 @@ class Replica {
   core::Ns idle_since_ = 0;
   bool off_ = false;
   double work_power_w_ = 0;
+  double work_compute_share_ = 0;
   std::int64_t seg_steps_ = 0;  // 0: a single (possibly mixed) iteration
   double seg_fixed_s_ = 0, seg_per_token_s_ = 0;
   double seg_context0_ = 0;  // total context of the segment's first iteration

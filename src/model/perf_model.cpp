@@ -82,6 +82,7 @@ IterationCost PerfModel::iteration(const BatchShape& s) const {
                                   : c.decode_overhead_s;
   IterationCost out;
   out.seconds = linear + attention + allreduce_s(tokens) + overhead;
+  out.compute_share = std::min(1.0, (lin_flops + attn_flops_pair_ * s.prefill_pairs) / flops_ / out.seconds);
   if (prefill) {
     out.power_w = std::min(accel_.prefill_w, cap_w_);
   } else {

@@ -20,6 +20,10 @@ struct BatchShape {
 struct IterationCost {
   double seconds = 0;
   double power_w = 0;  // per accelerator, while this iteration runs
+  // The share of the iteration its FLOPs take at the (capped) compute rate: 1 = compute-bound
+  // throughout (a large prefill), near 0 for a small memory-bound decode. Summed over time, the
+  // GPU's compute utilization (docs/planet.md "Utilization").
+  double compute_share = 0;
 };
 
 // A pure-decode iteration of n sequences with total context S takes fixed_s + per_token_s * S:
@@ -33,6 +37,10 @@ struct DecodeLine {
   double compute_s = 0;      // linear-layer FLOPs at the (capped) compute rate, per iteration
   double compute_bound_w = 0;
   double cap_w = 0;
+  double compute_share_at(double iteration_s) const {
+    if (compute_s <= 0 || iteration_s <= 0) return 0;
+    return compute_s >= iteration_s ? 1.0 : compute_s / iteration_s;
+  }
   double power_at(double iteration_s) const {
     if (compute_s <= 0 || iteration_s <= 0) return power_w;
     const double share = compute_s >= iteration_s ? 1.0 : compute_s / iteration_s;

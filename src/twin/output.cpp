@@ -41,16 +41,16 @@ json cold(const core::QuantileSketch& s) { return {{"p50", s.quantile(0.5)}, {"p
 
 // A site's GPU busy fraction (GPU-seconds running iterations over GPU-seconds held, what
 // nvidia-smi calls utilization): over the run, and its busiest hour (four 15-minute buckets).
-json site_gpu_busy(const PlanetResult& r, std::size_t s) {
+json site_gpu_busy(const PlanetResult& r, std::size_t s, std::vector<float> Bucket::*what) {
   double busy = 0, held = 0, peak = 0, peak_at = 0;
   const auto& b = r.buckets;
   for (std::size_t i = 0; i < b.size(); ++i) {
-    if (b[i].site_busy_gpu_s.size() <= s) continue;
-    busy += b[i].site_busy_gpu_s[s];
+    if ((b[i].*what).size() <= s) continue;
+    busy += (b[i].*what)[s];
     held += b[i].site_held_gpu_s[s];
     double hb = 0, hh = 0;
     for (std::size_t k = i; k < std::min(b.size(), i + 4); ++k)
-      if (b[k].site_busy_gpu_s.size() > s) hb += b[k].site_busy_gpu_s[s], hh += b[k].site_held_gpu_s[s];
+      if ((b[k].*what).size() > s) hb += (b[k].*what)[s], hh += b[k].site_held_gpu_s[s];
     if (i + 4 <= b.size() && hh > 0 && hb / hh > peak) peak = hb / hh, peak_at = b[i].t_s / 3600;
   }
   return {{"mean", held > 0 ? busy / held : 0.0}, {"peak_hour", peak}, {"peak_hour_starts_h", peak_at}};
@@ -266,7 +266,10 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
     e["power_cap_kw"] = w.sites[s].power_cap_kw;
     e["buckets_over_cap"] = st.buckets_over_cap;
     e["peak_outstanding"] = st.peak_outstanding;
-    e["gpu_busy"] = site_gpu_busy(r, s);
+    e["gpu_busy"] = site_gpu_busy(r, s, &Bucket::site_busy_gpu_s);
+    // Compute utilization: busy time weighted by how compute-bound each iteration was (MFU over
+    // the model's attainable compute rate): the share of the site's FLOP capacity used.
+    e["compute_utilization"] = site_gpu_busy(r, s, &Bucket::site_compute_gpu_s);
     e["saturation"] = site_saturation(r, s);
     sites.push_back(e);
   }

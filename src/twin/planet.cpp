@@ -85,6 +85,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   fleet.generation.assign(fleet.replicas.size(), 0);
   fleet.replica_energy_seen.assign(fleet.replicas.size(), 0);
   fleet.replica_busy_seen.assign(fleet.replicas.size(), 0);
+  fleet.replica_compute_seen.assign(fleet.replicas.size(), 0);
   fleet.site_up.assign(S, 1);
 
   // The network: two directed links per DCI link, then one access link per metro.

@@ -119,6 +119,7 @@ struct Bucket {
   std::vector<std::array<float, 3>> link_1s;  // per link: p50, p95, p99 of 1-second utilization
   // Per site: GPU-seconds busy running iterations, and GPU-seconds held (powered), in the bucket.
   std::vector<float> site_busy_gpu_s, site_held_gpu_s;
+  std::vector<float> site_compute_gpu_s;  // busy GPU-seconds weighted by compute share
 };
 
 struct PlanetResult {

@@ -176,7 +176,8 @@ struct PlanetSim::Impl {
     std::vector<Ns> scheduled;                    // each replica's pending event
     std::vector<std::uint32_t> generation;
     std::vector<double> replica_energy_seen;
-    std::vector<double> replica_busy_seen;  // busy seconds as of the last bucket
+    std::vector<double> replica_busy_seen;     // busy seconds as of the last bucket
+    std::vector<double> replica_compute_seen;  // compute-weighted busy seconds, likewise
     std::vector<Slot> slots;                      // per replica: its lifecycle
     std::vector<char> site_up;
     std::vector<std::map<std::string, int>> free_accel;  // [site] type -> free count

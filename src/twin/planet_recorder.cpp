@@ -41,6 +41,7 @@ void PlanetSim::Impl::close_bucket(Ns t) {
   std::vector<double> site_j(w.sites.size(), 0);
   rec.bucket.site_busy_gpu_s.assign(w.sites.size(), 0);
   rec.bucket.site_held_gpu_s.assign(w.sites.size(), 0);
+  rec.bucket.site_compute_gpu_s.assign(w.sites.size(), 0);
   for (std::size_t r = 0; r < fleet.replicas.size(); ++r) {
     // Idle energy up to now of every replica serving, starting or draining.
     const Phase ph = fleet.slots[r].phase;
@@ -53,6 +54,9 @@ void PlanetSim::Impl::close_bucket(Ns t) {
     rec.bucket.site_busy_gpu_s[static_cast<std::size_t>(d.site)] +=
         static_cast<float>((st.busy_s - fleet.replica_busy_seen[r]) * d.tp);
     fleet.replica_busy_seen[r] = st.busy_s;
+    rec.bucket.site_compute_gpu_s[static_cast<std::size_t>(d.site)] +=
+        static_cast<float>((st.compute_s - fleet.replica_compute_seen[r]) * d.tp);
+    fleet.replica_compute_seen[r] = st.compute_s;
   }
   // Hosts beside the accelerators (Deploy::host_w), for the GPU-seconds held in the bucket.
   for (auto& d : fleet.deploys) {
