@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(cmake ninja-build g++ make clang libclang-rt-14-dev libboost-dev nlohmann-json3-dev
       libyaml-cpp-dev libcli11-dev libfmt-dev libspdlog-dev coinor-libclp-dev
       libgtest-dev libgmock-dev libbenchmark-dev python3 chromium libsimgrid-dev
-      redis-server libhiredis-dev prometheus libssl-dev openssl)
+      redis-server libhiredis-dev prometheus libssl-dev openssl libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -33,6 +33,7 @@
 #include "serve/engine_server.hpp"
 #include "serve/gateway.hpp"
 #include "twin/output.hpp"
+#include "sweep/sweep.hpp"
 #include "twin/planet.hpp"
 #include "world/world.hpp"
 
@@ -548,6 +549,12 @@ int main(int argc, char** argv) {
   te->add_option("--fail-link", ta.fail_link, "SRC,DST: also re-allocate after this link fails");
   te->add_option("--out", ta.out, "output JSON");
 
+  auto* sw = app.add_subcommand("sweep", "run a grid of scenarios x controllers x routers x seeds and compare them "
+                                          "(under mpirun the runs spread over the ranks)");
+  std::string sweep_grid = ig::core::data_dir() + "/scenarios/sweep-small.yaml", sweep_out = "out/sweep";
+  sw->add_option("--grid", sweep_grid, "the grid YAML (docs/control.md \"Sweeps\")");
+  sw->add_option("--out", sweep_out, "output folder: sweep.csv, sweep_summary.csv, sweep.json, sweep.html");
+
   auto* geo = app.add_subcommand("geo", "geography: modeled round-trip times");
   geo->require_subcommand(1);
   auto* rtt = geo->add_subcommand("rtt", "print the modeled round trip between two points, in ms");
@@ -668,6 +675,7 @@ int main(int argc, char** argv) {
     if (*cal) return cmd_calibrate(common, data, fit, md);
     if (*cat) return cmd_catalog(common);
     if (*te) return cmd_te(ta);
+    if (*sw) return ig::sweep::run_sweep(sweep_grid, sweep_out, common.catalog());
     if (*rtt) {
       ig::core::LatLon a, b;
       if (!ig::core::parse_latlon(from, a)) ig::core::fail_flag("from", "expected LAT,LON in degrees");

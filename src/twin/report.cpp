@@ -13,12 +13,11 @@
 #include "core/error.hpp"
 #include "core/paths.hpp"
 #include "twin/output.hpp"
+#include "twin/web_assets.hpp"
 
 namespace infergrid::twin {
 
 using json = nlohmann::ordered_json;
-
-namespace {
 
 std::string read_asset(const std::string& rel) {
   const std::string path = core::web_dir() + "/node_modules/" + rel;
@@ -40,6 +39,8 @@ std::string script_safe(std::string s) {
   }
   return s;
 }
+
+namespace {
 
 const char* kPage = R"HTML(<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

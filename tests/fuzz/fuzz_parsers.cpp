@@ -12,6 +12,7 @@
 #include "model/catalog.hpp"
 #include "te/graph.hpp"
 #include "workload/trace.hpp"
+#include "sweep/sweep.hpp"
 #include "world/world.hpp"
 #include "serve/gateway.hpp"
 #include "serve/openai.hpp"
@@ -61,6 +62,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         for (const auto& e : w.events)
           if (e.site >= static_cast<int>(w.sites.size()) || e.link >= static_cast<int>(w.links.size())) __builtin_trap();
       }
+    } else if (fmt == "sweep") {
+      const auto g = ig::sweep::load_grid(path);
+      if (g.scenarios.empty() || ig::sweep::expand(g).empty()) __builtin_trap();
     } else if (fmt == "gateway") {
       const auto c = ig::serve::load_gateway_config(path);
       if (c.sites.empty()) __builtin_trap();
