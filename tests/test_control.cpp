@@ -1,6 +1,9 @@
 // The baseline controllers on hand-worked views: what each decides, and when.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <vector>
+
 #include "control/fleet.hpp"
 #include "core/error.hpp"
 
@@ -119,7 +122,7 @@ TEST(Control, UnknownControllerOrParameterIsAClearError) {
     ig::control::make_controller("magic", {}, 1);
     FAIL();
   } catch (const ig::core::InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("static, reactive, skyserve, dynamo"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("static, reactive, skyserve, dynamo, infergrid"), std::string::npos) << e.what();
   }
   try {
     ig::control::make_controller("skyserve", {{"target_qps", 3}}, 1);
@@ -139,4 +142,70 @@ TEST(Control, AParameterMaySetOneModelApart) {
   EXPECT_EQ(scaled(*c2, v), 6);  // ceil(3 / 0.5)
   EXPECT_THROW(ig::control::make_controller("skyserve", {{"target_qps_per_replica@big", 0}}, 1), ig::core::InputError);
   EXPECT_THROW(ig::control::make_controller("skyserve", {{"nothing@big", 1}}, 1), ig::core::InputError);
+}
+
+// infergrid: replicas for the forecast's p90 at the cold-start horizon, at target_utilization
+// of each replica's sustained rate; up at once, down after the delay, one a minute.
+TEST(Control, InferGridHoldsCapacityForTheForecastAtItsColdStart) {
+  auto c = ig::control::make_controller("infergrid", {}, 1);
+  auto at = [](double t, double qps, int ready, int waiting = 0) {
+    auto v = view(t, ready, waiting, 0.2, qps);
+    v.deployments[0].capacity_rps = 5;
+    v.deployments[0].max_replicas = 20;
+    return v;
+  };
+  // Steady 14 req/s, 5 per replica at 0.7: ceil(14 / 3.5) = 4 replicas.
+  int got = -1;
+  for (int k = 1; k <= 30; ++k) {
+    const int s = scaled(*c, at(10.0 * k, 14, 4));
+    if (s >= 0) got = s;
+  }
+  EXPECT_EQ(got, -1);  // 4 held: nothing to do
+  // A ramp of +0.1 req/s each 10 s: the target leads the load by the cold start (120 s + a period):
+  // at every step it holds what the rate 130 s later needs (and at most two replicas more).
+  auto r = ig::control::make_controller("infergrid", {}, 1);
+  int ready = 1;
+  for (int k = 1; k <= 200; ++k) {
+    const double qps = 2 + 0.1 * k;
+    const int s = scaled(*r, at(10.0 * k, qps, ready));
+    if (s > ready) ready = s;
+    if (k > 60) {
+      // (the trend estimate converges to the ramp's: within 2% of the rate 130 s later)
+      const int need_later = static_cast<int>(std::ceil(0.98 * (2 + 0.1 * (k + 13)) / 3.5));
+      EXPECT_GE(ready, need_later) << "step " << k;
+      EXPECT_LE(ready, need_later + 2) << "step " << k;
+    }
+  }
+  // Load falls to 3.5 req/s: held for downscale_delay_s (600 s), then one replica a minute.
+  auto d = ig::control::make_controller("infergrid", {}, 1);
+  for (int k = 1; k <= 30; ++k) scaled(*d, at(10.0 * k, 14, 4));
+  std::vector<int> downs;
+  for (int k = 31; k <= 120; ++k) {
+    const int s = scaled(*d, at(10.0 * k, 3.5, 4));
+    if (s >= 0) downs.push_back(k);
+  }
+  ASSERT_GE(downs.size(), 2u);
+  EXPECT_GE((downs[0] - 30) * 10, 600);
+  EXPECT_EQ(downs[1] - downs[0], 6);  // a minute later
+}
+
+TEST(Control, InferGridShedsBatchWhileShortOfCapacityNeverCritical) {
+  auto c = ig::control::make_controller("infergrid", {}, 1);
+  auto v = view(10, 2, 50, 0.5, 30);
+  v.deployments[0].capacity_rps = 5;
+  Decisions d;
+  c->decide(v, d);
+  ASSERT_EQ(d.scale.size(), 1u);
+  EXPECT_EQ(d.scale[0].replicas, 8);  // wants ceil(30/3.5 + queue) = 10; the pool holds 8
+  ASSERT_EQ(d.shed.size(), 1u);
+  EXPECT_EQ(d.shed[0].priority, 2);  // batch, never critical
+  EXPECT_DOUBLE_EQ(d.shed[0].level, 0.3);
+  // Capacity ready and no queue: the shedding is lifted.
+  auto v2 = view(20, 8, 0, 0.3, 20);
+  v2.deployments[0].capacity_rps = 5;
+  Decisions d2;
+  c->decide(v2, d2);
+  ASSERT_EQ(d2.shed.size(), 1u);
+  EXPECT_EQ(d2.shed[0].level, 0);
+  for (const auto& s : d.shed) EXPECT_NE(s.priority, 0);
 }

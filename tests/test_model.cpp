@@ -181,6 +181,24 @@ TEST(PerfModel, AveragePowerAgainstSplitwiseMeasurements) {
   EXPECT_LE(per_tp[8].first / per_tp[8].second, 0.60);
 }
 
+// A replica's sustained request rate from the engine model: falls with longer prompts and outputs,
+// and is the inverse of a prefill plus the output's share of a batch's decode steps.
+TEST(PerfModel, SustainedRateFollowsTheMix) {
+  const auto c = Catalog::builtin();
+  const model::PerfModel pm(c.llm("llama3-8b"), c.accelerator("h100-80gb"), 1);
+  const double base = model::sustained_rps(pm, 1000, 200, 256);
+  EXPECT_GT(base, 1);
+  EXPECT_LT(model::sustained_rps(pm, 4000, 200, 256), base);
+  EXPECT_LT(model::sustained_rps(pm, 1000, 800, 256), base);
+  // One sequence at a time: a prefill and 200 single-sequence decode steps.
+  model::BatchShape p;
+  p.prefill_tokens = 1000;
+  p.prefill_pairs = 1000.0 * 1001 / 2;
+  p.prefill_seqs = 1;
+  const auto d = pm.decode_line(1);
+  EXPECT_NEAR(model::sustained_rps(pm, 1000, 200, 1), 1 / (pm.iteration(p).seconds + 200 * (d.fixed_s + d.per_token_s * 1100)), 1e-9);
+}
+
 TEST(PerfModel, DecodeLineAgreesWithIteration) {
   const auto c = Catalog::builtin();
   const model::PerfModel pm(c.llm("mixtral-8x7b"), c.accelerator("h100-80gb"), 2);

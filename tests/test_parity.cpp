@@ -96,7 +96,8 @@ workload:
   // show decides the same. Pools: the gateway's fleet is what it has, so align the bound.
   auto tv = from_twin;
   auto gv = from_gateway;
-  for (auto& d : tv.deployments) d.arrivals_per_s = 0, d.max_replicas = d.ready;
+  // Nor does the gateway have an engine model to estimate a replica's sustained rate.
+  for (auto& d : tv.deployments) d.arrivals_per_s = 0, d.max_replicas = d.ready, d.capacity_rps = 0;
   for (auto& d : gv.deployments) d.arrivals_per_s = 0;
   gv.t_s = tv.t_s;
   for (const auto& name : ig::control::controller_names()) {

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <deque>
 
+#include "control/scaling.hpp"
 #include "core/error.hpp"
 
 namespace infergrid::control {
@@ -41,6 +42,9 @@ const std::vector<Spec>& specs() {
       {"dynamo",
        {{"period_s", 30}, {"kv_scale_up", 0.9}, {"kv_scale_down", 0.5}, {"queue_scale_up", 0.5},
         {"queue_scale_down", 0.2}, {"history", 1}, {"grace_periods", 3}, {"min_replicas", 1}}},
+      {"infergrid",
+       {{"period_s", 10}, {"target_utilization", 0.7}, {"cold_start_s", 120}, {"downscale_delay_s", 600},
+        {"min_replicas", 1}, {"shed_batch_at", 0.3}}},
   };
   return s;
 }
@@ -78,23 +82,14 @@ Params merged(const std::string& name, const Params& given) {
     if (base == "history" && v < 1) core::fail_flag("control." + k, "must be at least 1");
     if ((base.rfind("kv_", 0) == 0) && v > 1) core::fail_flag("control." + k, "is a KV-cache fraction: at most 1");
   }
+  if (p.count("target_utilization") && !(p["target_utilization"] > 0 && p["target_utilization"] <= 1))
+    core::fail_flag("control.target_utilization", "must be in (0, 1]");
   if (p.count("kv_scale_up") && p["kv_scale_down"] >= p["kv_scale_up"])
     core::fail_flag("control.kv_scale_down", "must be below kv_scale_up");
   if (p.count("target_qps_per_replica"))
     for (const auto& [k, v] : p)
       if (k.rfind("target_qps_per_replica", 0) == 0 && !(v > 0)) core::fail_flag("control." + k, "must be positive");
   return p;
-}
-
-// A parameter for one deployment: NAME@MODEL if given, else NAME.
-double param(const Params& p, const std::string& name, const DeploymentState& d) {
-  if (const auto it = p.find(name + "@" + d.model); it != p.end()) return it->second;
-  return p.at(name);
-}
-
-int clamp_replicas(double want, const DeploymentState& d, double min_replicas) {
-  const int lo = static_cast<int>(std::min<double>(min_replicas, d.max_replicas));
-  return std::clamp(static_cast<int>(std::ceil(want - 1e-9)), lo, std::max(lo, d.max_replicas));
 }
 
 class Static final : public Controller {
@@ -223,6 +218,7 @@ std::unique_ptr<Controller> make_controller(const std::string& name, const Param
   if (name == "static") return std::make_unique<Static>();
   if (name == "reactive") return std::make_unique<Reactive>(std::move(p));
   if (name == "skyserve") return std::make_unique<SkyServe>(std::move(p));
+  if (name == "infergrid") return make_infergrid_controller(std::move(p));
   return std::make_unique<Dynamo>(std::move(p));
 }
 

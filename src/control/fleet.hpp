@@ -43,6 +43,12 @@ struct DeploymentState {
   double max_num_seqs = 0;    // per replica
   double cold_start_s = 0;    // the last measured start (pull + load + warm-up); 0: none yet
   double power_kw = 0;        // IT draw of its replicas over the window
+  // What the requests routed to it over the window asked for (means; 0: none routed).
+  double mean_prompt_tokens = 0, mean_output_tokens = 0;
+  // Requests per second one replica sustains for that mix, from the host's engine model (a prefill
+  // of the mean prompt plus the mean output decoded at a batch that keeps TPOT within its SLO);
+  // 0: the host has no engine model (the gateway), or nothing was routed.
+  double capacity_rps = 0;
 };
 
 struct LinkState {

@@ -110,6 +110,29 @@ DecodeLine PerfModel::decode_line(int n) const {
   return d;
 }
 
+double sustained_rps(const PerfModel& pm, double prompt, double output, int max_num_seqs, double step_s) {
+  prompt = std::max(1.0, prompt);
+  output = std::max(1.0, output);
+  const double ctx = prompt + output / 2;
+  const int kv_fit = static_cast<int>(std::max(1.0, std::floor(pm.kv_capacity_tokens(0.9) / (prompt + output))));
+  int lo = 1, hi = std::max(1, std::min(max_num_seqs, kv_fit));
+  const auto step = [&](int b) {
+    const DecodeLine d = pm.decode_line(b);
+    return d.fixed_s + d.per_token_s * b * ctx;
+  };
+  while (lo < hi) {  // the largest batch whose step is within step_s (at least 1)
+    const int mid = (lo + hi + 1) / 2;
+    if (step(mid) <= step_s) lo = mid;
+    else hi = mid - 1;
+  }
+  BatchShape p;
+  p.prefill_tokens = prompt;
+  p.prefill_pairs = prompt * (prompt + 1) / 2;
+  p.prefill_seqs = 1;
+  const double per_request = pm.iteration(p).seconds + output * step(lo) / lo;
+  return 1 / per_request;
+}
+
 IsolatedBatch predict_isolated_batch(const PerfModel& pm, int prompt, int batch, int output,
                                      KvReservation reservation, int max_model_len,
                                      double gpu_memory_utilization) {

@@ -93,6 +93,13 @@ class PerfModel final : public StepModel {
   double linear_flops_tok_, lm_head_flops_, attn_flops_pair_, kv_bytes_tok_, dense_weight_bytes_;
 };
 
+// Requests per second one replica sustains for a mix of mean prompt and output lengths: each
+// request costs a prefill of its prompt plus its output decoded in a batch of B, where B is the
+// largest batch (at most max_num_seqs, within the KV cache) whose decode step stays within
+// step_s. What a capacity planner reads off the engine model (docs/control.md "infergrid").
+double sustained_rps(const PerfModel& pm, double prompt_tokens, double output_tokens, int max_num_seqs,
+                     double step_s = 0.05);
+
 // The prediction `infergrid perf` prints: an isolated batch of `batch` prompts of `prompt`
 // tokens that then decode to `output` tokens each.
 struct IsolatedBatch {

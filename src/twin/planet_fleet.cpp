@@ -478,7 +478,14 @@ control::FleetView PlanetSim::Impl::observe(Ns now) {
     ds.max_num_seqs = cfg.engine.max_num_seqs;
     ds.cold_start_s = d.last_cold_s;
     ds.power_kw = it_w / 1000;
+    if (d.routed_window > 0) {
+      ds.mean_prompt_tokens = d.prompt_window / static_cast<double>(d.routed_window);
+      ds.mean_output_tokens = d.output_window / static_cast<double>(d.routed_window);
+      ds.capacity_rps = model::sustained_rps(*model_at(d, d.cap_steps), ds.mean_prompt_tokens, ds.mean_output_tokens,
+                                             cfg.engine.max_num_seqs);
+    }
     d.routed_window = 0;
+    d.prompt_window = d.output_window = 0;
     v.deployments.push_back(std::move(ds));
   }
   for (std::size_t l = 0; l < w.links.size(); ++l) {

@@ -97,6 +97,7 @@ struct PlanetSim::Impl {
     std::uint64_t rolled = 0;    // replicas started by rolls
     int roll_size = 0;           // replicas a roll keeps
     std::uint64_t starts = 0, stops = 0, refused = 0, routed_window = 0;
+    double prompt_window = 0, output_window = 0;  // tokens asked by the requests routed in the window
     std::map<std::string, std::uint64_t> refused_by;
     double weight_bytes_moved = 0;
     int powered = 0;            // replicas holding accelerators

@@ -223,6 +223,8 @@ void PlanetSim::Impl::route_req(std::uint32_t slot, Ns now) {
   auto& dep = fleet.deploys[static_cast<std::size_t>(r.deploy)];
   ++dep.outstanding;
   ++dep.routed_window;
+  dep.prompt_window += static_cast<double>(r.req.prompt_tokens);
+  dep.output_window += static_cast<double>(r.req.output_tokens);
   auto& ss = res.sites[static_cast<std::size_t>(r.site)];
   ++ss.routed;
   ss.peak_outstanding = std::max(ss.peak_outstanding, dep.outstanding);
