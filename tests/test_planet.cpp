@@ -90,6 +90,27 @@ TEST(Planet, RoundRobinSplitsAndPaysTheFarRoundTrip) {
   EXPECT_GT(user_rtt(w, 0, 1), user_rtt(w, 0, 0) + 20);  // far is far
 }
 
+// The metro enters the backbone at `near`; what is served at `far` crosses the near-far link:
+// every upload byte one way and every response byte (200 B per output token) the other.
+TEST(Planet, RemoteServingCrossesTheBackboneFromTheEntrySite) {
+  const auto w = load("two-sites.yaml");
+  const auto rr = run(w, "round-robin");
+  const double up = rr.bytes_by_kind.count("remote_upload") ? rr.bytes_by_kind.at("remote_upload") : 0;
+  const double down = rr.bytes_by_kind.count("remote_response") ? rr.bytes_by_kind.at("remote_response") : 0;
+  ASSERT_GT(up, 0);
+  ASSERT_GT(down, 0);
+  // About half the uploads and responses (round-robin), all on the one link, beside the
+  // retrievals and sync it carries anyway.
+  EXPECT_NEAR(up / rr.bytes_by_kind.at("upload"), 0.5, 0.05);
+  EXPECT_NEAR(down / rr.bytes_by_kind.at("response"), 0.5, 0.05);
+  const auto near_run = run(w, "nearest");
+  EXPECT_EQ(near_run.bytes_by_kind.count("remote_upload"), 0u);
+  const double extra = (rr.links[0].bytes_ab + rr.links[0].bytes_ba) - (near_run.links[0].bytes_ab + near_run.links[0].bytes_ba);
+  // What round-robin adds on the link is the remote user bytes (retrievals differ a little too:
+  // far holds the other shard).
+  EXPECT_GT(extra, 0.5 * (up + down));
+}
+
 TEST(Planet, RetrievalStepsCostComputePlusHalfTheTimeARemoteRoundTrip) {
   const auto w = load("two-sites.yaml");
   const auto r = run(w);

@@ -105,6 +105,13 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   for (std::size_t m = 0; m < w.metros.size(); ++m)
     for (std::size_t s = 0; s < S; ++s)
       net.user_rtt_ms[m * S + s] = w.metros[m].last_mile_ms + fiber.rtt_ms(w.metros[m].pos, w.sites[s].pos);
+  // A metro's traffic enters the backbone at its nearest site; served elsewhere, its bytes cross
+  // the DCI from there (docs/planet.md "Bytes").
+  net.metro_entry.resize(w.metros.size());
+  for (std::size_t m = 0; m < w.metros.size(); ++m)
+    net.metro_entry[m] = static_cast<int>(std::min_element(net.user_rtt_ms.begin() + static_cast<std::ptrdiff_t>(m * S),
+                                                           net.user_rtt_ms.begin() + static_cast<std::ptrdiff_t>((m + 1) * S)) -
+                                          (net.user_rtt_ms.begin() + static_cast<std::ptrdiff_t>(m * S)));
   compute_routes();
   // Corpus shards and their holders.
   std::map<std::string, std::vector<int>> holders;

@@ -71,15 +71,26 @@ void PlanetSim::Impl::set_link(int link, double factor, Ns now) {
   if (factor > 0) return;
   for (std::size_t id = 0; id < net.flows.size(); ++id) {
     Flow& f = net.flows[id];
-    if (!f.alive || f.src < 0) continue;
+    const bool upload = f.kind == FlowKind::kUpload;  // a user's upload relayed from its entry site
+    if (!f.alive || (f.src < 0 && !upload)) continue;
     const bool crosses = std::any_of(f.links.begin(), f.links.end(), [&](int dl) { return dl / 2 == link; });
     if (!crosses) continue;
-    const Route& rt = route(f.src, f.dst);
-    if (!rt.ok) continue;  // stalls until the link comes back
+    std::vector<int> links;
+    if (upload) {
+      const Req& r = demand.reqs[static_cast<std::size_t>(f.owner)];
+      const Route& rt = route(net.metro_entry[static_cast<std::size_t>(r.metro)], f.dst);
+      if (!rt.ok) continue;
+      links.push_back(net.metro_link0 + r.metro);
+      links.insert(links.end(), rt.links.begin(), rt.links.end());
+    } else {
+      const Route& rt = route(f.src, f.dst);
+      if (!rt.ok) continue;  // stalls until the link comes back
+      links = rt.links;
+    }
     settle(f, now);
     Flow copy = f;
     end_flow(static_cast<int>(id), now);
-    const int nid = start_flow(rt.links, copy.cls, copy.remaining, copy.kind, copy.owner, copy.src, copy.dst, now);
+    const int nid = start_flow(std::move(links), copy.cls, copy.remaining, copy.kind, copy.owner, copy.src, copy.dst, now);
     (void)nid;
   }
 }

@@ -197,6 +197,7 @@ struct PlanetSim::Impl {
     std::vector<double> dlink_capacity;        // per directed link, bytes/s (nominal)
     std::vector<double> dlink_bucket_bytes;    // per directed link, this bucket
     std::vector<double> user_rtt_ms;           // [metro * S + site]
+    std::vector<int> metro_entry;              // the site where a metro's traffic enters the backbone (nearest)
     std::vector<Route> routes;                 // [src * S + dst]
     std::vector<std::vector<int>> shard_holders;
     std::vector<Flow> flows;

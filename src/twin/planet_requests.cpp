@@ -236,14 +236,24 @@ void PlanetSim::Impl::route_req(std::uint32_t slot, Ns now) {
   const Ns one_way = core::from_seconds(r.one_way_ms / 1000);
   const int access = net.metro_link0 + r.metro;
   count_kind("upload", r.upload_bytes, false);
+  // Served away from where the metro enters the backbone: the upload crosses the DCI too.
+  std::vector<int> path{access};
+  const int entry = net.metro_entry[static_cast<std::size_t>(r.metro)];
+  if (entry != r.site && route(entry, r.site).ok) {
+    const auto& dci = route(entry, r.site).links;
+    path.insert(path.end(), dci.begin(), dci.end());
+    count_kind("remote_upload", r.upload_bytes, true);
+  }
   r.step_start = now;
   if (r.upload_bytes >= cfg.flow_threshold_bytes) {
     r.stage = Stage::kUpload;
-    start_flow({access}, user_class(r.req.priority), r.upload_bytes, FlowKind::kUpload, static_cast<int>(slot),
+    start_flow(std::move(path), user_class(r.req.priority), r.upload_bytes, FlowKind::kUpload, static_cast<int>(slot),
                -1, r.site, now);
   } else {
     r.stage = Stage::kAtSite;
-    const double xfer = r.upload_bytes / net.fn.capacity(access);
+    double xfer = 0;
+    for (int dl : path) xfer = std::max(xfer, r.upload_bytes / net.fn.capacity(dl));
+    if (path.size() > 1) count_link_bytes(std::vector<int>(path.begin() + 1, path.end()), r.upload_bytes);
     r.net_ns += one_way + core::from_seconds(xfer);
     step_at(slot, now + one_way + core::from_seconds(xfer));
   }
@@ -401,7 +411,13 @@ void PlanetSim::Impl::complete(const engine::Completion& c) {
   ++res.sites[static_cast<std::size_t>(r.site)].completed;
   ++rec.bucket.completed;
   rec.bucket.ttft.add(ttft);
-  count_kind("response", c.output_tokens * cfg.response_bytes_per_token, false);
+  const double response = c.output_tokens * cfg.response_bytes_per_token;
+  count_kind("response", response, false);
+  const int entry = net.metro_entry[static_cast<std::size_t>(r.metro)];
+  if (entry != r.site && route(r.site, entry).ok) {  // streamed back across the DCI to the entry site
+    count_link_bytes(route(r.site, entry).links, response);
+    count_kind("remote_response", response, true);
+  }
   row(r, "completed", met ? "" : "missed SLO", ttft, tpot, e2e, core::to_ms(c.first_scheduled - r.t_enqueue),
       core::to_ms(c.finish - c.first_scheduled), c.output_tokens);
   free_req(slot);
