@@ -7,6 +7,9 @@
 
 namespace infergrid::core {
 
+// The exact median of a few values (the mean of the middle two for an even count; 0 when empty).
+double median(std::vector<double> v);
+
 class QuantileSketch {
  public:
   explicit QuantileSketch(double relative_accuracy = 0.005);

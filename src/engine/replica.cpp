@@ -274,8 +274,9 @@ void Replica::plan(Ns now) {
     seg_context0_ = context;
     seg_steps_ = kv_limited_steps(std::max<std::int64_t>(k_max, 1));
     const double seg_s = segment_seconds(seg_steps_);
-    work_power_w_ = line.power_at(seg_s / static_cast<double>(seg_steps_));
-    work_compute_share_ = line.compute_share_at(seg_s / static_cast<double>(seg_steps_));
+    const double step_s = seg_s / static_cast<double>(seg_steps_);
+    work_power_w_ = line.power_at(step_s);
+    work_compute_share_ = line.compute_share_at(step_s);
     busy_until_ = now + core::from_seconds(seg_s);
     ++stats_.segments;
     return;

@@ -11,17 +11,12 @@
 #include "core/csv.hpp"
 #include "core/error.hpp"
 #include "core/optimize.hpp"
+#include "core/sketch.hpp"
 #include "core/rng.hpp"
 
 namespace infergrid::model {
 
-namespace {
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-}  // namespace
+using core::median;
 
 std::vector<MeasuredGroup> load_measurements(const std::string& path) {
   core::LineReader in(path);

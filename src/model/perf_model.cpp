@@ -89,9 +89,7 @@ IterationCost PerfModel::iteration(const BatchShape& s) const {
     // Decode draws decode power while memory-bound and more as its batch makes the tensor cores
     // work: linear between the two measured phase powers by the share of the iteration spent on
     // linear-layer FLOPs (1 = as compute-bound as a prefill). No fitted factor: docs/validation.md.
-    const double compute = lin_flops / flops_;
-    const double share = std::min(1.0, compute / out.seconds);
-    out.power_w = std::min(accel_.decode_w + (accel_.prefill_w - accel_.decode_w) * share, cap_w_);
+    out.power_w = std::min(accel_.decode_w + (accel_.prefill_w - accel_.decode_w) * out.compute_share, cap_w_);
   }
   return out;
 }

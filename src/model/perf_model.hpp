@@ -43,8 +43,7 @@ struct DecodeLine {
   }
   double power_at(double iteration_s) const {
     if (compute_s <= 0 || iteration_s <= 0) return power_w;
-    const double share = compute_s >= iteration_s ? 1.0 : compute_s / iteration_s;
-    const double p = power_w + (compute_bound_w - power_w) * share;
+    const double p = power_w + (compute_bound_w - power_w) * compute_share_at(iteration_s);
     return p < cap_w ? p : cap_w;
   }
 };

@@ -13,6 +13,7 @@
 #include "control/fleet.hpp"
 #include "control/site_router.hpp"
 #include "core/error.hpp"
+#include "core/sketch.hpp"
 #include "twin/output.hpp"
 #include "twin/planet.hpp"
 #include "twin/web_assets.hpp"
@@ -63,12 +64,6 @@ std::string csv_cell(const json& v) {
   }
   if (v.is_number_float()) return fmt::format("{:.6g}", v.get<double>());
   return v.dump();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 }  // namespace
@@ -266,7 +261,7 @@ std::string write_outputs(const std::string& dir, const Grid& g, const std::vect
         sum += ",,,";
         continue;
       }
-      const double med = median(v), lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
+      const double med = core::median(v), lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
       e[m] = {{"median", med}, {"min", lo}, {"max", hi}};
       sum += fmt::format(",{:.6g},{:.6g},{:.6g}", med, lo, hi);
     }

@@ -56,12 +56,9 @@ json site_gpu_busy(const PlanetResult& r, std::size_t s, std::vector<float> Buck
   return {{"mean", held > 0 ? busy / held : 0.0}, {"peak_hour", peak}, {"peak_hour_starts_h", peak_at}};
 }
 
-// A site's saturation (the 1-minute samples of FleetRow::saturation): its mean, and its busiest
-// hour (the highest mean of 60 consecutive samples).
-json site_saturation(const PlanetResult& r, std::size_t s) {
-  std::vector<double> x;
-  for (const auto& row : r.fleet_rows)
-    if (static_cast<std::size_t>(row.site) == s) x.push_back(row.saturation);
+// A site's saturation from its 1-minute samples of FleetRow::saturation: the mean, and the
+// busiest hour (the highest mean of 60 consecutive samples).
+json site_saturation(const std::vector<double>& x) {
   double sum = 0, win = 0, peak = 0, peak_at = 0;
   for (std::size_t i = 0; i < x.size(); ++i) {
     sum += x[i];
@@ -252,6 +249,8 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
   j["energy"] = en;
   j["fleet"] = fleet_json(w, r);
   json sites = json::array();
+  std::vector<std::vector<double>> saturation(w.sites.size());  // per site, its minute samples in order
+  for (const auto& row : r.fleet_rows) saturation[static_cast<std::size_t>(row.site)].push_back(row.saturation);
   for (std::size_t s = 0; s < w.sites.size(); ++s) {
     const auto& st = r.sites[s];
     json e;
@@ -270,7 +269,7 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
     // Compute utilization: busy time weighted by how compute-bound each iteration was (MFU over
     // the model's attainable compute rate): the share of the site's FLOP capacity used.
     e["compute_utilization"] = site_gpu_busy(r, s, &Bucket::site_compute_gpu_s);
-    e["saturation"] = site_saturation(r, s);
+    e["saturation"] = site_saturation(saturation[s]);
     sites.push_back(e);
   }
   j["sites"] = sites;
