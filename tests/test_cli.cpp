@@ -314,6 +314,23 @@ TEST(Cli, GatewayAndEngineConfigErrorsNameFileLineAndField) {
   write(site + "      - url: http://127.0.0.1:1\n        ca_file: ca.pem\n        models: [m]\n");
   r = sh("gateway --config " + cfg);
   EXPECT_NE(r.out.find(cfg + ":6: field 'ca_file': only an https:// backend takes a ca_file"), string::npos) << r.out;
+  // Pools: the command must place each replica on its port; ports are unique; one process owns them.
+  const string pool_site = "sites:\n  - name: a\n    location: [1, 2]\n    pools:\n      - model: m\n";
+  write(pool_site + "        command: [infergrid, engine]\n        ports: [9001]\n");
+  r = sh("gateway --config " + cfg);
+  EXPECT_NE(r.out.find(cfg + ":6: field 'command': must contain {port}"), string::npos) << r.out;
+  write(pool_site + "        command: [infergrid, engine, --port, '{port}']\n        ports: [9001, 9001]\n");
+  r = sh("gateway --config " + cfg);
+  EXPECT_NE(r.out.find(cfg + ":7: field 'ports': port 9001 is used already"), string::npos) << r.out;
+  write(pool_site + "        command: [infergrid, engine, --port, '{port}']\n        ports: [9001]\n        initial: 2\n");
+  r = sh("gateway --config " + cfg);
+  EXPECT_NE(r.out.find(cfg + ":8: field 'initial': more than the pool's ports"), string::npos) << r.out;
+  write("processes: 2\n" + pool_site + "        command: [infergrid, engine, --port, '{port}']\n        ports: [9001]\n");
+  r = sh("gateway --config " + cfg);
+  EXPECT_NE(r.out.find("field 'processes': site 'a' has pools"), string::npos) << r.out;
+  write("sites:\n  - name: a\n    location: [1, 2]\n");
+  r = sh("gateway --config " + cfg);
+  EXPECT_NE(r.out.find(cfg + ":2: field 'backends': expected backends, pools or both"), string::npos) << r.out;
   r = sh("engine --model gpt-9 --port 0");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("unknown model 'gpt-9'"), string::npos) << r.out;

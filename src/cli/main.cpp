@@ -583,6 +583,8 @@ int main(int argc, char** argv) {
                   "vLLM --max-model-len: prompt + output tokens per request (default: the KV cache, at most 131072)");
   eng->add_option("--output-dist", eo.output_dist, "output tokens when max_tokens is absent");
   eng->add_option("--time-scale", eo.time_scale, "wall time per model second (0.1: ten times faster)");
+  eng->add_option("--load-s", eo.load_s, "seconds loading weights before serving, as a cold start (scaled by --time-scale)")
+      ->check(CLI::Range(0.0, 86400.0));
   eng->add_option("--seed", eo.seed, "seed of the output-length stream");
   eng->add_option("--fail-after-tokens", eo.fail_after_tokens, "fault: drop each stream after N tokens");
   eng->add_flag("--refuse", eo.refuse, "fault: answer every inference request with 503");

@@ -1,5 +1,8 @@
 #include "serve/engine_server.hpp"
 
+#include <signal.h>
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include <boost/asio/signal_set.hpp>
@@ -286,6 +289,21 @@ class Engine {
 int run_engine(const EngineOptions& o) {
   net::io_context ioc(1);
   Engine engine(ioc, o);
+  if (o.load_s > 0) {
+    // Weights loading, as vLLM: its API server binds the port only once the engine is up, so a
+    // scraper sees connection refused until then. SIGTERM during the load ends it.
+    std::fprintf(stderr, "engine: loading weights (%.3f s)\n", o.load_s * o.time_scale);
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    const double wait_s = o.load_s * o.time_scale;
+    timespec ts{static_cast<time_t>(wait_s), static_cast<long>((wait_s - std::floor(wait_s)) * 1e9)};
+    const int sig = sigtimedwait(&set, nullptr, &ts);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (sig == SIGTERM || sig == SIGINT) return 0;
+  }
   if (o.tls_cert.empty() != o.tls_key.empty()) core::fail_flag("ssl-certfile", "--ssl-certfile and --ssl-keyfile go together");
   HttpServer server(ioc, o.host, o.port, [&](Request&& r, std::shared_ptr<Reply> rep) { engine.handle(std::move(r), std::move(rep)); },
                     ServerLimits{}, TlsFiles{o.tls_cert, o.tls_key});

@@ -17,6 +17,7 @@ struct EngineOptions {
   std::string served_name;         // the model name clients use (default: --model)
   std::string output_dist = "lognormal:250:1";  // output tokens when max_tokens is absent
   double time_scale = 1.0;         // < 1 runs faster than the model predicts (tests)
+  double load_s = 0;               // model seconds loading weights before the port is bound (a cold start)
   std::uint64_t seed = 1;
   // vLLM --max-model-len: prompt + output tokens a request may hold; longer prompts get 400
   // before they are scheduled. 0: the KV cache's capacity, at most 131,072.

@@ -50,6 +50,7 @@ Gateway::Gateway(net::io_context& ioc, GatewayConfig cfg, const ServerStats* ser
   } catch (const core::InputError&) {
   }
   router_ = control::make_site_router(cfg_.policy, 1);
+  orch_ = std::make_unique<Orchestrator>(*this);
   control_ = std::make_unique<GatewayControl>(*this);
   for (std::size_t t = 0; t < cfg_.tenants.size(); ++t)
     for (const auto& d : cfg_.tenants[t].key_sha256) key_to_tenant_[d] = static_cast<int>(t);
@@ -58,6 +59,7 @@ Gateway::Gateway(net::io_context& ioc, GatewayConfig cfg, const ServerStats* ser
 }
 
 void Gateway::start_scrapers() {
+  orch_->start();
   for (std::size_t i = 0; i < flat_.size(); ++i) scrape(i);
   control_->start();
 }
@@ -73,7 +75,10 @@ std::string Gateway::why_unusable(const std::string& model) const {
   for (std::size_t i = 0; i < flat_.size(); ++i) {
     if (!serves(i, model)) continue;
     std::string cause;
-    if (ejected(i)) cause = "ejected after failed or stalled requests";
+    if (const auto ph = orch_->phase(i); ph == SlotPhase::kOff) cause = "pool replica not running";
+    else if (ph == SlotPhase::kStarting) cause = "pool replica starting";
+    else if (ph == SlotPhase::kDraining) cause = "pool replica draining";
+    else if (ejected(i)) cause = "ejected after failed or stalled requests";
     else if (scrape_down(i)) cause = "unreachable: " + (snap->backends[i].error.empty() ? std::string("scrapes fail") : snap->backends[i].error);
     else continue;
     out += (out.empty() ? " (" : "; ") + backend(i).url + ": " + cause;
@@ -175,7 +180,7 @@ void Gateway::vtc_charge(int cls, int tenant, double tokens) {
 void Gateway::capacity(const std::string& model, double& cap, double& load) const {
   cap = load = 0;
   for (std::size_t i = 0; i < flat_.size(); ++i) {
-    if (!serves(i, model) || ejected(i) || scrape_down(i)) continue;
+    if (!serves(i, model) || !available(i)) continue;
     cap += static_cast<double>(backend(i).max_concurrency) / cfg_.processes;
     load += live_[i].inflight.load();
   }
@@ -274,6 +279,19 @@ struct Scrape {
 
 void Gateway::scrape(std::size_t i) {
   auto self = shared_from_this();
+  if (orch_->phase(i) == SlotPhase::kOff) {  // a pool slot with no replica: nothing to ask
+    {
+      std::lock_guard<std::mutex> lock(obs_mu_);
+      if (observed_[i].up || observed_[i].error.empty()) {
+        observed_[i] = Observed{};
+        observed_[i].error = "pool replica not running";
+        std::atomic_store(&snap_, std::make_shared<const Snapshot>(Snapshot{observed_}));
+      }
+    }
+    auto t = std::make_shared<net::steady_timer>(ioc_, std::chrono::milliseconds(cfg_.scrape_interval_ms));
+    t->async_wait([self, t, i](const boost::system::error_code&) { self->scrape(i); });
+    return;
+  }
   auto sc = std::make_shared<Scrape>();
   const auto& b = backend(i);
   sc->up = std::make_shared<Upstream>(net::make_strand(ioc_), b, tls_[i].get());
@@ -305,8 +323,12 @@ void Gateway::scrape(std::size_t i) {
       cur = o;
       std::atomic_store(&self->snap_, std::make_shared<const Snapshot>(Snapshot{self->observed_}));
     }
-    if (ok && o.up) self->live_[i].scrape_failures.store(0);
-    else self->live_[i].scrape_failures.fetch_add(1);
+    if (ok && o.up) {
+      self->live_[i].scrape_failures.store(0);
+      self->orch_->scraped_ok(i);
+    } else {
+      self->live_[i].scrape_failures.fetch_add(1);
+    }
     for (const auto& m : self->backend(i).models) self->dispatch(m);  // capacity may have come back
     sc->up->close();
     auto t = std::make_shared<net::steady_timer>(self->ioc_, std::chrono::milliseconds(self->cfg_.scrape_interval_ms));
@@ -507,6 +529,7 @@ int serve(net::io_context& ioc, HttpServer& server, const GatewayConfig& cfg) {
   for (int i = 1; i < cfg.threads; ++i) pool.emplace_back([&] { run_guarded(ioc, "gateway"); });
   run_guarded(ioc, "gateway");
   for (auto& t : pool) t.join();
+  gw->orchestrator().stop_all();  // the pools' replicas end with the gateway
   return 0;
 }
 

@@ -25,12 +25,30 @@ struct BackendConfig {
   std::string ca_file;       // PEM bundle that verifies an https backend (default: the system's)
   std::vector<std::string> models;
   int max_concurrency = 256;  // in-flight requests at which the backend counts as full
+  int pool = -1;              // the site's pool whose replica runs here (-1: a fixed backend)
+};
+
+// Replicas the gateway starts and stops itself (its orchestrator, src/serve/orchestrator.cpp):
+// one model, a command run per replica with "{port}" and "{model}" replaced, one port per
+// replica slot. The controller's scale decisions for (site, model) start replicas (a process,
+// ready at its first good /metrics scrape) and drain them (no new requests; stopped with SIGTERM
+// once nothing is in flight, SIGKILL after drain_timeout_s).
+struct PoolConfig {
+  std::string model;
+  std::vector<std::string> command;
+  std::vector<unsigned short> ports;
+  int initial = 0;            // replicas started with the gateway
+  int max_concurrency = 256;  // per replica, as a backend's
+  double ready_timeout_s = 60;
+  double drain_timeout_s = 60;
+  std::string log_dir;        // each replica's stdout and stderr to DIR/SITE-PORT.log (empty: discarded)
 };
 
 struct SiteConfig {
   std::string name;
   core::LatLon location;
-  std::vector<BackendConfig> backends;
+  std::vector<BackendConfig> backends;  // fixed ones first, then one per pool port
+  std::vector<PoolConfig> pools;
 };
 
 struct TenantConfig {
@@ -63,8 +81,8 @@ struct GatewayConfig {
   double batch_shed_at = 0.6;
   double interactive_shed_at = 0.75;
   // The control plane hosted here (src/control, as in the twin): its name and parameters. The
-  // gateway carries out shed levels and routing weights; scale, power and bandwidth decisions
-  // need an orchestrator and are counted, not carried out (docs/control.md).
+  // gateway carries out shed levels, routing weights and, for a site's pool, scale decisions;
+  // power and bandwidth decisions are counted, not carried out (docs/control.md).
   std::string controller = "static";
   std::map<std::string, double> control;
   int queue_timeout_ms = 2000;     // over its threshold a request waits this long for a slot, then 429

@@ -77,7 +77,7 @@ struct Call : std::enable_shared_from_this<Call> {
   // ---- choosing ----
 
   bool usable(std::size_t i) const {
-    return gw->serves(i, s.model) && !gw->ejected(i) && !gw->scrape_down(i) &&
+    return gw->serves(i, s.model) && gw->available(i) &&
            std::find(tried.begin(), tried.end(), i) == tried.end();
   }
 

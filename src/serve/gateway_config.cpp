@@ -99,6 +99,60 @@ void load_tenants(const std::string& path, Fields& f, GatewayConfig& c) {
   }
 }
 
+// A site's pools: each port becomes a backend slot (http://127.0.0.1:PORT) that the
+// orchestrator fills with a replica or leaves off.
+void load_pools(const std::string& path, Fields& g, const YAML::Node& sn, const GatewayConfig& c, SiteConfig& s) {
+  const YAML::Node ps = non_empty_list(path, g, sn, "pools", "expected a non-empty list of pools");
+  std::set<unsigned> ports;
+  for (const auto& st : c.sites)
+    for (const auto& b : st.backends) ports.insert(b.port);
+  for (const auto& b : s.backends) ports.insert(b.port);
+  for (const auto& pn : ps) {
+    Fields h(path, pn, "pools");
+    PoolConfig p;
+    p.model = h.str("model", "", true);
+    for (const auto& o : s.pools)
+      if (o.model == p.model)
+        core::fail_input(path, Fields::line(pn), "model", fmt::format("site '{}' has a pool of '{}' already", s.name, p.model));
+    const YAML::Node cmd = non_empty_list(path, h, pn, "command", "expected the replica's command as a non-empty list (argv)");
+    for (const auto& a : cmd) {
+      if (!a.IsScalar() || a.Scalar().empty()) core::fail_input(path, Fields::line(a), "command", "expected a non-empty string");
+      p.command.push_back(a.Scalar());
+    }
+    bool has_port = false;
+    for (const auto& a : p.command) has_port |= a.find("{port}") != std::string::npos;
+    if (!has_port) core::fail_input(path, Fields::line(cmd), "command", "must contain {port}: each replica listens on its own");
+    const YAML::Node pl = non_empty_list(path, h, pn, "ports", "expected a non-empty list of ports, one per replica slot");
+    for (const auto& pt : pl) {
+      std::int64_t v = -1;
+      if (!pt.IsScalar() || !core::parse_int(pt.Scalar(), v) || v < 1 || v > 65535)
+        core::fail_input(path, Fields::line(pt), "ports", "expected a port in [1, 65535]");
+      if (v == c.listen_port || !ports.insert(static_cast<unsigned>(v)).second)
+        core::fail_input(path, Fields::line(pt), "ports", fmt::format("port {} is used already", v));
+      p.ports.push_back(static_cast<unsigned short>(v));
+    }
+    p.initial = h.integer("initial", 0, false, 0);
+    if (p.initial > static_cast<int>(p.ports.size()))
+      core::fail_input(path, Fields::line(h.node("initial")), "initial", "more than the pool's ports");
+    p.max_concurrency = h.integer("max_concurrency", 256, false, 1);
+    p.ready_timeout_s = h.num("ready_timeout_s", 60, false, 0.1, 86400);
+    p.drain_timeout_s = h.num("drain_timeout_s", 60, false, 0, 86400);
+    p.log_dir = h.str("log_dir", "");
+    const int index = static_cast<int>(s.pools.size());
+    for (const auto port : p.ports) {
+      BackendConfig b;
+      b.url = fmt::format("http://127.0.0.1:{}", port);
+      b.host = "127.0.0.1";
+      b.port = port;
+      b.models = {p.model};
+      b.max_concurrency = p.max_concurrency;
+      b.pool = index;
+      s.backends.push_back(std::move(b));
+    }
+    s.pools.push_back(std::move(p));
+  }
+}
+
 }  // namespace
 
 GatewayConfig load_gateway_config(const std::string& path) {
@@ -207,7 +261,9 @@ GatewayConfig load_gateway_config(const std::string& path) {
       s.name = unique_name(path, g, sn, c.sites, "site");
       if (!g.has("location")) core::fail_input(path, Fields::line(sn), "location", "missing");
       s.location = latlon(g.node("location"), "location");
-      const YAML::Node bs = non_empty_list(path, g, sn, "backends", "expected a non-empty list");
+      if (!g.has("backends") && !g.has("pools"))
+        core::fail_input(path, Fields::line(sn), "backends", "expected backends, pools or both");
+      const YAML::Node bs = g.has("backends") ? non_empty_list(path, g, sn, "backends", "expected a non-empty list") : YAML::Node();
       for (const auto& bn : bs) {
         Fields h(path, bn, "backends");
         BackendConfig b;
@@ -225,12 +281,17 @@ GatewayConfig load_gateway_config(const std::string& path) {
         b.max_concurrency = h.integer("max_concurrency", 256, false, 1);
         s.backends.push_back(std::move(b));
       }
+      if (g.has("pools")) load_pools(path, g, sn, c, s);
       c.sites.push_back(std::move(s));
     }
   } catch (const YAML::Exception& e) {
     core::fail_input(path, e.mark.line + 1, "", e.msg);
   }
   if (!c.has_location) c.location = c.sites.front().location;
+  for (const auto& s : c.sites)
+    if (!s.pools.empty() && c.processes != 1)
+      core::fail_input(path, Fields::line(root), "processes",
+                       fmt::format("site '{}' has pools: one process must own its replicas (processes: 1)", s.name));
   return c;
 }
 

@@ -75,9 +75,10 @@ control::FleetView GatewayControl::observe() {
     control::SiteState st;
     st.id = static_cast<int>(s);
     st.name = cfg.sites[s].name;
-    st.up = false;
+    // Up: a backend answers there, or it has a pool the orchestrator can start replicas in.
+    st.up = !cfg.sites[s].pools.empty();
     for (std::size_t i = 0; i < gw_.backends(); ++i)
-      if (gw_.site_of(i) == static_cast<int>(s) && !gw_.scrape_down(i)) st.up = true;
+      if (gw_.site_of(i) == static_cast<int>(s) && gw_.orchestrator().routable(i) && !gw_.scrape_down(i)) st.up = true;
     v.sites.push_back(std::move(st));
   }
   for (std::size_t k = 0; k < deps_.size(); ++k) {
@@ -87,9 +88,11 @@ control::FleetView GatewayControl::observe() {
     d.site = site;
     d.model = model;
     double kv = 0, seqs = 0;
+    int fixed = 0;
     for (std::size_t i = 0; i < gw_.backends(); ++i) {
       if (gw_.site_of(i) != site || !gw_.serves(i, model)) continue;
-      if (gw_.scrape_down(i) || gw_.ejected(i)) continue;
+      fixed += gw_.backend(i).pool < 0;
+      if (!gw_.available(i)) continue;
       const auto& o = snap->backends[i];
       ++d.ready;
       d.waiting += static_cast<int>(o.waiting);
@@ -99,7 +102,15 @@ control::FleetView GatewayControl::observe() {
     }
     d.kv_usage = d.ready ? kv / d.ready : 0;
     d.max_num_seqs = d.ready ? seqs / d.ready : 0;
-    d.max_replicas = d.ready;  // no orchestrator: what is there is all there is
+    // Without a pool what is there is all there is; a pool adds its slots, starting and draining.
+    d.max_replicas = std::max(d.ready, fixed);
+    if (const int p = gw_.orchestrator().pool_of(site, model); p >= 0) {
+      const auto c = gw_.orchestrator().counts(p);
+      d.starting = c.starting;
+      d.draining = c.draining;
+      d.max_replicas = fixed + c.slots;
+      d.cold_start_s = c.last_cold_start_s;
+    }
     d.arrivals_per_s = static_cast<double>(routed_[k].exchange(0)) / v.window_s;
     v.deployments.push_back(std::move(d));
   }
@@ -111,7 +122,18 @@ void GatewayControl::apply(const control::Decisions& d) {
   const auto count = [&](std::size_t kind, bool applied, std::size_t n) {
     (applied ? applied_ : unapplied_)[kind].fetch_add(n);
   };
-  count(0, false, d.scale.size());
+  for (const auto& sc : d.scale) {
+    // A pool scales to what the decision asks beyond the site's fixed backends.
+    int pool = -1, fixed = 0;
+    if (sc.deployment >= 0 && static_cast<std::size_t>(sc.deployment) < deps_.size()) {
+      const auto& [site, model] = deps_[static_cast<std::size_t>(sc.deployment)];
+      pool = gw_.orchestrator().pool_of(site, model);
+      for (std::size_t i = 0; i < gw_.backends(); ++i)
+        fixed += gw_.site_of(i) == site && gw_.serves(i, model) && gw_.backend(i).pool < 0 && gw_.available(i);
+    }
+    if (pool >= 0) gw_.orchestrator().scale(pool, std::max(0, sc.replicas - fixed));
+    count(0, pool >= 0, 1);
+  }
   count(1, false, d.power_caps.size());
   count(2, false, d.pair_limits.size());
   for (const auto& s : d.shed) {
@@ -129,7 +151,7 @@ void GatewayControl::apply(const control::Decisions& d) {
 std::string GatewayControl::metrics() const {
   std::string out =
       "# HELP infergrid_gateway_control_decisions_total Controller decisions by kind: carried out here, or not "
-      "(scale, power and bandwidth need an orchestrator).\n# TYPE infergrid_gateway_control_decisions_total counter\n";
+      "(scale needs a pool at the site; power and bandwidth are not carried out by a gateway).\n# TYPE infergrid_gateway_control_decisions_total counter\n";
   for (std::size_t k = 0; k < 5; ++k)
     for (int a = 0; a < 2; ++a)
       out += fmt::format("infergrid_gateway_control_decisions_total{{kind=\"{}\",applied=\"{}\"}} {}\n", kKinds[k],

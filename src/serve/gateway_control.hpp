@@ -1,9 +1,10 @@
 #pragma once
 // The gateway as a control host (the twin is the other): every controller period it observes
 // its backends as scraped (the same FleetView the twin builds), asks the configured controller
-// (src/control) and carries out what a gateway can: shed levels per class and routing weights
-// per site. Scale, power-cap and bandwidth decisions need an orchestrator; they are counted
-// (infergrid_gateway_control_decisions_total{applied="false"}) and logged, not carried out.
+// (src/control) and carries out what a gateway can: shed levels per class, routing weights per
+// site, and scale decisions where the site has a pool (its orchestrator starts and drains replica
+// processes). Power-cap and bandwidth decisions, and scale decisions for a site without a pool,
+// are counted (infergrid_gateway_control_decisions_total{applied="false"}), not carried out.
 #include <array>
 #include <atomic>
 #include <boost/asio/steady_timer.hpp>

@@ -40,7 +40,7 @@ std::string Gateway::metrics() {
   per_backend("infergrid_gateway_backend_inflight", "gauge", "Requests the gateway has in flight to each backend.",
               [&](std::size_t i) { return live_[i].inflight.load(); });
   per_backend("infergrid_gateway_backend_up", "gauge", "Whether the backend is scraped and not ejected.",
-              [&](std::size_t i) { return snap->backends[i].up && !scrape_down(i) && !ejected(i) ? 1 : 0; });
+              [&](std::size_t i) { return snap->backends[i].up && available(i) ? 1 : 0; });
   per_backend("infergrid_gateway_backend_ejected", "gauge", "Whether the backend is ejected by request outcomes now.",
               [&](std::size_t i) { return ejected(i) ? 1 : 0; });
   out += "# HELP infergrid_gateway_backend_ejections_total Ejections by request outcome: consecutive failures, or tries stalled with no progress.\n";
@@ -51,6 +51,7 @@ std::string Gateway::metrics() {
                          label(cfg_.sites[static_cast<std::size_t>(flat_[i].first)].name), label(backend(i).url),
                          r == 0 ? "failures" : "stalled", (r == 0 ? live_[i].ejected_failures : live_[i].ejected_stalls).load());
   out += control_->metrics();
+  out += orch_->metrics();
   out += "# HELP infergrid_gateway_unauthorized_total Requests refused for a missing or unknown API key.\n";
   out += fmt::format("# TYPE infergrid_gateway_unauthorized_total counter\ninfergrid_gateway_unauthorized_total {}\n", unauthorized_.load());
   if (!cfg_.tenants.empty()) {

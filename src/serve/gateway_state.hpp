@@ -21,6 +21,7 @@
 #include "serve/gateway.hpp"
 #include "serve/http_server.hpp"
 #include "serve/limits.hpp"
+#include "serve/orchestrator.hpp"
 #include "serve/prometheus.hpp"
 #include "world/world.hpp"
 
@@ -95,6 +96,10 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
   bool ejected(std::size_t i) const { return live_[i].ejected_until.load() > now_ns(); }
   bool scrape_down(std::size_t i) const { return live_[i].scrape_failures.load() >= cfg_.breaker_failures; }
   bool serves(std::size_t i, const std::string& model) const;
+  // Takes requests now: running (a fixed backend, or a pool replica that is ready), answering its
+  // scrapes, not ejected.
+  bool available(std::size_t i) const { return orch_->routable(i) && !ejected(i) && !scrape_down(i); }
+  Orchestrator& orchestrator() { return *orch_; }
   // Why no backend for `model` is usable ("" if one is): " (URL: cause; ...)".
   std::string why_unusable(const std::string& model) const;
   // A request to backend i failed (refused, reset, timed out, 5xx, invalid answer).
@@ -164,6 +169,7 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
   AccessLog log_;
   std::atomic<std::uint64_t> next_id_{1};
   std::vector<world::Metro> metros_;  // the embedded world's, for locations given by name
+  std::unique_ptr<Orchestrator> orch_;
   std::unique_ptr<GatewayControl> control_;
   std::mutex router_mu_;
   std::mutex session_mu_;
