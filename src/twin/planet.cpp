@@ -4,9 +4,7 @@
 namespace infergrid::twin {
 
 PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, const PlanetConfig& c)
-    : w(world),
-      cfg(c),
-      demand(c.seed) {
+    : w(world), cfg(c) {
   cfg.engine.enable_prefix_caching = cfg.prefix_caching;
   cfg.engine.validate();
   if (!(cfg.hours > 0 && cfg.hours <= 24 * 365)) core::fail_flag("hours", "must be in (0, 8760]");
@@ -51,7 +49,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
       dep.site = static_cast<int>(s);
       dep.model = m;
       dep.first = static_cast<int>(fleet.replicas.size());
-      dep.count = d.replicas + spare;  // fleet.slots: the declared fleet.replicas, then what the pool could add
+      dep.count = d.replicas + spare;  // slots: the declared replicas, then what the pool could add
       dep.up = d.replicas;
       dep.nominal = d.replicas;
       dep.accel = d.accelerator;
@@ -112,7 +110,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
     net.metro_entry[m] = static_cast<int>(std::min_element(net.user_rtt_ms.begin() + static_cast<std::ptrdiff_t>(m * S),
                                                            net.user_rtt_ms.begin() + static_cast<std::ptrdiff_t>((m + 1) * S)) -
                                           (net.user_rtt_ms.begin() + static_cast<std::ptrdiff_t>(m * S)));
-  compute_routes();
+  net.compute_routes();
   // Corpus shards and their holders.
   std::map<std::string, std::vector<int>> holders;
   for (std::size_t s = 0; s < S; ++s)
@@ -130,8 +128,8 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   res.metro_requests.assign(w.metros.size(), 0);
   res.metro_ttft_sum.assign(w.metros.size(), 0);
   res.metro_met_slo.assign(w.metros.size(), 0);
-  init_fleet(catalog);
-  new_bucket(0);
+  fleet.init_fleet(catalog);
+  rec.new_bucket(0);
   if (!cfg.requests_csv.empty()) {
     rec.csv = std::fopen(cfg.requests_csv.c_str(), "wb");
     if (!rec.csv) core::fail_input(cfg.requests_csv, 0, "", "cannot write");
@@ -163,16 +161,16 @@ PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t
     if (ev.t > horizon + kDrainNs) break;  // the run ends at the last event it handled
     now = ev.t;
     ++res.events;
-    fleet_clock(now);
+    fleet.fleet_clock(now);
     switch (static_cast<Ev>(ev.kind)) {
       case Ev::kReplica: {
         const auto i = static_cast<std::size_t>(ev.target);
         if (ev.generation != fleet.generation[i]) continue;
         fleet.scheduled[i] = core::kNever;
         fleet.replicas[i].advance(now);
-        drain(i);
-        sync(i);
-        maybe_off(i, now);
+        fleet.drain(i);
+        fleet.sync(i);
+        fleet.maybe_off(i, now);
         break;
       }
       case Ev::kFlow:
@@ -182,11 +180,11 @@ PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t
       case Ev::kStep:
         if (demand.reqs[ev.generation].pending != now) continue;
         demand.reqs[ev.generation].pending = -1;
-        step(ev.generation, now);
+        demand.step(ev.generation, now);
         break;
       case Ev::kArrival:
-        arrive(now);
-        next_arrival(now);
+        demand.arrive(now);
+        demand.next_arrival(now);
         if (progress && res.arrived >= next_progress) {
           next_progress += 1 << 16;
           progress(core::to_seconds(now) / core::to_seconds(horizon), res.arrived);
@@ -194,52 +192,52 @@ PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t
         break;
       case Ev::kWindow:
         if (now < horizon) {
-          recompute_demand(now);
+          demand.recompute_demand(now);
           demand.window_end = std::min(now + kWindowNs, horizon);
-          next_arrival(now);
+          demand.next_arrival(now);
         }
         break;
       case Ev::kScenario:
-        scenario(ev.generation, now);
+        scen.scenario(ev.generation, now);
         break;
       case Ev::kTe:
         if (ev.generation == 0) {  // the periodic solve
-          te_solve(now);
+          net.te_solve(now);
           if (now < horizon) q.push_kind(now + core::from_seconds(cfg.te_interval_s), Ev::kTe, 0, 0);
         } else if (net.te_dirty) {
-          te_solve(now);
+          net.te_solve(now);
         } else {
           net.te_pending = false;
         }
         break;
       case Ev::kBucket:
-        close_bucket(now);
+        rec.close_bucket(now);
         if (now < horizon) q.push_kind(std::min(now + bucket_ns, horizon), Ev::kBucket);
         break;
       case Ev::kLoaded:
         if (ev.generation != fleet.slots[static_cast<std::size_t>(ev.target)].gen) continue;
-        loaded(static_cast<std::size_t>(ev.target), now);
+        fleet.loaded(static_cast<std::size_t>(ev.target), now);
         break;
       case Ev::kControl:
         control_tick(now);
         break;
     }
-    update_flows(now);
+    net.update_flows(now);
   }
   // Requests still in flight after the drain are counted, never dropped.
   std::vector<char> is_free(demand.reqs.size(), 0);
   for (auto s : demand.free_reqs) is_free[s] = 1;
   for (std::uint32_t slot = 0; slot < demand.reqs.size(); ++slot)
-    if (!is_free[slot]) lose(slot, "unfinished at end of run");
+    if (!is_free[slot]) demand.lose(slot, "unfinished at end of run");
   res.end = now;
-  finish_fleet(std::max(now, horizon));
+  fleet.finish_fleet(std::max(now, horizon));
   for (auto& rep : fleet.replicas) rep.finish(std::max(now, horizon));
-  if (rec.bucket_start < now) close_bucket(now);
+  if (rec.bucket_start < now) rec.close_bucket(now);
   for (std::size_t r = 0; r < fleet.replicas.size(); ++r)
     res.sites[static_cast<std::size_t>(fleet.deploys[static_cast<std::size_t>(fleet.replica_deploy[r])].site)].it_energy_j +=
         fleet.replicas[r].stats().energy_j;
   for (const auto& l : w.links) res.network_energy_j += 2 * l.transceiver_w * core::to_seconds(std::max(now, horizon));
-  flush_csv(true);
+  rec.flush_csv(true);
   if (progress) progress(1.0, res.arrived);
   return std::move(res);
 }
@@ -252,5 +250,35 @@ PlanetResult PlanetSim::run(const std::function<void(double, std::uint64_t)>& pr
   return impl_->run(progress);
 }
 
+
+void PlanetSim::Impl::flow_done(int id, Ns now) {
+  Flow& f = net.flows[static_cast<std::size_t>(id)];
+  const FlowKind kind = f.kind;
+  const int owner = f.owner, src = f.src, dst = f.dst;
+  net.end_flow(id, now);
+  if (kind == FlowKind::kWeights) {
+    fleet.weights_arrived(owner, now);
+    return;
+  }
+  if (kind == FlowKind::kSync) {
+    if (--net.sync_parts[static_cast<std::size_t>(owner)] == 0) {
+      res.staleness[static_cast<std::size_t>(owner)].ready_s = core::to_seconds(now);
+      fleet.synced(static_cast<std::size_t>(owner), now);
+    }
+    return;
+  }
+  const auto slot = static_cast<std::uint32_t>(owner);
+  Req& r = demand.reqs[slot];
+  if (kind == FlowKind::kUpload) {
+    const Ns one_way = core::from_seconds(r.one_way_ms / 1000);
+    r.net_ns += now - r.step_start + one_way;
+    r.stage = Stage::kAtSite;
+    demand.step_at(slot, now + one_way);
+  } else {
+    const auto& tc = w.workload.classes[static_cast<std::size_t>(r.cls)];
+    const Ns rtt = core::from_seconds(2 * net.route(src, dst).one_way_ms / 1000);
+    demand.step_at(slot, now + rtt + core::from_seconds(tc.retrieval_compute_ms / 1000));
+  }
+}
 
 }  // namespace infergrid::twin

@@ -1,8 +1,13 @@
 #pragma once
-// The planet twin's state (internal to src/twin): one PlanetSim::Impl whose methods live by job in
-// planet.cpp (wiring and the event loop), planet_requests.cpp (demand and the life of a request),
-// planet_transport.cpp (routes, flows, TE aggregates), planet_events.cpp (scenario events) and
-// planet_recorder.cpp (buckets, counters, requests.csv).
+// The planet twin (internal to src/twin): PlanetSim::Impl wires five parts, each owning one
+// resource with its state and its methods, and runs the loop that dispatches typed events to them:
+//   Fleet      planet_fleet.cpp      sites, deployments, replicas through their lifecycle, pools, power
+//   Transport  planet_transport.cpp  routes, flows on the network, TE aggregates, site-pair limits
+//   Demand     planet_requests.cpp   arrivals, sessions, the life of a request, the routers
+//   Scenario   planet_events.cpp     outages, capacity, link cuts, publications
+//   Recorder   planet_recorder.cpp   buckets, counters, requests.csv, what monitoring observes
+// A part reaches the others and the shared world, config, event queue and result through `sim`.
+// planet.cpp keeps the wiring and the loop; planet_control.cpp the control host (observe, apply).
 #include "twin/planet.hpp"
 
 
@@ -165,9 +170,11 @@ struct PlanetSim::Impl {
   PlanetResult res;
 
   // ---- the parts, each owning one resource ---------------------------------------------------
-  // The fleet (planet_fleet.cpp, planet_events.cpp): sites up, deployments and their replicas
-  // through their lifecycle, accelerator pools, weights on disk, power and its budgets.
+  // The fleet: sites up, deployments and their replicas through their lifecycle, accelerator
+  // pools, weights on disk, power and its budgets.
   struct Fleet {
+    explicit Fleet(Impl& s) : sim(s) {}
+    Impl& sim;
     std::vector<Deploy> deploys;
     std::vector<std::vector<int>> site_deploy;    // [site][model] -> deploy or -1
     std::vector<std::vector<int>> model_deploys;  // [model] -> deploys
@@ -186,11 +193,44 @@ struct PlanetSim::Impl {
     std::vector<std::vector<char>> pulling;       // [site][model]: a weight pull in flight
     std::vector<SitePower> site_power;
     std::array<double, 3> shed_level{0, 0, 0};    // per priority; <= 0: never shed
-  } fleet;
 
-  // The transport (planet_transport.cpp): routes, the flow network and its flows, TE aggregates,
-  // per-class limits on site pairs, transfers of published artifacts.
+    // A replica's next event (SimGrid's next_event_time), rescheduled when it moved.
+    void sync(std::size_t i);
+    // The replica's finished requests, handed to the demand.
+    void drain(std::size_t i);
+    void init_fleet(const model::Catalog& catalog);
+    std::shared_ptr<const model::PerfModel> model_at(Deploy& d, int steps);
+    // Starts one replica of deployment d (pulls weights when its site holds none); false, with the
+    // reason counted, when the pool or the power budget refuses.
+    bool start_replica(int d, Ns now);
+    void begin_load(std::size_t i, Ns now);
+    void weights_arrived(int deploy, Ns now);
+    void loaded(std::size_t i, Ns now);
+    void drain_replica(std::size_t i, Ns now);
+    void maybe_off(std::size_t i, Ns now);
+    void power_down(std::size_t i, Ns now);
+    void set_powered(Deploy& d, int delta, Ns now);
+    void scale_to(int d, int n, Ns now);
+    void apply_cap(int d, Ns now);
+    // A published model version reached `site` (staleness entry k): roll its replicas if asked.
+    void synced(std::size_t k, Ns now);
+    // One step of a rolling update: start a new-version replica (or, with no room, drain an old one).
+    void roll_step(int d, Ns now);
+    double site_budget_kw(int site) const;
+    double site_facility_kw(int site) const;
+    double replica_facility_kw(const Deploy& d, int cap_steps) const;
+    // Called before each event at `now`: samples links each second, power each window (and holds
+    // budgets), replicas and power each minute, at the boundaries crossed since the last event.
+    void fleet_clock(Ns now);
+    void power_window_at(Ns t);
+    void finish_fleet(Ns end);
+  } fleet{*this};
+
+  // The transport: routes, the flow network and its flows, TE aggregates, per-class limits on
+  // site pairs, transfers of published artifacts.
   struct Transport {
+    explicit Transport(Impl& s) : sim(s) {}
+    Impl& sim;
     net::FlowNetwork fn;
     int metro_link0 = 0;
     std::vector<double> link_factor;           // per world link
@@ -210,7 +250,36 @@ struct PlanetSim::Impl {
     std::map<std::tuple<int, int, int>, double> pair_limit;   // (src, dst, class) -> bytes/s
     std::map<std::tuple<int, int, int>, std::vector<int>> pair_flows;
     std::map<std::tuple<int, int, int>, double> pair_reserve;  // (src, dst, class) -> bytes/s (te)
-  } net;
+
+    // Lowest-latency routes between all sites over the links still up (Dijkstra from each site).
+    void compute_routes();
+    const Route& route(int src, int dst) const {
+      return routes[static_cast<std::size_t>(src) * sim.w.sites.size() + static_cast<std::size_t>(dst)];
+    }
+    void count_link_bytes(const std::vector<int>& dlinks, double bytes);
+    // A flow in the network and its record (generation kept: stale completions stay stale).
+    int new_flow(std::vector<int> dlinks, int cls, double bytes, FlowKind kind, int owner, int src, int dst, int agg,
+                 int path, Ns now);
+    // te: the aggregate of (src, dst, class), created on first use.
+    int agg_for(int src, int dst, int cls);
+    int start_flow(std::vector<int> dlinks, int cls, double bytes, FlowKind kind, int owner, int src,
+                   int dst, Ns now);
+    // te: a flow of aggregate `a` on its path p, bounded to its share of the path's allocation.
+    int start_flow_on(Agg& a, int agg, std::size_t p, double bytes, FlowKind kind, int owner, Ns now);
+    // Splits a path's allocation equally between the aggregate's flows on it.
+    void rebound(Agg& a, int p);
+    void request_te(Ns now);
+    // The te module's tiered max-min over every aggregate with bytes left.
+    void te_solve(Ns now);
+    void settle(Flow& f, Ns now);
+    // Re-rates the flows the network changed and schedules their completions (SimGrid's
+    // update_actions_state after a share change).
+    void update_flows(Ns now);
+    void end_flow(int id, Ns now);
+    // Per-class limits on a site pair: fair mode bounds the pair's flows of the class to equal
+    // shares of the limit; te mode caps the aggregate's demand at the next solve.
+    void rebound_pair(const std::tuple<int, int, int>& key, Ns now);
+  } net{*this};
 
   // Recent conversations of each metro (a continuing turn picks one): where the last turn ran,
   // its context length and its prompt's block hashes, which the next turn's prefix shares.
@@ -221,12 +290,13 @@ struct PlanetSim::Impl {
     std::vector<std::uint64_t> hashes;
   };
   static constexpr int kHashBlock = 256;  // tokens per prefix-cache hash block
-  // The demand (planet_requests.cpp): arrival streams, metro rates and surges, sessions, the
-  // requests in flight, the routers and their scratch views.
+  // The demand: arrival streams, metro rates and surges, sessions, the requests in flight and
+  // their life (route, upload, retrieval, engine, answer), the routers and their scratch views.
   struct Demand {
-    explicit Demand(std::uint64_t seed)
-        : rng_arrival(seed, "planet-arrivals"), rng_class(seed, "planet-classes"), rng_len(seed, "planet-lengths"),
+    Demand(Impl& s, std::uint64_t seed)
+        : sim(s), rng_arrival(seed, "planet-arrivals"), rng_class(seed, "planet-classes"), rng_len(seed, "planet-lengths"),
           rng_route(seed, "planet-route") {}
+    Impl& sim;
     std::vector<Req> reqs;
     std::vector<std::uint32_t> free_reqs;
     std::uint64_t active = 0;
@@ -242,11 +312,43 @@ struct PlanetSim::Impl {
     std::uint64_t next_session = 1;
     std::vector<std::array<SessionRec, 16>> metro_sessions;
     std::vector<std::uint8_t> metro_sessions_n;
-  } demand;
 
-  // The recorder (planet_recorder.cpp): requests.csv, buckets, the samplers' clocks, and what
-  // the control host observed since its last look (what an operator's monitoring counts).
+    std::uint32_t alloc_req();
+    void free_req(std::uint32_t slot);
+    void step_at(std::uint32_t slot, Ns t);
+    void lose(std::uint32_t slot, const std::string& reason);
+    void reject(std::uint32_t slot, const std::string& reason);
+    // The request's site failed it: back to the gateway, which notices after retry_detect_ms.
+    void retry(std::uint32_t slot, Ns now, const char* reason);
+    void arrive(Ns now);
+    void route_req(std::uint32_t slot, Ns now);
+    // The request is at its site (or back from a retrieval): retrieve, or run.
+    void at_site(std::uint32_t slot, Ns now);
+    void start_retrieval(std::uint32_t slot, Ns now);
+    void step(std::uint32_t slot, Ns now);
+    // A replica finished (or failed) a request.
+    void complete(const engine::Completion& c);
+    void recompute_demand(Ns t);
+    void next_arrival(Ns now);
+  } demand{*this, cfg.seed};
+
+  // The scenario: the world's timed events (outage, capacity, link cuts, surges, publications,
+  // power caps), each carried out on the part it changes.
+  struct Scenario {
+    explicit Scenario(Impl& s) : sim(s) {}
+    Impl& sim;
+    void set_site_capacity(int site, double factor, bool up, Ns now);
+    void set_link(int link, double factor, Ns now);
+    void publish(const world::Event& e, Ns now);
+    // Event `code / 2` of the world begins (even) or ends (odd).
+    void scenario(std::uint32_t code, Ns now);
+  } scen{*this};
+
+  // The recorder: requests.csv, buckets, the samplers' clocks, and what the control host observed
+  // since its last look (what an operator's monitoring counts).
   struct Recorder {
+    explicit Recorder(Impl& s) : sim(s) {}
+    Impl& sim;
     std::FILE* csv = nullptr;
     std::string csv_buf;
     Bucket bucket;
@@ -259,106 +361,27 @@ struct PlanetSim::Impl {
     std::vector<int> metro_group;
     std::vector<std::string> groups;
     Ns obs_since = 0;
-  } rec;
+
+    void flush_csv(bool close = false);
+    // One row; times in ms (empty where the request got no answer).
+    void row(const Req& r, const char* status, const std::string& reason, double ttft, double tpot, double e2e,
+             double queue, double compute, std::int32_t out_tokens);
+    void new_bucket(Ns t);
+    void close_bucket(Ns t);
+    void count_kind(const char* kind, double bytes, bool inter_site);
+  } rec{*this};
 
   std::shared_ptr<control::Controller> controller;
 
   Impl(const world::World& world, const model::Catalog& catalog, const PlanetConfig& c);
-  ~Impl() { flush_csv(true); }
+  ~Impl() { rec.flush_csv(true); }
 
-  void flush_csv(bool close = false);
-  // One row; times in ms (empty where the request got no answer).
-  void row(const Req& r, const char* status, const std::string& reason, double ttft, double tpot, double e2e,
-           double queue, double compute, std::int32_t out_tokens);
-  // Lowest-latency routes between all sites over the links still up (Dijkstra from each site).
-  void compute_routes();
-  const Route& route(int src, int dst) const {
-    return net.routes[static_cast<std::size_t>(src) * w.sites.size() + static_cast<std::size_t>(dst)];
-  }
-  // ---- buckets (time series) ------------------------------------------------------------------
-  void new_bucket(Ns t);
-  void close_bucket(Ns t);
-  // ---- bytes on links ---------------------------------------------------------------------------
-  void count_link_bytes(const std::vector<int>& dlinks, double bytes);
-  void count_kind(const char* kind, double bytes, bool inter_site);
-  // ---- flows ------------------------------------------------------------------------------------
-  // A flow in the network and its record (generation kept: stale completions stay stale).
-  int new_flow(std::vector<int> dlinks, int cls, double bytes, FlowKind kind, int owner, int src, int dst, int agg,
-               int path, Ns now);
-  // te: the aggregate of (src, dst, class), created on first use.
-  int agg_for(int src, int dst, int cls);
-  int start_flow(std::vector<int> dlinks, int cls, double bytes, FlowKind kind, int owner, int src,
-                 int dst, Ns now);
-  // Splits a path's allocation equally between the aggregate's flows on it.
-  void rebound(Agg& a, int p);
-  void request_te(Ns now);
-  // The te module's tiered max-min over every aggregate with bytes left.
-  void te_solve(Ns now);
-  void settle(Flow& f, Ns now);
-  void update_flows(Ns now);
-  void end_flow(int id, Ns now);
-  // ---- requests ---------------------------------------------------------------------------------
-  std::uint32_t alloc_req();
-  void free_req(std::uint32_t slot);
-  void step_at(std::uint32_t slot, Ns t);
-  void lose(std::uint32_t slot, const std::string& reason);
-  void reject(std::uint32_t slot, const std::string& reason);
-  // The request's site failed it: back to the gateway, which notices after retry_detect_ms.
-  void retry(std::uint32_t slot, Ns now, const char* reason);
-  void arrive(Ns now);
-  void route_req(std::uint32_t slot, Ns now);
-  // The request is at its site (or back from a retrieval): retrieve, or run.
-  void at_site(std::uint32_t slot, Ns now);
-  void start_retrieval(std::uint32_t slot, Ns now);
+  // The one dispatch of a finished flow to what it carried (a request's bytes, weights, a sync).
   void flow_done(int id, Ns now);
-  void step(std::uint32_t slot, Ns now);
-  // ---- replicas ---------------------------------------------------------------------------------
-  void sync(std::size_t i);
-  void drain(std::size_t i);
-  void complete(const engine::Completion& c);
-  // ---- scenario ---------------------------------------------------------------------------------
-  void set_site_capacity(int site, double factor, bool up, Ns now);
-  void set_link(int link, double factor, Ns now);
-  void publish(const world::Event& e, Ns now);
-  // te: a flow of aggregate `a` on its path p, bounded to its share of the path's allocation.
-  int start_flow_on(Agg& a, int agg, std::size_t p, double bytes, FlowKind kind, int owner, Ns now);
-  void scenario(std::uint32_t code, Ns now);
-  // ---- the fleet (planet_fleet.cpp) ----------------------------------------------------------------
-  void init_fleet(const model::Catalog& catalog);
-  std::shared_ptr<const model::PerfModel> model_at(Deploy& d, int steps);
-  // Starts one replica of deployment d (pulls weights when its site holds none); false, with the
-  // reason counted, when the pool or the power budget refuses.
-  bool start_replica(int d, Ns now);
-  void begin_load(std::size_t i, Ns now);
-  void weights_arrived(int deploy, Ns now);
-  void loaded(std::size_t i, Ns now);
-  void drain_replica(std::size_t i, Ns now);
-  void maybe_off(std::size_t i, Ns now);
-  void power_down(std::size_t i, Ns now);
-  void set_powered(Deploy& d, int delta, Ns now);
-  void scale_to(int d, int n, Ns now);
-  void apply_cap(int d, Ns now);
-  // A published model version reached `site` (staleness entry k): roll its replicas if asked.
-  void synced(std::size_t k, Ns now);
-  // One step of a rolling update: start a new-version replica (or, with no room, drain an old one).
-  void roll_step(int d, Ns now);
-  double site_budget_kw(int site) const;
-  double site_facility_kw(int site) const;
-  double replica_facility_kw(const Deploy& d, int cap_steps) const;
-  // Called before each event at `now`: samples links each second, power each window (and holds
-  // budgets), replicas and power each minute, at the boundaries crossed since the last event.
-  void fleet_clock(Ns now);
-  void power_window_at(Ns t);
+  // ---- the control host (planet_control.cpp) ---------------------------------------------------
   void control_tick(Ns now);
   control::FleetView observe(Ns now);
   void apply(const control::Decisions& d, Ns now);
-  // Per-class limits on a site pair: fair mode bounds the pair's flows of the class to equal
-  // shares of the limit; te mode caps the aggregate's demand at the next solve.
-  void rebound_pair(const std::tuple<int, int, int>& key, Ns now);
-  void finish_fleet(Ns end);
-  // ---- demand -----------------------------------------------------------------------------------
-  void recompute_demand(Ns t);
-  void next_arrival(Ns now);
   PlanetResult run(const std::function<void(double, std::uint64_t)>& progress);
 };
 

@@ -4,73 +4,73 @@
 namespace infergrid::twin {
 
 // ---- requests ---------------------------------------------------------------------------------
-std::uint32_t PlanetSim::Impl::alloc_req() {
-  ++demand.active;
-  if (!demand.free_reqs.empty()) {
-    const auto i = demand.free_reqs.back();
-    demand.free_reqs.pop_back();
+std::uint32_t PlanetSim::Impl::Demand::alloc_req() {
+  ++active;
+  if (!free_reqs.empty()) {
+    const auto i = free_reqs.back();
+    free_reqs.pop_back();
     return i;
   }
-  demand.reqs.emplace_back();
-  return static_cast<std::uint32_t>(demand.reqs.size() - 1);
+  reqs.emplace_back();
+  return static_cast<std::uint32_t>(reqs.size() - 1);
 }
 
-void PlanetSim::Impl::free_req(std::uint32_t slot) {
-  demand.reqs[slot].req.block_hashes = {};
-  demand.reqs[slot].pending = -1;
-  demand.free_reqs.push_back(slot);
-  --demand.active;
+void PlanetSim::Impl::Demand::free_req(std::uint32_t slot) {
+  reqs[slot].req.block_hashes = {};
+  reqs[slot].pending = -1;
+  free_reqs.push_back(slot);
+  --active;
 }
 
-void PlanetSim::Impl::step_at(std::uint32_t slot, Ns t) {
-  demand.reqs[slot].pending = t;
-  q.push_kind(t, Ev::kStep, 0, slot);
+void PlanetSim::Impl::Demand::step_at(std::uint32_t slot, Ns t) {
+  reqs[slot].pending = t;
+  sim.q.push_kind(t, Ev::kStep, 0, slot);
 }
 
 // Refused with a reason (shed by its class's level, or too long for the KV cache); nothing is lost.
-void PlanetSim::Impl::reject(std::uint32_t slot, const std::string& reason) {
-  Req& r = demand.reqs[slot];
-  row(r, "rejected", reason, -1, -1, -1, -1, -1, 0);
-  ++res.rejected;
-  auto& cs = res.classes[static_cast<std::size_t>(r.cls)];
+void PlanetSim::Impl::Demand::reject(std::uint32_t slot, const std::string& reason) {
+  Req& r = reqs[slot];
+  sim.rec.row(r, "rejected", reason, -1, -1, -1, -1, -1, 0);
+  ++sim.res.rejected;
+  auto& cs = sim.res.classes[static_cast<std::size_t>(r.cls)];
   ++cs.rejected;
   ++cs.rejected_by_reason[reason];
   free_req(slot);
 }
 
-void PlanetSim::Impl::lose(std::uint32_t slot, const std::string& reason) {
-  Req& r = demand.reqs[slot];
-  row(r, "lost", reason, -1, -1, -1, -1, -1, 0);
-  ++res.lost;
-  ++res.lost_by_reason[reason];
-  ++res.classes[static_cast<std::size_t>(r.cls)].lost;
-  ++rec.bucket.lost;
+void PlanetSim::Impl::Demand::lose(std::uint32_t slot, const std::string& reason) {
+  Req& r = reqs[slot];
+  sim.rec.row(r, "lost", reason, -1, -1, -1, -1, -1, 0);
+  ++sim.res.lost;
+  ++sim.res.lost_by_reason[reason];
+  ++sim.res.classes[static_cast<std::size_t>(r.cls)].lost;
+  ++sim.rec.bucket.lost;
   free_req(slot);
 }
 
 // The request's site failed it: back to the gateway, which notices after retry_detect_ms.
-void PlanetSim::Impl::retry(std::uint32_t slot, Ns now, const char* reason) {
-  Req& r = demand.reqs[slot];
-  if (r.deploy >= 0) --fleet.deploys[static_cast<std::size_t>(r.deploy)].outstanding;
+void PlanetSim::Impl::Demand::retry(std::uint32_t slot, Ns now, const char* reason) {
+  Req& r = reqs[slot];
+  if (r.deploy >= 0) --sim.fleet.deploys[static_cast<std::size_t>(r.deploy)].outstanding;
   r.deploy = -1;
   ++r.attempts;
-  ++res.classes[static_cast<std::size_t>(r.cls)].retried;
-  if (r.attempts >= cfg.max_attempts) {
+  ++sim.res.classes[static_cast<std::size_t>(r.cls)].retried;
+  if (r.attempts >= sim.cfg.max_attempts) {
     lose(slot, reason);
     return;
   }
   r.stage = Stage::kRoute;
-  const Ns t = now + core::from_seconds(cfg.retry_detect_ms / 1000);
+  const Ns t = now + core::from_seconds(sim.cfg.retry_detect_ms / 1000);
   r.retry_ns += t - now;
   step_at(slot, t);
 }
 
-void PlanetSim::Impl::arrive(Ns now) {
-  const double u = demand.rng_arrival.uniform() * demand.total_rate;
-  const auto m = static_cast<int>(std::upper_bound(demand.metro_cum.begin(), demand.metro_cum.end(), u) - demand.metro_cum.begin());
-  const int metro = std::min<int>(m, static_cast<int>(w.metros.size()) - 1);
-  const auto& classes = w.workload.classes;
-  double cu = demand.rng_class.uniform(), acc = 0;
+void PlanetSim::Impl::Demand::arrive(Ns now) {
+  const double u = rng_arrival.uniform() * total_rate;
+  const auto m = static_cast<int>(std::upper_bound(metro_cum.begin(), metro_cum.end(), u) - metro_cum.begin());
+  const int metro = std::min<int>(m, static_cast<int>(sim.w.metros.size()) - 1);
+  const auto& classes = sim.w.workload.classes;
+  double cu = rng_class.uniform(), acc = 0;
   int cls = static_cast<int>(classes.size()) - 1;
   for (std::size_t c = 0; c < classes.size(); ++c) {
     acc += classes[c].share;
@@ -81,42 +81,42 @@ void PlanetSim::Impl::arrive(Ns now) {
   }
   const auto& tc = classes[static_cast<std::size_t>(cls)];
   const std::uint32_t slot = alloc_req();
-  Req& r = demand.reqs[slot];
+  Req& r = reqs[slot];
   r = Req{};
-  r.gid = res.arrived++;
+  r.gid = sim.res.arrived++;
   r.metro = metro;
   r.cls = cls;
   r.t_arrive = now;
   r.req.id = slot;
   r.req.priority = tc.priority;
-  std::int64_t prompt = std::max(1, tc.prompt.sample(demand.rng_len));
-  r.req.output_tokens = std::max(1, tc.output.sample(demand.rng_len));
+  std::int64_t prompt = std::max(1, tc.prompt.sample(rng_len));
+  r.req.output_tokens = std::max(1, tc.output.sample(rng_len));
   double bytes = 4.0 * static_cast<double>(prompt) + 1000;  // text and the HTTP request around it
   if (tc.images.mean() > 0) {
-    const int n = tc.images.sample(demand.rng_len);
+    const int n = tc.images.sample(rng_len);
     prompt += static_cast<std::int64_t>(n * tc.tokens_per_image);
     bytes += n * tc.mb_per_image * 1e6;
   }
-  if (tc.audio_fraction > 0 && demand.rng_len.uniform() < tc.audio_fraction) {
+  if (tc.audio_fraction > 0 && rng_len.uniform() < tc.audio_fraction) {
     prompt += static_cast<std::int64_t>(tc.audio_tokens);
     bytes += tc.audio_mb * 1e6;
   }
-  if (tc.video_fraction > 0 && demand.rng_len.uniform() < tc.video_fraction) {
+  if (tc.video_fraction > 0 && rng_len.uniform() < tc.video_fraction) {
     prompt += static_cast<std::int64_t>(tc.video_tokens);
     bytes += tc.video_mb * 1e6;
   }
   r.req.prompt_tokens = static_cast<std::int32_t>(std::min<std::int64_t>(prompt, 1'000'000));
   r.upload_bytes = bytes;
-  r.retrievals_left = tc.retrievals.mean() > 0 ? tc.retrievals.sample(demand.rng_len) : 0;
+  r.retrievals_left = tc.retrievals.mean() > 0 ? tc.retrievals.sample(rng_len) : 0;
   // Conversations: a continuing turn picks a recent conversation of the same metro; its prompt
   // shares the last turn's context (up to its own length) as a prefix, block for block, so the
   // engines' prefix caches hit where that turn ran. New content gets new block hashes.
-  auto& ring = demand.metro_sessions[static_cast<std::size_t>(metro)];
-  auto& n = demand.metro_sessions_n[static_cast<std::size_t>(metro)];
+  auto& ring = metro_sessions[static_cast<std::size_t>(metro)];
+  auto& n = metro_sessions_n[static_cast<std::size_t>(metro)];
   if (tc.session_continue > 0) {
     std::size_t shared_blocks = 0;
-    if (n > 0 && demand.rng_len.uniform() < tc.session_continue) {
-      r.ring_slot = static_cast<int>(demand.rng_len.below(std::min<std::uint64_t>(n, ring.size())));
+    if (n > 0 && rng_len.uniform() < tc.session_continue) {
+      r.ring_slot = static_cast<int>(rng_len.below(std::min<std::uint64_t>(n, ring.size())));
       const SessionRec& sr = ring[static_cast<std::size_t>(r.ring_slot)];
       r.session = sr.session;
       const auto shared = std::min<std::int64_t>(sr.context, r.req.prompt_tokens - 1);
@@ -124,7 +124,7 @@ void PlanetSim::Impl::arrive(Ns now) {
                                             sr.hashes.size());
       r.req.block_hashes.assign(sr.hashes.begin(), sr.hashes.begin() + static_cast<std::ptrdiff_t>(shared_blocks));
     } else {
-      r.session = demand.next_session++;
+      r.session = next_session++;
       r.ring_slot = static_cast<int>(n % ring.size());
       ring[static_cast<std::size_t>(r.ring_slot)] = SessionRec{r.session, -1, -1, 0, {}};
       n = static_cast<std::uint8_t>(std::min<int>(n + 1, 255));
@@ -143,127 +143,127 @@ void PlanetSim::Impl::arrive(Ns now) {
     sr.context = static_cast<std::int32_t>(std::min<std::int64_t>(
         std::int64_t{r.req.prompt_tokens} + r.req.output_tokens, 1'000'000));
   } else {
-    r.session = demand.next_session++;
+    r.session = next_session++;
   }
-  ++res.classes[static_cast<std::size_t>(cls)].arrived;
-  ++rec.obs_arrivals[static_cast<std::size_t>(rec.metro_group[static_cast<std::size_t>(metro)]) * control::kPriorities +
+  ++sim.res.classes[static_cast<std::size_t>(cls)].arrived;
+  ++sim.rec.obs_arrivals[static_cast<std::size_t>(sim.rec.metro_group[static_cast<std::size_t>(metro)]) * control::kPriorities +
                  static_cast<std::size_t>(tc.priority)];
-  ++rec.bucket.arrivals[static_cast<std::size_t>(cls)];
-  ++res.metro_requests[static_cast<std::size_t>(metro)];
+  ++sim.rec.bucket.arrivals[static_cast<std::size_t>(cls)];
+  ++sim.res.metro_requests[static_cast<std::size_t>(metro)];
   route_req(slot, now);
 }
 
-void PlanetSim::Impl::route_req(std::uint32_t slot, Ns now) {
-  Req& r = demand.reqs[slot];
-  const int model = class_model[static_cast<std::size_t>(r.cls)];
-  const std::size_t S = w.sites.size();
-  demand.views.clear();
-  demand.view_deploy.clear();
-  // A controller's routing table may take a deployment out of the candidates (weight 0); it
+void PlanetSim::Impl::Demand::route_req(std::uint32_t slot, Ns now) {
+  Req& r = reqs[slot];
+  const int model = sim.class_model[static_cast<std::size_t>(r.cls)];
+  const std::size_t S = sim.w.sites.size();
+  views.clear();
+  view_deploy.clear();
+  // A sim.controller's routing table may take a deployment out of the candidates (weight 0); it
   // stays a candidate when nothing else is left.
   bool weighted = false;
-  for (int d : fleet.model_deploys[static_cast<std::size_t>(model)]) {
-    const Deploy& dep = fleet.deploys[static_cast<std::size_t>(d)];
-    weighted |= dep.route_weight <= 0 && fleet.site_up[static_cast<std::size_t>(dep.site)] && dep.up > 0;
+  for (int d : sim.fleet.model_deploys[static_cast<std::size_t>(model)]) {
+    const Deploy& dep = sim.fleet.deploys[static_cast<std::size_t>(d)];
+    weighted |= dep.route_weight <= 0 && sim.fleet.site_up[static_cast<std::size_t>(dep.site)] && dep.up > 0;
   }
-  for (int pass = weighted ? 0 : 1; pass < 2 && demand.views.empty(); ++pass)
-  for (int d : fleet.model_deploys[static_cast<std::size_t>(model)]) {
-    const Deploy& dep = fleet.deploys[static_cast<std::size_t>(d)];
-    if (!fleet.site_up[static_cast<std::size_t>(dep.site)] || dep.up == 0) continue;
+  for (int pass = weighted ? 0 : 1; pass < 2 && views.empty(); ++pass)
+  for (int d : sim.fleet.model_deploys[static_cast<std::size_t>(model)]) {
+    const Deploy& dep = sim.fleet.deploys[static_cast<std::size_t>(d)];
+    if (!sim.fleet.site_up[static_cast<std::size_t>(dep.site)] || dep.up == 0) continue;
     if (pass == 0 && dep.route_weight <= 0) continue;
     control::SiteView v;
     v.site = dep.site;
-    v.rtt_ms = net.user_rtt_ms[static_cast<std::size_t>(r.metro) * S + static_cast<std::size_t>(dep.site)];
+    v.rtt_ms = sim.net.user_rtt_ms[static_cast<std::size_t>(r.metro) * S + static_cast<std::size_t>(dep.site)];
     v.outstanding = static_cast<int>(dep.outstanding);
     v.replicas = dep.up;
-    if (demand.router_needs_detail) {
+    if (router_needs_detail) {
       double kv = 0;
       int waiting = 0;
       for (int i = dep.first; i < dep.first + dep.count; ++i)
-        if (fleet.replica_up[static_cast<std::size_t>(i)]) {
-          kv += fleet.replicas[static_cast<std::size_t>(i)].kv_usage();
-          waiting += fleet.replicas[static_cast<std::size_t>(i)].waiting();
+        if (sim.fleet.replica_up[static_cast<std::size_t>(i)]) {
+          kv += sim.fleet.replicas[static_cast<std::size_t>(i)].kv_usage();
+          waiting += sim.fleet.replicas[static_cast<std::size_t>(i)].waiting();
         }
       v.kv_usage = kv / dep.up;
       v.waiting = waiting;
       v.prefix_hit = 0;
       if (r.ring_slot >= 0 && r.shared_tokens > 0) {
-        const auto& sr = demand.metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
+        const auto& sr = metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
         if (sr.session == r.session && sr.site == dep.site)
           v.prefix_hit = static_cast<double>(r.shared_tokens) / r.req.prompt_tokens;
       }
     }
-    demand.views.push_back(v);
-    demand.view_deploy.push_back(d);
+    views.push_back(v);
+    view_deploy.push_back(d);
   }
-  if (demand.views.empty()) {
-    lose(slot, "no site up serves " + models[static_cast<std::size_t>(model)]);
+  if (views.empty()) {
+    lose(slot, "no site up serves " + sim.models[static_cast<std::size_t>(model)]);
     return;
   }
   const control::GeoRequest gr{r.gid, r.req.prompt_tokens, static_cast<int>(r.req.priority), r.session};
-  const auto pick = demand.router->pick(gr, demand.views);
+  const auto pick = router->pick(gr, views);
   if (!pick) {  // as the gateway answers 503 router_rejected
     reject(slot, "router rejected");
     return;
   }
-  const auto& v = demand.views[*pick];
+  const auto& v = views[*pick];
   {
-    // Shedding (a controller's levels per class; critical never): the chosen deployment's
-    // requests per sequence slot of its ready fleet.replicas.
+    // Shedding (a sim.controller's levels per class; critical never): the chosen deployment's
+    // requests per sequence slot of its ready sim.replicas.
     const auto p = static_cast<std::size_t>(r.req.priority);
-    const Deploy& cand = fleet.deploys[static_cast<std::size_t>(demand.view_deploy[*pick])];
-    if (p > 0 && fleet.shed_level[p] > 0 &&
-        static_cast<double>(cand.outstanding) >= fleet.shed_level[p] * cand.up * cfg.engine.max_num_seqs) {
+    const Deploy& cand = sim.fleet.deploys[static_cast<std::size_t>(view_deploy[*pick])];
+    if (p > 0 && sim.fleet.shed_level[p] > 0 &&
+        static_cast<double>(cand.outstanding) >= sim.fleet.shed_level[p] * cand.up * sim.cfg.engine.max_num_seqs) {
       reject(slot, "shed");
       return;
     }
   }
   r.site = v.site;
-  r.deploy = demand.view_deploy[*pick];
-  auto& dep = fleet.deploys[static_cast<std::size_t>(r.deploy)];
+  r.deploy = view_deploy[*pick];
+  auto& dep = sim.fleet.deploys[static_cast<std::size_t>(r.deploy)];
   ++dep.outstanding;
   ++dep.routed_window;
   dep.prompt_window += static_cast<double>(r.req.prompt_tokens);
   dep.output_window += static_cast<double>(r.req.output_tokens);
-  auto& ss = res.sites[static_cast<std::size_t>(r.site)];
+  auto& ss = sim.res.sites[static_cast<std::size_t>(r.site)];
   ++ss.routed;
   ss.peak_outstanding = std::max(ss.peak_outstanding, dep.outstanding);
   if (r.ring_slot >= 0) {
-    auto& sr = demand.metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
+    auto& sr = metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
     if (sr.session == r.session) sr.site = r.site;
   }
   r.one_way_ms = v.rtt_ms / 2;
   const Ns one_way = core::from_seconds(r.one_way_ms / 1000);
-  const int access = net.metro_link0 + r.metro;
-  count_kind("upload", r.upload_bytes, false);
+  const int access = sim.net.metro_link0 + r.metro;
+  sim.rec.count_kind("upload", r.upload_bytes, false);
   // Served away from where the metro enters the backbone: the upload crosses the DCI too.
   std::vector<int> path{access};
-  const int entry = net.metro_entry[static_cast<std::size_t>(r.metro)];
-  if (entry != r.site && route(entry, r.site).ok) {
-    const auto& dci = route(entry, r.site).links;
+  const int entry = sim.net.metro_entry[static_cast<std::size_t>(r.metro)];
+  if (entry != r.site && sim.net.route(entry, r.site).ok) {
+    const auto& dci = sim.net.route(entry, r.site).links;
     path.insert(path.end(), dci.begin(), dci.end());
-    count_kind("remote_upload", r.upload_bytes, true);
+    sim.rec.count_kind("remote_upload", r.upload_bytes, true);
   }
   r.step_start = now;
-  if (r.upload_bytes >= cfg.flow_threshold_bytes) {
+  if (r.upload_bytes >= sim.cfg.flow_threshold_bytes) {
     r.stage = Stage::kUpload;
-    start_flow(std::move(path), user_class(r.req.priority), r.upload_bytes, FlowKind::kUpload, static_cast<int>(slot),
+    sim.net.start_flow(std::move(path), user_class(r.req.priority), r.upload_bytes, FlowKind::kUpload, static_cast<int>(slot),
                -1, r.site, now);
   } else {
     r.stage = Stage::kAtSite;
     double xfer = 0;
-    for (int dl : path) xfer = std::max(xfer, r.upload_bytes / net.fn.capacity(dl));
-    if (path.size() > 1) count_link_bytes(std::vector<int>(path.begin() + 1, path.end()), r.upload_bytes);
+    for (int dl : path) xfer = std::max(xfer, r.upload_bytes / sim.net.fn.capacity(dl));
+    if (path.size() > 1) sim.net.count_link_bytes(std::vector<int>(path.begin() + 1, path.end()), r.upload_bytes);
     r.net_ns += one_way + core::from_seconds(xfer);
     step_at(slot, now + one_way + core::from_seconds(xfer));
   }
 }
 
 // The request is at its site (or back from a retrieval): retrieve, or run.
-void PlanetSim::Impl::at_site(std::uint32_t slot, Ns now) {
-  Req& r = demand.reqs[slot];
-  const auto& dep = fleet.deploys[static_cast<std::size_t>(r.deploy)];
-  if (!fleet.site_up[static_cast<std::size_t>(r.site)] || dep.up == 0) {
+void PlanetSim::Impl::Demand::at_site(std::uint32_t slot, Ns now) {
+  Req& r = reqs[slot];
+  const auto& dep = sim.fleet.deploys[static_cast<std::size_t>(r.deploy)];
+  if (!sim.fleet.site_up[static_cast<std::size_t>(r.site)] || dep.up == 0) {
     retry(slot, now, "site outage");
     return;
   }
@@ -271,19 +271,19 @@ void PlanetSim::Impl::at_site(std::uint32_t slot, Ns now) {
     start_retrieval(slot, now);
     return;
   }
-  // Within the site: llm-d scores the fleet.replicas (pods) as it scores sites, prefix included;
+  // Within the site: llm-d scores the sim.replicas (pods) as it scores sites, prefix included;
   // every other policy leaves it to the site's balancer: the fewest outstanding requests.
   int best = -1;
   SessionRec* sr = nullptr;
   if (r.ring_slot >= 0) {
-    auto& rec = demand.metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
-    if (rec.session == r.session) sr = &rec;
+    auto& last = metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
+    if (last.session == r.session) sr = &last;
   }
-  if (demand.router_needs_detail) {
-    demand.pod_views.clear();
+  if (router_needs_detail) {
+    pod_views.clear();
     for (int i = dep.first; i < dep.first + dep.count; ++i) {
-      if (!fleet.replica_up[static_cast<std::size_t>(i)]) continue;
-      const auto& rep = fleet.replicas[static_cast<std::size_t>(i)];
+      if (!sim.fleet.replica_up[static_cast<std::size_t>(i)]) continue;
+      const auto& rep = sim.fleet.replicas[static_cast<std::size_t>(i)];
       control::SiteView v;
       v.site = i;
       v.outstanding = rep.outstanding();
@@ -293,15 +293,15 @@ void PlanetSim::Impl::at_site(std::uint32_t slot, Ns now) {
       v.prefix_hit = sr && sr->replica == i && r.shared_tokens > 0
                          ? static_cast<double>(r.shared_tokens) / r.req.prompt_tokens
                          : 0.0;
-      demand.pod_views.push_back(v);
+      pod_views.push_back(v);
     }
     const control::GeoRequest gr{r.gid, r.req.prompt_tokens, static_cast<int>(r.req.priority), r.session};
-    best = demand.pod_views[demand.router->pick(gr, demand.pod_views).value_or(0)].site;
+    best = pod_views[router->pick(gr, pod_views).value_or(0)].site;
   } else {
     const auto k = static_cast<std::size_t>(dep.first);
     best = dep.first + static_cast<int>(*control::least_loaded(
-                           static_cast<std::size_t>(dep.count), [&](std::size_t i) { return fleet.replica_up[k + i] != 0; },
-                           [&](std::size_t i) { return fleet.replicas[k + i].outstanding(); }));
+                           static_cast<std::size_t>(dep.count), [&](std::size_t i) { return sim.fleet.replica_up[k + i] != 0; },
+                           [&](std::size_t i) { return sim.fleet.replicas[k + i].outstanding(); }));
   }
   if (sr) sr->replica = best;
   r.stage = Stage::kEngine;
@@ -311,49 +311,49 @@ void PlanetSim::Impl::at_site(std::uint32_t slot, Ns now) {
   workload::Request handed = std::move(r.req);
   r.req.block_hashes = {};
   handed.arrival = now;
-  fleet.replicas[static_cast<std::size_t>(best)].enqueue(std::move(handed), now);
-  sync(static_cast<std::size_t>(best));
+  sim.fleet.replicas[static_cast<std::size_t>(best)].enqueue(std::move(handed), now);
+  sim.fleet.sync(static_cast<std::size_t>(best));
 }
 
-void PlanetSim::Impl::start_retrieval(std::uint32_t slot, Ns now) {
-  Req& r = demand.reqs[slot];
-  const auto& tc = w.workload.classes[static_cast<std::size_t>(r.cls)];
+void PlanetSim::Impl::Demand::start_retrieval(std::uint32_t slot, Ns now) {
+  Req& r = reqs[slot];
+  const auto& tc = sim.w.workload.classes[static_cast<std::size_t>(r.cls)];
   --r.retrievals_left;
-  ++res.retrievals;
+  ++sim.res.retrievals;
   r.stage = Stage::kRetrieval;
   r.step_start = now;
   r.req.prompt_tokens += static_cast<std::int32_t>(tc.retrieval_tokens);
-  const auto& holders = net.shard_holders[demand.rng_route.below(net.shard_holders.size())];
+  const auto& holders = sim.net.shard_holders[rng_route.below(sim.net.shard_holders.size())];
   int holder = -1;
   double best = 1e300;
   for (int h : holders) {
-    if (!fleet.site_up[static_cast<std::size_t>(h)]) continue;
-    const Route& rt = route(h, r.site);
+    if (!sim.fleet.site_up[static_cast<std::size_t>(h)]) continue;
+    const Route& rt = sim.net.route(h, r.site);
     if (rt.ok && rt.one_way_ms < best) best = rt.one_way_ms, holder = h;
   }
   const Ns compute = core::from_seconds(tc.retrieval_compute_ms / 1000);
   if (holder < 0) {  // every holder is down or cut off: the step fails, the request goes on
-    ++res.retrieval_failures;
+    ++sim.res.retrieval_failures;
     step_at(slot, now + compute);
     return;
   }
-  const Route& rt = route(holder, r.site);
+  const Route& rt = sim.net.route(holder, r.site);
   const double bytes = tc.retrieval_mb * 1e6;
   const Ns rtt = core::from_seconds(2 * rt.one_way_ms / 1000);
-  if (holder != r.site) count_kind("retrieval", bytes, true);
-  if (holder != r.site && bytes >= cfg.flow_threshold_bytes) {
-    start_flow(rt.links, kClassRetrieval, bytes, FlowKind::kRetrieval, static_cast<int>(slot), holder, r.site, now);
+  if (holder != r.site) sim.rec.count_kind("retrieval", bytes, true);
+  if (holder != r.site && bytes >= sim.cfg.flow_threshold_bytes) {
+    sim.net.start_flow(rt.links, kClassRetrieval, bytes, FlowKind::kRetrieval, static_cast<int>(slot), holder, r.site, now);
     return;
   }
-  count_link_bytes(rt.links, bytes);
+  sim.net.count_link_bytes(rt.links, bytes);
   double xfer = 0;
-  for (int dl : rt.links) xfer = std::max(xfer, bytes / net.fn.capacity(dl));
+  for (int dl : rt.links) xfer = std::max(xfer, bytes / sim.net.fn.capacity(dl));
   const Ns t = now + rtt + compute + core::from_seconds(xfer);
   step_at(slot, t);
 }
 
-void PlanetSim::Impl::step(std::uint32_t slot, Ns now) {
-  Req& r = demand.reqs[slot];
+void PlanetSim::Impl::Demand::step(std::uint32_t slot, Ns now) {
+  Req& r = reqs[slot];
   switch (r.stage) {
     case Stage::kRoute:
       route_req(slot, now);
@@ -370,21 +370,21 @@ void PlanetSim::Impl::step(std::uint32_t slot, Ns now) {
   }
 }
 
-void PlanetSim::Impl::complete(const engine::Completion& c) {
+void PlanetSim::Impl::Demand::complete(const engine::Completion& c) {
   const auto slot = static_cast<std::uint32_t>(c.id);
-  Req& r = demand.reqs[slot];
-  auto& cs = res.classes[static_cast<std::size_t>(r.cls)];
-  --fleet.deploys[static_cast<std::size_t>(r.deploy)].outstanding;
+  Req& r = reqs[slot];
+  auto& cs = sim.res.classes[static_cast<std::size_t>(r.cls)];
+  --sim.fleet.deploys[static_cast<std::size_t>(r.deploy)].outstanding;
   if (c.rejected) {
     reject(slot, "does not fit in the KV cache");
     return;
   }
-  const auto& tc = w.workload.classes[static_cast<std::size_t>(r.cls)];
+  const auto& tc = sim.w.workload.classes[static_cast<std::size_t>(r.cls)];
   const Ns back = core::from_seconds(r.one_way_ms / 1000);
   const double ttft = core::to_ms(c.first_token + back - r.t_arrive);
   const double e2e = core::to_ms(c.finish + back - r.t_arrive);
   const double tpot = c.output_tokens > 1 ? core::to_ms(c.finish - c.first_token) / (c.output_tokens - 1) : 0;
-  ++res.completed;
+  ++sim.res.completed;
   ++cs.completed;
   cs.output_tokens += static_cast<std::uint64_t>(c.output_tokens);
   cs.prompt_tokens += static_cast<std::uint64_t>(c.prompt_tokens);
@@ -399,61 +399,61 @@ void PlanetSim::Impl::complete(const engine::Completion& c) {
   const bool met = (tc.slo_ttft_ms <= 0 || ttft <= tc.slo_ttft_ms) && (tc.slo_tpot_ms <= 0 || tpot <= tc.slo_tpot_ms);
   if (met) {
     ++cs.met_slo;
-    ++res.metro_met_slo[static_cast<std::size_t>(r.metro)];
+    ++sim.res.metro_met_slo[static_cast<std::size_t>(r.metro)];
   }
-  res.metro_ttft_sum[static_cast<std::size_t>(r.metro)] += ttft;
+  sim.res.metro_ttft_sum[static_cast<std::size_t>(r.metro)] += ttft;
   {
-    const std::size_t k = static_cast<std::size_t>(rec.metro_group[static_cast<std::size_t>(r.metro)]) * control::kPriorities +
+    const std::size_t k = static_cast<std::size_t>(sim.rec.metro_group[static_cast<std::size_t>(r.metro)]) * control::kPriorities +
                           static_cast<std::size_t>(r.req.priority);
-    rec.obs_ttft_sum[k] += ttft;
-    ++rec.obs_ttft_n[k];
+    sim.rec.obs_ttft_sum[k] += ttft;
+    ++sim.rec.obs_ttft_n[k];
   }
-  ++res.sites[static_cast<std::size_t>(r.site)].completed;
-  ++rec.bucket.completed;
-  rec.bucket.ttft.add(ttft);
-  const double response = c.output_tokens * cfg.response_bytes_per_token;
-  count_kind("response", response, false);
-  const int entry = net.metro_entry[static_cast<std::size_t>(r.metro)];
-  if (entry != r.site && route(r.site, entry).ok) {  // streamed back across the DCI to the entry site
-    count_link_bytes(route(r.site, entry).links, response);
-    count_kind("remote_response", response, true);
+  ++sim.res.sites[static_cast<std::size_t>(r.site)].completed;
+  ++sim.rec.bucket.completed;
+  sim.rec.bucket.ttft.add(ttft);
+  const double response = c.output_tokens * sim.cfg.response_bytes_per_token;
+  sim.rec.count_kind("response", response, false);
+  const int entry = sim.net.metro_entry[static_cast<std::size_t>(r.metro)];
+  if (entry != r.site && sim.net.route(r.site, entry).ok) {  // streamed back across the DCI to the entry site
+    sim.net.count_link_bytes(sim.net.route(r.site, entry).links, response);
+    sim.rec.count_kind("remote_response", response, true);
   }
-  row(r, "completed", met ? "" : "missed SLO", ttft, tpot, e2e, core::to_ms(c.first_scheduled - r.t_enqueue),
+  sim.rec.row(r, "completed", met ? "" : "missed SLO", ttft, tpot, e2e, core::to_ms(c.first_scheduled - r.t_enqueue),
       core::to_ms(c.finish - c.first_scheduled), c.output_tokens);
   free_req(slot);
 }
 
 // ---- demand -----------------------------------------------------------------------------------
-void PlanetSim::Impl::recompute_demand(Ns t) {
-  const double pop = demand.population;
-  const double base = w.workload.requests_per_day * cfg.scale / 86400;
+void PlanetSim::Impl::Demand::recompute_demand(Ns t) {
+  const double pop = population;
+  const double base = sim.w.workload.requests_per_day * sim.cfg.scale / 86400;
   const double hours = core::to_seconds(t) / 3600;
   double cum = 0;
-  for (std::size_t i = 0; i < w.metros.size(); ++i) {
-    double h = std::fmod(hours + w.metros[i].utc_offset_h, 24.0);
+  for (std::size_t i = 0; i < sim.w.metros.size(); ++i) {
+    double h = std::fmod(hours + sim.w.metros[i].utc_offset_h, 24.0);
     if (h < 0) h += 24;
     const auto h0 = static_cast<std::size_t>(h) % 24;
     const double f = h - std::floor(h);
-    const double d = w.workload.diurnal[h0] * (1 - f) + w.workload.diurnal[(h0 + 1) % 24] * f;
-    cum += base * w.metros[i].demand_weight / pop * d * demand.metro_surge[i];
-    demand.metro_cum[i] = cum;
+    const double d = sim.w.workload.diurnal[h0] * (1 - f) + sim.w.workload.diurnal[(h0 + 1) % 24] * f;
+    cum += base * sim.w.metros[i].demand_weight / pop * d * metro_surge[i];
+    metro_cum[i] = cum;
   }
-  const auto& rhythm = w.workload.rhythm;
+  const auto& rhythm = sim.w.workload.rhythm;
   const double f = rhythm.empty() ? 1.0 : rhythm[static_cast<std::size_t>(t / kWindowNs) % rhythm.size()];
   if (f != 1.0)
-    for (auto& c : demand.metro_cum) c *= f;
-  demand.total_rate = cum * f;
+    for (auto& c : metro_cum) c *= f;
+  total_rate = cum * f;
 }
 
-void PlanetSim::Impl::next_arrival(Ns now) {
-  if (now >= horizon) return;
-  if (demand.total_rate <= 0) {
-    q.push_kind(demand.window_end, Ev::kWindow);
+void PlanetSim::Impl::Demand::next_arrival(Ns now) {
+  if (now >= sim.horizon) return;
+  if (total_rate <= 0) {
+    sim.q.push_kind(window_end, Ev::kWindow);
     return;
   }
-  const Ns t = now + std::max<Ns>(1, core::from_seconds(-std::log(demand.rng_arrival.uniform()) / demand.total_rate));
-  if (t >= demand.window_end) q.push_kind(demand.window_end, Ev::kWindow);
-  else q.push_kind(t, Ev::kArrival);
+  const Ns t = now + std::max<Ns>(1, core::from_seconds(-std::log(rng_arrival.uniform()) / total_rate));
+  if (t >= window_end) sim.q.push_kind(window_end, Ev::kWindow);
+  else sim.q.push_kind(t, Ev::kArrival);
 }
 
 }  // namespace infergrid::twin
