@@ -1,3 +1,4 @@
+#include <cmath>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -131,6 +132,35 @@ TEST(PerfModel, PowerCapSlowsComputeBoundPhaseMoreThanMemoryBound) {
 }
 
 // Decode power between the two measured phase powers by the compute-bound share: hand-worked.
+// Where the wait power is measured (A100), an iteration's draw is split by time: the all-reduces
+// and the fixed decode overhead at wait_w, the rest at the streaming power. By hand at batch 1,
+// where the FLOPs' share is ~0; per-GPU power falls with TP as the waits grow.
+TEST(PerfModel, PowerSplitsIntoStreamingAndWaitingOnAllReduces) {
+  const auto c = Catalog::builtin();
+  const auto& m = c.llm("llama2-70b");
+  const auto& a = c.accelerator("a100-80gb");
+  ASSERT_GE(a.wait_w, 0);
+  double last = 1e9;
+  for (int tp : {2, 4, 8}) {
+    const model::PerfModel pm(m, a, tp);
+    model::BatchShape s;
+    s.decode_seqs = 1;
+    s.decode_context = 600;
+    const auto it = pm.iteration(s);
+    const double steps = std::log2(double(tp));
+    const double bw = a.interconnect_bw * a.calib.allreduce_bw_eff;
+    const double allreduce = 2.0 * m.layers * (a.calib.allreduce_latency_s * steps + 2.0 * (tp - 1) / tp * m.hidden * 2.0 / bw);
+    const double wait = allreduce + a.calib.decode_overhead_s;
+    const double active = it.seconds - wait;
+    const double share = (m.linear_flops_per_token() + m.lm_head_flops()) / (tp * a.dense_flops * a.calib.compute_eff) / active;
+    const double expect = (active * (a.stream_w + (a.prefill_w - a.stream_w) * share) + wait * a.wait_w) / it.seconds;
+    EXPECT_NEAR(it.power_w, std::min(expect, a.tdp_w), 1e-6) << tp;
+    EXPECT_LT(it.power_w, last) << tp;
+    last = it.power_w;
+    EXPECT_NEAR(pm.decode_line(1).power_at(it.seconds), it.power_w, 1e-6) << tp;
+  }
+}
+
 TEST(PerfModel, DecodePowerFollowsTheComputeBoundShare) {
   const auto c = Catalog::builtin();
   const auto& m = c.llm("llama3-70b");
@@ -176,9 +206,10 @@ TEST(PerfModel, AveragePowerAgainstSplitwiseMeasurements) {
       per_tp[r.measured.tp].first += r.power_err;
       ++per_tp[r.measured.tp].second;
     }
-  EXPECT_LE(per_tp[2].first / per_tp[2].second, 0.15);
-  EXPECT_LE(per_tp[4].first / per_tp[4].second, 0.15);
-  EXPECT_LE(per_tp[8].first / per_tp[8].second, 0.60);
+  // wait_w and stream_w were fitted on TP 2 and 8; TP 4 is held out (docs/validation.md "Power").
+  EXPECT_LE(per_tp[2].first / per_tp[2].second, 0.05);
+  EXPECT_LE(per_tp[4].first / per_tp[4].second, 0.08);
+  EXPECT_LE(per_tp[8].first / per_tp[8].second, 0.06);
 }
 
 // A replica's sustained request rate from the engine model: falls with longer prompts and outputs,

@@ -122,6 +122,8 @@ Accelerator make_accel(std::string name, double tflops, double tbps, double mem_
     a.idle_w = like->idle_w / like->tdp_w * tdp;
     a.prefill_w = like->prefill_w / like->tdp_w * tdp;
     a.decode_w = like->decode_w / like->tdp_w * tdp;
+    if (like->wait_w >= 0) a.wait_w = like->wait_w / like->tdp_w * tdp;
+    if (like->stream_w >= 0) a.stream_w = like->stream_w / like->tdp_w * tdp;
     a.host_w = like->host_w / like->tdp_w * tdp;
     a.calib = like->calib;
     a.calibrated_from = like->name;
@@ -139,6 +141,11 @@ Catalog Catalog::builtin() {
   a100.idle_w = 63;
   a100.prefill_w = 400;
   a100.decode_w = 250;
+  // Fitted to the Splitwise A100 runs' average power at TP 2 and 8, TP 4 held out (docs/validation.md
+  // "Power"): streaming kernels draw the board power while they run, waits on all-reduces and the
+  // per-iteration overhead 120 W (1.9 x idle); the phase average falls with TP as waits grow.
+  a100.wait_w = 120;
+  a100.stream_w = 400;
   // Host share per accelerator (docs/validation.md "Host power"): a measured 8 x H100 HGX node
   // peaked at 8.4 kW, >= 2.8 kW above its GPUs' 5.6 kW (350 W/GPU); DGX nameplates bound it at
   // 575 (H100) and 412 (A100) W/GPU; A100 scaled by the ratio of those bounds.
@@ -321,6 +328,10 @@ void Catalog::load_entries(const YAML::Node& root, const void* ctx_ptr) {
     a.idle_w = get_num(ctx, n, "idle_w", a.idle_w, false);
     a.prefill_w = get_num(ctx, n, "prefill_w", a.prefill_w, false);
     a.decode_w = get_num(ctx, n, "decode_w", a.decode_w, false);
+    if (n["wait_w"] || n["stream_w"]) {
+      a.wait_w = get_num(ctx, n, "wait_w", a.idle_w, false);
+      a.stream_w = get_num(ctx, n, "stream_w", a.decode_w, false);
+    }
     a.host_w = get_num(ctx, n, "host_w", a.host_w, false);
     a.runtime_reserve_bytes = get_num(ctx, n, "runtime_reserve_gb", 2, false) * 1e9;
     put(a);

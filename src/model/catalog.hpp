@@ -34,6 +34,12 @@ struct Accelerator {
   double idle_w = 0;            // measured or scaled per-phase power
   double prefill_w = 0;
   double decode_w = 0;
+  // An iteration's draw split by what the GPU does (docs/validation.md "Power"): while it waits
+  // on all-reduces and the fixed per-iteration overhead it draws wait_w, while memory-bound
+  // kernels run stream_w (towards prefill_w as the batch makes them compute-bound). wait_w < 0:
+  // not measured; the phase powers (decode_w, prefill_w) cover the whole iteration.
+  double wait_w = -1;
+  double stream_w = -1;  // < 0: decode_w
   // The server around each accelerator (CPUs, memory, NICs, fans), drawn while it is powered.
   double host_w = 0;
   double runtime_reserve_bytes = 2e9;  // CUDA context, NCCL buffers, CUDA graphs, activations

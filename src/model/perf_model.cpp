@@ -83,7 +83,16 @@ IterationCost PerfModel::iteration(const BatchShape& s) const {
   IterationCost out;
   out.seconds = linear + attention + allreduce_s(tokens) + overhead;
   out.compute_share = std::min(1.0, (lin_flops + attn_flops_pair_ * s.prefill_pairs) / flops_ / out.seconds);
-  if (prefill) {
+  if (accel_.wait_w >= 0) {
+    // Split by what the GPU does: waiting on all-reduces and the fixed overhead at wait power,
+    // the rest at prefill power (prefill) or streaming power rising to it with the FLOPs' share.
+    const double wait = std::min(out.seconds, allreduce_s(tokens) + overhead);
+    const double active = out.seconds - wait;
+    const double stream = accel_.stream_w >= 0 ? accel_.stream_w : accel_.decode_w;
+    const double share = active > 0 ? std::min(1.0, (lin_flops + attn_flops_pair_ * s.prefill_pairs) / flops_ / active) : 0;
+    const double pa = prefill ? accel_.prefill_w : stream + (accel_.prefill_w - stream) * share;
+    out.power_w = std::min((active * pa + wait * accel_.wait_w) / out.seconds, cap_w_);
+  } else if (prefill) {
     out.power_w = std::min(accel_.prefill_w, cap_w_);
   } else {
     // Decode draws decode power while memory-bound and more as its batch makes the tensor cores
@@ -105,6 +114,11 @@ DecodeLine PerfModel::decode_line(int n) const {
   d.compute_s = (linear_flops_tok_ * n + lm_head_flops_ * n) / flops_;
   d.compute_bound_w = accel_.prefill_w;
   d.cap_w = cap_w_;
+  if (accel_.wait_w >= 0) {
+    d.wait_s = allreduce_s(n) + accel_.calib.decode_overhead_s;
+    d.wait_w = accel_.wait_w;
+    d.power_w = std::min(accel_.stream_w >= 0 ? accel_.stream_w : accel_.decode_w, cap_w_);
+  }
   return d;
 }
 

@@ -37,12 +37,23 @@ struct DecodeLine {
   double compute_s = 0;      // linear-layer FLOPs at the (capped) compute rate, per iteration
   double compute_bound_w = 0;
   double cap_w = 0;
+  // Where the accelerator's wait power is known: seconds of each iteration spent waiting (all-
+  // reduces, fixed overhead), drawing wait_w; the rest draws power_w .. compute_bound_w.
+  double wait_s = 0, wait_w = -1;
   double compute_share_at(double iteration_s) const {
     if (compute_s <= 0 || iteration_s <= 0) return 0;
     return compute_s >= iteration_s ? 1.0 : compute_s / iteration_s;
   }
   double power_at(double iteration_s) const {
-    if (compute_s <= 0 || iteration_s <= 0) return power_w;
+    if (iteration_s <= 0) return power_w;
+    if (wait_w >= 0) {
+      const double wait = wait_s < iteration_s ? wait_s : iteration_s;
+      const double active = iteration_s - wait;
+      const double share = active <= 0 ? 0 : compute_s >= active ? 1.0 : compute_s / active;
+      const double p = (active * (power_w + (compute_bound_w - power_w) * share) + wait * wait_w) / iteration_s;
+      return p < cap_w ? p : cap_w;
+    }
+    if (compute_s <= 0) return power_w;
     const double p = power_w + (compute_bound_w - power_w) * compute_share_at(iteration_s);
     return p < cap_w ? p : cap_w;
   }
