@@ -139,6 +139,29 @@ TEST(Fleet, ColdStartIsPullPlusLoadPlusWarmup) {
   EXPECT_NEAR(b.gpu_hours, 8 * (ig::core::to_seconds(r.end) - 10) / 3600, 1e-6);
 }
 
+// A site back from an outage does not serve at once: its replicas reload their weights from
+// local disk and warm up (load + warm-up, no pull), then take requests again.
+TEST(Fleet, ASiteBackFromAnOutageReloadsBeforeItServes) {
+  const auto w = world("outage-reload", pull_world(false) + "events:\n  - {kind: outage, at: 60s, duration: 120s, site: a}\n");
+  auto c = std::make_shared<Script>(10, [](const ig::control::FleetView&, ig::control::Decisions&) {});
+  const auto r = run(w, c, 0.2);
+  const auto& a = dep(r, "a");
+  const double bytes = ig::model::Catalog::builtin().llm("llama3-70b").params() * 2;
+  const double back = 180 + bytes / 2e9 + 30;  // outage end + load + warm-up
+  EXPECT_EQ(a.restarts, 1u);
+  EXPECT_EQ(a.starts, 0u);
+  EXPECT_EQ(a.cold_total.count(), 0u);  // a reload is not a cold start
+  int checked = 0;
+  for (const auto& v : c->views) {
+    const auto& d = v.deployments[static_cast<std::size_t>(deploy_at(v, "a"))];
+    if (v.t_s > 60 && v.t_s < back) EXPECT_EQ(d.ready, 0) << v.t_s;
+    if (v.t_s >= back + 1e-6) EXPECT_EQ(d.ready, 1) << v.t_s;
+    checked += v.t_s > 180 && v.t_s < back;
+  }
+  EXPECT_GE(checked, 9);  // the site was up again and still not serving for ~100 s
+  EXPECT_EQ(r.arrived, r.completed + r.rejected + r.lost);
+}
+
 TEST(Fleet, TwoPullsOverASharedLinkEachTakeTwiceAsLong) {
   const auto w = world("pull2", pull_world(true));
   auto c = std::make_shared<Script>(10, [](const ig::control::FleetView& v, ig::control::Decisions& d) {

@@ -75,7 +75,7 @@ json fleet_json(const world::World& w, const PlanetResult& r) {
   f["controller"] = r.controller;
   f["control_ticks"] = r.control_ticks;
   double gpu_h = 0, bytes = 0, energy = 0;
-  std::uint64_t starts = 0, stops = 0;
+  std::uint64_t starts = 0, stops = 0, restarts = 0;
   core::QuantileSketch pull{0.005}, load{0.005}, total{0.005};
   json deps = json::array();
   for (const auto& d : r.deployments) {
@@ -84,6 +84,7 @@ json fleet_json(const world::World& w, const PlanetResult& r) {
     energy += d.energy_j;
     starts += d.starts;
     stops += d.stops;
+    restarts += d.restarts;
     pull.merge(d.cold_pull);
     load.merge(d.cold_load);
     total.merge(d.cold_total);
@@ -98,6 +99,7 @@ json fleet_json(const world::World& w, const PlanetResult& r) {
     e["gpu_hours"] = d.gpu_hours;
     e["replica_starts"] = d.starts;
     e["replica_stops"] = d.stops;
+    e["replica_restarts"] = d.restarts;
     e["starts_refused"] = d.refused;
     e["refused_by_reason"] = json::object();
     for (const auto& [why, n] : d.refused_by) e["refused_by_reason"][why] = n;
@@ -112,6 +114,7 @@ json fleet_json(const world::World& w, const PlanetResult& r) {
   f["gpu_hours"] = gpu_h;
   f["replica_starts"] = starts;
   f["replica_stops"] = stops;
+  f["replica_restarts"] = restarts;
   f["weight_bytes_moved"] = bytes;
   f["it_kwh"] = energy / 3.6e6;
   // Hosts beside the accelerators (catalog host_w or the world's fleet.host_w_per_gpu), before PUE.

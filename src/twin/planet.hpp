@@ -87,6 +87,7 @@ struct DeploymentStats {
   std::string site, model, accelerator;
   int tp = 1, nominal = 0, slots = 0, peak_ready = 0;
   std::uint64_t starts = 0, stops = 0, refused = 0;
+  std::uint64_t restarts = 0;  // reloads (weights from local disk + warm-up) after an outage or capacity loss
   std::map<std::string, std::uint64_t> refused_by;
   double gpu_hours = 0, weight_bytes_moved = 0, energy_j = 0;
   core::QuantileSketch cold_pull{0.005}, cold_load{0.005}, cold_total{0.005};

@@ -34,14 +34,20 @@ void PlanetSim::Impl::Scenario::set_site_capacity(int site, double factor, bool 
     for (std::size_t k = 0; k < ready.size(); ++k) {
       const auto i = ready[k];
       if (static_cast<int>(k) < want && !sim.fleet.replica_up[i]) {
-        sim.fleet.replica_up[i] = 1;
+        // Back from an outage or a capacity loss: the replica reloads its weights from local disk
+        // and warms up before it takes requests again (ready again in Fleet::loaded).
+        auto& sl = sim.fleet.slots[i];
         sim.fleet.replicas[i].restart(now);
+        sl.restart = true;
+        sl.requested = sl.pulled = now;
+        ++dep.restarts;
+        sim.fleet.begin_load(i, now);
       } else if (static_cast<int>(k) >= want && sim.fleet.replica_up[i]) {
         sim.fleet.replica_up[i] = 0;
+        --dep.up;
         evacuate(i);
       }
     }
-    dep.up = want;
   }
 }
 

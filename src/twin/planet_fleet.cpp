@@ -197,10 +197,13 @@ void PlanetSim::Impl::Fleet::loaded(std::size_t i, Ns now) {
   Deploy& d = deploys[static_cast<std::size_t>(replica_deploy[i])];
   Slot& sl = slots[i];
   sl.phase = Phase::kReady;
-  d.cold_pull.add(core::to_seconds(sl.pulled - sl.requested));
-  d.cold_load.add(core::to_seconds(now - sl.pulled));
-  d.cold_total.add(core::to_seconds(now - sl.requested));
-  d.last_cold_s = core::to_seconds(now - sl.requested);
+  if (!sl.restart) {  // a cold start's phases; a reload after an outage is counted apart
+    d.cold_pull.add(core::to_seconds(sl.pulled - sl.requested));
+    d.cold_load.add(core::to_seconds(now - sl.pulled));
+    d.cold_total.add(core::to_seconds(now - sl.requested));
+    d.last_cold_s = core::to_seconds(now - sl.requested);
+  }
+  sl.restart = false;
   if (site_up[static_cast<std::size_t>(d.site)]) {
     replica_up[i] = 1;
     ++d.up;
@@ -452,6 +455,7 @@ void PlanetSim::Impl::Fleet::finish_fleet(Ns end) {
     st.peak_ready = d.peak_ready;
     st.starts = d.starts;
     st.stops = d.stops;
+    st.restarts = d.restarts;
     st.refused = d.refused;
     st.refused_by = d.refused_by;
     st.gpu_hours = d.gpu_s / 3600;

@@ -102,6 +102,7 @@ struct PlanetSim::Impl {
     std::uint64_t rolled = 0;    // replicas started by rolls
     int roll_size = 0;           // replicas a roll keeps
     std::uint64_t starts = 0, stops = 0, refused = 0, routed_window = 0;
+    std::uint64_t restarts = 0;  // replicas reloaded after an outage or capacity loss
     double prompt_window = 0, output_window = 0;  // tokens asked by the requests routed in the window
     std::map<std::string, std::uint64_t> refused_by;
     double weight_bytes_moved = 0;
@@ -117,6 +118,7 @@ struct PlanetSim::Impl {
     int flow = -1;
     std::uint32_t gen = 0;  // bumped when a start is cancelled: its load event goes stale
     int version = 0;        // the model version it serves
+    bool restart = false;   // loading again after its site's outage (weights on local disk)
   };
   struct SitePower {
     double budget_factor = 1;  // scenario power_cap events
