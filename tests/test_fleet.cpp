@@ -447,6 +447,8 @@ events:
             EXPECT_NEAR(v.links[0].carried_by_class[4], 1e9, 1e6) << bw;
             EXPECT_NEAR(v.links[0].carried_bytes_s, 1e9, 1e6) << bw;
             EXPECT_EQ(v.links[0].carried_by_class[1], 0) << bw;
+            // Offered beyond it: 50 GB published at 10 s, 20 GB moved by 30 s, 30 GB still to go.
+            EXPECT_NEAR(v.links[0].backlog_by_class[4], 30e9, 1e9) << bw;
           }
         EXPECT_TRUE(seen);
       }

@@ -58,6 +58,9 @@ struct LinkState {
   // The busier way's rate by link class (0 critical, 1 interactive, 2 retrieval, 3 batch,
   // 4 sync and weights), from the flows crossing it now.
   std::array<double, 5> carried_by_class{};
+  // What is offered beyond that rate: bytes the flows crossing the busier way still have to
+  // move, by class (a sender's queue depth; elastic flows have no offered rate of their own).
+  std::array<double, 5> backlog_by_class{};
 };
 
 struct DemandState {

@@ -81,7 +81,11 @@ control::FleetView PlanetSim::Impl::observe(Ns now) {
       if (dl >= net.metro_link0) continue;
       auto& ls = v.links[static_cast<std::size_t>(dl / 2)];
       const bool busier = (dl % 2 == 0) == (net.fn.load(dl - dl % 2) >= net.fn.load(dl - dl % 2 + 1));
-      if (busier) ls.carried_by_class[static_cast<std::size_t>(f.cls)] += rate;
+      if (!busier) continue;
+      ls.carried_by_class[static_cast<std::size_t>(f.cls)] += rate;
+      // Offered beyond what is carried: the bytes its flows still have to move (a sender's queue).
+      ls.backlog_by_class[static_cast<std::size_t>(f.cls)] +=
+          std::max(0.0, f.remaining - f.rate * core::to_seconds(now - f.last));
     }
   }
   for (std::size_t g = 0; g < rec.groups.size(); ++g)
