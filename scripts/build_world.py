@@ -282,6 +282,18 @@ for name, r in cities.items():
     c = (float(r["lat"]), float(r["lng"]))
     share[min(cloud_ids, key=lambda i: km(pos[i], c))] += weights[name]
 BUDGET_70B, BUDGET_R1, BUDGET_8B = 170, 120, 80
+# Sites whose utility grants less than their pool's nameplate (kW at the 1:100 scale of the default
+# world, docs/planet.md "Scale"): Northern Virginia, where Dominion Energy paused and then rationed
+# new data-center connections in Loudoun County until its new 500 kV lines land (2022-2026).
+CONSTRAINED = {"us-east-virginia": (115, "Dominion Energy's rationed allocation in Loudoun County (Loudoun Now, 2022-07-28 and 2022-08-09)")}
+# Measured sizing (scripts/size_world.py, from a static day of the budget-sized world): replicas
+# per cloud deployment so that its peak hour runs near 70% batch occupancy.
+SIZING = {}
+try:
+    for r in csv.DictReader(open("data/world/sizing.csv", encoding="utf-8")):
+        SIZING[(r["site"], r["model"])] = int(r["replicas"])
+except FileNotFoundError:
+    pass
 for s in sites:
     t = s["tier"]
     if t == "edge":
@@ -297,17 +309,24 @@ for s in sites:
         deps = [("llama3-70b", "h100-80gb", 8, r70), ("llama3-8b", "h100-80gb", 1, r8)]
         if r1 > 0:
             deps.insert(1, ("deepseek-v3", big, 8, r1))
+        if SIZING:
+            deps = [(m, g, tp, SIZING.get((s["id"], m), n)) for m, g, tp, n in deps]
     gpus = {}
     for m, g, tp, n in deps:
-        gpus[g] = gpus.get(g, 0) + tp * n
+        # A cloud site's pool holds half as many again as its declared replicas take (unpowered
+        # until a controller starts replicas on them); an edge site holds what it runs.
+        spare = math.ceil(n / 2) if t != "edge" and SIZING else 0
+        gpus[g] = gpus.get(g, 0) + tp * (n + spare)
     tdp = {"h100-80gb": 0.7, "h200": 0.7, "b200": 1.0, "l40s": 0.35, "l4": 0.072}
     cap_kw = round(sum(tdp[g] * n for g, n in gpus.items()) * 1.6 + 50)
+    if s["id"] in CONSTRAINED:
+        cap_kw = CONSTRAINED[s["id"]][0]
     w(f"  - id: {s['id']}   # {s['where']}")
     w(f"    lat: {s['lat']:.4f}")
     w(f"    lon: {s['lon']:.4f}")
     w(f"    tier: {t}")
     w("    accelerators: {" + ", ".join(f"{g}: {n}" for g, n in gpus.items()) + "}")
-    w(f"    power_cap_kw: {cap_kw}")
+    w(f"    power_cap_kw: {cap_kw}" + (f"   # {CONSTRAINED[s['id']][1]}" if s["id"] in CONSTRAINED else ""))
     w(f"    pue: {s['pue']}")
     w(f"    carbon_g_per_kwh: {s['carbon']}   # {s['csrc']}")
     w("    deployments:")

@@ -211,7 +211,14 @@ TEST(Planet, AroundOneSiteTheEngineBehavesAsTheOneSiteTwin) {
 }
 
 TEST(Planet, ConversationsHitPrefixCachesWhereLlmDSendsThem) {
-  const auto w = ig::world::load_world(ig::world::default_world_path(), ig::model::Catalog::builtin());
+  // The default world with four times its replicas a site: with one or two pods a site, a
+  // conversation lands on its pod by chance under any balancer; with many, only a router that
+  // scores the prefix finds it.
+  auto w = ig::world::load_world(ig::world::default_world_path(), ig::model::Catalog::builtin());
+  for (auto& s : w.sites) {
+    for (auto& d : s.deployments) d.replicas *= 4;
+    for (auto& [g, n] : s.accelerators) n *= 4;
+  }
   ig::twin::PlanetConfig cfg;
   cfg.hours = 0.5;
   cfg.scale = 0.1;

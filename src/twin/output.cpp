@@ -100,6 +100,7 @@ json fleet_json(const world::World& w, const PlanetResult& r) {
     e["replica_starts"] = d.starts;
     e["replica_stops"] = d.stops;
     e["replica_restarts"] = d.restarts;
+    e["saturation"] = site_saturation(d.saturation);
     e["starts_refused"] = d.refused;
     e["refused_by_reason"] = json::object();
     for (const auto& [why, n] : d.refused_by) e["refused_by_reason"][why] = n;

@@ -88,6 +88,7 @@ struct DeploymentStats {
   int tp = 1, nominal = 0, slots = 0, peak_ready = 0;
   std::uint64_t starts = 0, stops = 0, refused = 0;
   std::uint64_t restarts = 0;  // reloads (weights from local disk + warm-up) after an outage or capacity loss
+  std::vector<double> saturation;  // per minute: mean of max(KV usage, running / max_num_seqs) over serving replicas
   std::map<std::string, std::uint64_t> refused_by;
   double gpu_hours = 0, weight_bytes_moved = 0, energy_j = 0;
   core::QuantileSketch cold_pull{0.005}, cold_load{0.005}, cold_total{0.005};

@@ -370,21 +370,27 @@ void PlanetSim::Impl::Fleet::fleet_clock(Ns now) {
       bool any = false;
       for (int d : site_deploy[s]) {
         if (d < 0) continue;
-        const Deploy& dep = deploys[static_cast<std::size_t>(d)];
+        Deploy& dep = deploys[static_cast<std::size_t>(d)];
         any = true;
+        double dep_sat = 0;
+        int dep_serving = 0;
         for (int i = dep.first; i < dep.first + dep.count; ++i) {
           const Phase p = slots[static_cast<std::size_t>(i)].phase;
           const bool serving = p == Phase::kReady && replica_up[static_cast<std::size_t>(i)];
           ready += serving;
           if (serving) {
             const auto& rep = replicas[static_cast<std::size_t>(i)];
-            sat += dep.tp * std::max(rep.kv_usage(), static_cast<double>(rep.running()) / sim.cfg.engine.max_num_seqs);
+            const double x = std::max(rep.kv_usage(), static_cast<double>(rep.running()) / sim.cfg.engine.max_num_seqs);
+            sat += dep.tp * x;
             sat_gpus += dep.tp;
+            dep_sat += x;
+            ++dep_serving;
           }
           starting += p == Phase::kPulling || p == Phase::kLoading;
           draining += p == Phase::kDraining;
           it_w += replicas[static_cast<std::size_t>(i)].power_w();
         }
+        dep.saturation.push_back(dep_serving > 0 ? dep_sat / dep_serving : 0.0);
         gpus += dep.powered * dep.tp;
         cap = std::min(cap, dep.cap_steps);
       }
@@ -456,6 +462,7 @@ void PlanetSim::Impl::Fleet::finish_fleet(Ns end) {
     st.starts = d.starts;
     st.stops = d.stops;
     st.restarts = d.restarts;
+    st.saturation = d.saturation;
     st.refused = d.refused;
     st.refused_by = d.refused_by;
     st.gpu_hours = d.gpu_s / 3600;

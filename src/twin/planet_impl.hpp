@@ -103,6 +103,7 @@ struct PlanetSim::Impl {
     int roll_size = 0;           // replicas a roll keeps
     std::uint64_t starts = 0, stops = 0, refused = 0, routed_window = 0;
     std::uint64_t restarts = 0;  // replicas reloaded after an outage or capacity loss
+    std::vector<double> saturation;  // one per minute: mean over its serving replicas (as the site's)
     double prompt_window = 0, output_window = 0;  // tokens asked by the requests routed in the window
     std::map<std::string, std::uint64_t> refused_by;
     double weight_bytes_moved = 0;
