@@ -154,8 +154,12 @@ TEST(Fleet, ASiteBackFromAnOutageReloadsBeforeItServes) {
   int checked = 0;
   for (const auto& v : c->views) {
     const auto& d = v.deployments[static_cast<std::size_t>(deploy_at(v, "a"))];
-    if (v.t_s > 60 && v.t_s < back) EXPECT_EQ(d.ready, 0) << v.t_s;
-    if (v.t_s >= back + 1e-6) EXPECT_EQ(d.ready, 1) << v.t_s;
+    if (v.t_s > 60 && v.t_s < back) {
+      EXPECT_EQ(d.ready, 0) << v.t_s;
+    }
+    if (v.t_s >= back + 1e-6) {
+      EXPECT_EQ(d.ready, 1) << v.t_s;
+    }
     checked += v.t_s > 180 && v.t_s < back;
   }
   EXPECT_GE(checked, 9);  // the site was up again and still not serving for ~100 s

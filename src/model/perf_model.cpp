@@ -86,12 +86,10 @@ IterationCost PerfModel::iteration(const BatchShape& s) const {
   if (accel_.wait_w >= 0) {
     // Split by what the GPU does: waiting on all-reduces and the fixed overhead at wait power,
     // the rest at prefill power (prefill) or streaming power rising to it with the FLOPs' share.
-    const double wait = std::min(out.seconds, allreduce_s(tokens) + overhead);
-    const double active = out.seconds - wait;
     const double stream = accel_.stream_w >= 0 ? accel_.stream_w : accel_.decode_w;
-    const double share = active > 0 ? std::min(1.0, (lin_flops + attn_flops_pair_ * s.prefill_pairs) / flops_ / active) : 0;
-    const double pa = prefill ? accel_.prefill_w : stream + (accel_.prefill_w - stream) * share;
-    out.power_w = std::min((active * pa + wait * accel_.wait_w) / out.seconds, cap_w_);
+    out.power_w = split_power(out.seconds, allreduce_s(tokens) + overhead, accel_.wait_w,
+                              (lin_flops + attn_flops_pair_ * s.prefill_pairs) / flops_, prefill ? accel_.prefill_w : stream,
+                              accel_.prefill_w, cap_w_);
   } else if (prefill) {
     out.power_w = std::min(accel_.prefill_w, cap_w_);
   } else {

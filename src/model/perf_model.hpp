@@ -26,6 +26,18 @@ struct IterationCost {
   double compute_share = 0;
 };
 
+// An iteration's draw split by time (docs/validation.md "Power"): wait_s of it (all-reduces, fixed
+// overhead) at wait_w, the rest from lo_w towards hi_w by the share of it the FLOPs take
+// (compute_s at the capped compute rate); never above cap_w.
+inline double split_power(double iteration_s, double wait_s, double wait_w, double compute_s, double lo_w, double hi_w,
+                          double cap_w) {
+  const double wait = wait_s < iteration_s ? wait_s : iteration_s;
+  const double active = iteration_s - wait;
+  const double share = active <= 0 ? 0 : compute_s >= active ? 1.0 : compute_s / active;
+  const double p = (active * (lo_w + (hi_w - lo_w) * share) + wait * wait_w) / iteration_s;
+  return p < cap_w ? p : cap_w;
+}
+
 // A pure-decode iteration of n sequences with total context S takes fixed_s + per_token_s * S:
 // the replica uses this line to advance many decode iterations in closed form.
 // Its power rises with the share of the iteration the tensor cores are busy (compute_s of an
@@ -46,13 +58,7 @@ struct DecodeLine {
   }
   double power_at(double iteration_s) const {
     if (iteration_s <= 0) return power_w;
-    if (wait_w >= 0) {
-      const double wait = wait_s < iteration_s ? wait_s : iteration_s;
-      const double active = iteration_s - wait;
-      const double share = active <= 0 ? 0 : compute_s >= active ? 1.0 : compute_s / active;
-      const double p = (active * (power_w + (compute_bound_w - power_w) * share) + wait * wait_w) / iteration_s;
-      return p < cap_w ? p : cap_w;
-    }
+    if (wait_w >= 0) return split_power(iteration_s, wait_s, wait_w, compute_s, power_w, compute_bound_w, cap_w);
     if (compute_s <= 0) return power_w;
     const double p = power_w + (compute_bound_w - power_w) * compute_share_at(iteration_s);
     return p < cap_w ? p : cap_w;

@@ -203,7 +203,8 @@ void Orchestrator::scraped_ok(std::size_t i) {
     std::lock_guard<std::mutex> lock(mu_);
     if (phase(i) != SlotPhase::kStarting) return;
     auto& pool = pools_[static_cast<std::size_t>(pool_index_[i])];
-    pool.cold_starts.push_back(seconds_since(slots_[i].t_start));
+    pool.last_cold_start_s = seconds_since(slots_[i].t_start);
+    pool.cold_starts.add(pool.last_cold_start_s);
     ++pool.ready;
     phase_[i] = static_cast<int>(SlotPhase::kReady);
     model = pool.model;
@@ -300,7 +301,7 @@ Orchestrator::Counts Orchestrator::counts(int pool_id) const {
     c.ready += p == SlotPhase::kReady;
     c.draining += p == SlotPhase::kDraining;
   }
-  if (!pool.cold_starts.empty()) c.last_cold_start_s = pool.cold_starts.back();
+  c.last_cold_start_s = pool.last_cold_start_s;
   return c;
 }
 
@@ -334,18 +335,13 @@ std::string Orchestrator::metrics() const {
   out += "# HELP infergrid_gateway_pool_cold_start_seconds Start to ready (first good /metrics scrape), per start.\n"
          "# TYPE infergrid_gateway_pool_cold_start_seconds summary\n";
   for (const auto& p : pools_) {
-    double sum = 0;
-    for (double v : p.cold_starts) sum += v;
-    if (!p.cold_starts.empty()) {
-      auto v = p.cold_starts;
-      for (const double q : {0.5, 0.99}) {
-        std::sort(v.begin(), v.end());
-        const double x = v[static_cast<std::size_t>(std::min<double>(static_cast<double>(v.size()) - 1, std::floor(q * static_cast<double>(v.size()))))];
-        out += fmt::format("infergrid_gateway_pool_cold_start_seconds{{{},quantile=\"{}\"}} {}\n", labels(p), q, x);
-      }
-    }
-    out += fmt::format("infergrid_gateway_pool_cold_start_seconds_sum{{{}}} {}\n", labels(p), sum);
-    out += fmt::format("infergrid_gateway_pool_cold_start_seconds_count{{{}}} {}\n", labels(p), p.cold_starts.size());
+    const auto& c = p.cold_starts;
+    if (c.count() > 0)
+      for (const double q : {0.5, 0.99})
+        out += fmt::format("infergrid_gateway_pool_cold_start_seconds{{{},quantile=\"{}\"}} {}\n", labels(p), q, c.quantile(q));
+    out += fmt::format("infergrid_gateway_pool_cold_start_seconds_sum{{{}}} {}\n", labels(p),
+                       c.mean() * static_cast<double>(c.count()));
+    out += fmt::format("infergrid_gateway_pool_cold_start_seconds_count{{{}}} {}\n", labels(p), c.count());
   }
   return out;
 }

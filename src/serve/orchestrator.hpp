@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "core/sketch.hpp"
+
 namespace infergrid::serve {
 
 class Gateway;
@@ -58,7 +60,8 @@ class Orchestrator {
     std::string model;
     std::vector<std::size_t> slots;  // backend indices
     std::uint64_t starts = 0, ready = 0, stops = 0, failed = 0, crashed = 0;
-    std::vector<double> cold_starts;  // seconds, every start that became ready
+    core::QuantileSketch cold_starts{0.005};  // seconds, every start that became ready
+    double last_cold_start_s = 0;
   };
   struct Slot {
     pid_t pid = -1;

@@ -4,11 +4,11 @@
 // Run: node --test tests/serve/fabric.test.mjs   (INFERGRID_BIN picks the binary)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { startListening } from './procs.mjs';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const OpenAI = require('openai').default ?? require('openai');
@@ -17,21 +17,7 @@ const BIN = process.env.INFERGRID_BIN || path.resolve('build/infergrid');
 const dir = mkdtempSync(path.join(tmpdir(), 'infergrid-fabric-'));
 const procs = [];
 
-function start(args) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    procs.push(p);
-    let out = '', err = '';
-    const timer = setTimeout(() => reject(new Error(`no port from ${args.join(' ')}: ${out} ${err}`)), 10000);
-    p.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/listening on [\d.]+:(\d+)/);
-      if (m) { clearTimeout(timer); resolve({ proc: p, port: Number(m[1]) }); }
-    });
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('exit', (code) => { clearTimeout(timer); if (!out.includes('listening')) reject(new Error(`exited ${code}: ${err}`)); });
-  });
-}
+const start = (args) => startListening(procs, BIN, args);
 
 function gatewayConfig(name, sites, extra = '') {
   let y = `listen: 127.0.0.1:0\npolicy: nearest\naccess_log: ${dir}/${name}.log\nscrape_interval_ms: 50\n${extra}sites:\n`;

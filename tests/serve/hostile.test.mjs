@@ -12,6 +12,7 @@ import net from 'node:net';
 import http from 'node:http';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { startListening } from './procs.mjs';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const OpenAI = require('openai').default ?? require('openai');
@@ -22,22 +23,8 @@ const procs = [];
 const servers = [];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function start(args, { shell = false } = {}) {
-  return new Promise((resolve, reject) => {
-    const p = shell ? spawn('bash', ['-c', args], { stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    procs.push(p);
-    let out = '', err = '';
-    const timer = setTimeout(() => reject(new Error(`no port from ${args}: ${out} ${err}`)), 10000);
-    p.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/listening on [\d.]+:(\d+)/);
-      if (m) { clearTimeout(timer); resolve({ proc: p, port: Number(m[1]), stderr: () => err }); }
-    });
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('exit', (code) => { clearTimeout(timer); if (!out.includes('listening')) reject(new Error(`exited ${code}: ${err}`)); });
-  });
-}
+const start = (args, { shell = false } = {}) =>
+  shell ? startListening(procs, 'bash', ['-c', args]) : startListening(procs, BIN, args);
 
 const engine = (extra = []) => start(['engine', '--port', '0', '--model', 'llama3-8b', ...extra]);
 

@@ -4,12 +4,13 @@
 // Run: node --test tests/serve/pool.test.mjs   (INFERGRID_BIN picks the binary)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { startListening } from './procs.mjs';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const OpenAI = require('openai').default ?? require('openai');
@@ -20,21 +21,7 @@ const procs = [];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const LOAD_S = 2, TIME_SCALE = 0.25;  // each replica loads weights for 0.5 s of wall time
 
-function start(args) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    procs.push(p);
-    let out = '', err = '';
-    const timer = setTimeout(() => reject(new Error(`no port from ${args.join(' ')}: ${out} ${err}`)), 10000);
-    p.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/listening on [\d.]+:(\d+)/);
-      if (m) { clearTimeout(timer); resolve({ proc: p, port: Number(m[1]), stderr: () => err }); }
-    });
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('exit', (code) => { clearTimeout(timer); if (!out.includes('listening')) reject(new Error(`exited ${code}: ${err}`)); });
-  });
-}
+const start = (args) => startListening(procs, BIN, args);
 
 // Ports free now (bound to 0 and released): the pool's replica slots.
 async function freePorts(n) {
@@ -197,14 +184,8 @@ test('a replica that dies is counted as crashed and the controller starts anothe
 
 test('metrics pass promtool', async () => {
   const t = await (await fetch(`http://127.0.0.1:${gw.port}/metrics`)).text();
-  writeFileSync(`${dir}/metrics.txt`, t);
-  const r = spawn('promtool', ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  r.stdout.on('data', (d) => { out += d; });
-  r.stderr.on('data', (d) => { out += d; });
-  r.stdin.end(t);
-  const code = await new Promise((res) => r.on('exit', res));
-  assert.equal(code, 0, out);
+  const pc = spawnSync('promtool', ['check', 'metrics'], { input: t, encoding: 'utf8' });
+  assert.equal(pc.status, 0, `promtool check metrics exited ${pc.status}:\n${pc.stdout}${pc.stderr}`);
 });
 
 test('stopping the gateway stops its replicas', async () => {

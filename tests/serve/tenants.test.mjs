@@ -18,6 +18,7 @@ import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { startListening } from './procs.mjs';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const OpenAI = require('openai').default ?? require('openai');
@@ -33,22 +34,7 @@ const MODEL = 'llama3-8b';
 // ---- processes ----------------------------------------------------------------------------------
 
 // Starts `infergrid ARGS`; resolves with its port once it prints "listening on HOST:PORT".
-function start(args) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    procs.push(p);
-    let out = '', err = '';
-    const h = { proc: p, port: 0, stderr: () => err, stdout: () => out };
-    const timer = setTimeout(() => reject(new Error(`no port from ${args.join(' ')}: ${out} ${err}`)), 10000);
-    p.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/listening on [\d.]+:(\d+)/);
-      if (m && !h.port) { clearTimeout(timer); h.port = Number(m[1]); resolve(h); }
-    });
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('exit', (code) => { clearTimeout(timer); if (!h.port) reject(new Error(`exited ${code}: ${err}`)); });
-  });
-}
+const start = (args) => startListening(procs, BIN, args);
 
 function freePort() {
   return new Promise((resolve, reject) => {
