@@ -5,6 +5,8 @@
 #include <cmath>
 
 #include "control/forecast.hpp"
+#include "control/forecast_eval.hpp"
+#include "core/error.hpp"
 
 namespace ig = infergrid;
 
@@ -53,4 +55,54 @@ TEST(Forecast, TheSameObservationsGiveTheSameForecasts) {
   for (double x : v) a.observe(x), b.observe(x);
   EXPECT_EQ(a.forecast(3600).p50, b.forecast(3600).p50);
   EXPECT_EQ(a.forecast(3600).p90, b.forecast(3600).p90);
+}
+
+// The published comparison (`infergrid forecast`): on an exactly periodic day the same time
+// yesterday is the truth (WAPE 0), the last value is off by the curve's slope over the horizon,
+// and Holt-Winters, which learns the season, is between them and within 2%.
+TEST(ForecastEval, ScoresAgainstTheLastValueAndTheSameTimeYesterday) {
+  const ig::control::Series s{"world/interactive", sinusoid(3)};
+  ig::control::ForecastConfig hw;  // 60-s steps, the daily season
+  const auto scores = ig::control::evaluate_forecasts({s}, "holt-winters", hw, {300, 3600}, 2 * 1440, false);
+  ASSERT_EQ(scores.size(), 2u);
+  for (const auto& sc : scores) {
+    EXPECT_EQ(sc.series, "world/interactive");
+    EXPECT_EQ(sc.points, 1440u - static_cast<std::size_t>(sc.horizon_s / 60)) << sc.horizon_s;
+    EXPECT_NEAR(sc.wape_yesterday, 0, 1e-12) << sc.horizon_s;
+    EXPECT_LT(sc.wape, 0.02) << sc.horizon_s;
+    EXPECT_LT(sc.wape, sc.wape_last) << sc.horizon_s;
+  }
+  // The 1-hour last value: about 2/pi x 60 x sin(2 pi / 24) / 100 ~ 10% (see above).
+  EXPECT_GT(scores[1].wape_last, 0.05);
+  // A series shorter than two days has no yesterday to compare with.
+  const ig::control::Series day{"x", sinusoid(1)};
+  const auto one = ig::control::evaluate_forecasts({day}, "holt-winters", hw, {300}, 60, false);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_LT(one[0].wape_yesterday, 0);
+}
+
+TEST(ForecastEval, DemandCsvIsReadAndBadRowsNameTheirLineAndField) {
+  const auto v = ig::control::parse_demand_csv("minute,group,priority,arrivals\n0,world,batch,60\n2,world,batch,120\n"
+                                               "1,India,critical,6\n", "d.csv");
+  ASSERT_EQ(v.size(), 2u);  // by name: India/critical, world/batch; each as long as the longest
+  EXPECT_EQ(v[0].name, "India/critical");
+  EXPECT_EQ(v[1].name, "world/batch");
+  EXPECT_EQ(v[1].values, (std::vector<double>{1, 0, 2}));
+  EXPECT_EQ(v[0].values, (std::vector<double>{0, 0.1, 0}));
+  auto error = [](const std::string& text) {
+    try {
+      ig::control::parse_demand_csv(text, "d.csv");
+    } catch (const ig::core::InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error("minute,group\n").find("d.csv:1: field 'header'"), std::string::npos) << error("minute,group\n");
+  const std::string h = "minute,group,priority,arrivals\n";
+  EXPECT_NE(error(h + "0,world,urgent,1\n").find("d.csv:2: field 'priority'"), std::string::npos);
+  EXPECT_NE(error(h + "-1,world,batch,1\n").find("field 'minute'"), std::string::npos);
+  EXPECT_NE(error(h + "0,world,batch,nan\n").find("field 'arrivals'"), std::string::npos);
+  EXPECT_NE(error(h + "0,,batch,1\n").find("field 'group'"), std::string::npos);
+  EXPECT_NE(error(h + "0,world,batch\n").find("d.csv:2"), std::string::npos);
+  EXPECT_NE(error("").find("is empty"), std::string::npos);
 }

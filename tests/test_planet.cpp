@@ -417,3 +417,29 @@ TEST(SiteRouter, BaselinesDecideAsTheSystemsTheyStandFor) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(*p2a->pick(r, v), *p2b->pick(r, v));
   EXPECT_THROW(ig::control::make_site_router("magic", 1), ig::core::InputError);
 }
+
+// infergrid's one cost, worked by hand: expected TTFT = RTT + wait + prefill of the uncached prompt.
+TEST(SiteRouter, InferGridPicksTheLowestExpectedTtft) {
+  using ig::control::SiteView;
+  std::vector<SiteView> v(2);
+  // Near: 10 ms away, 2 replicas of 8 slots each at 4 req/s, 20 outstanding of which 3 waiting:
+  // max(3, 20 + 1 - 16) = 5 ahead / (2 x 4 req/s) = 625 ms; prefill 2,000 tokens at 10k tok/s = 200 ms.
+  v[0] = {0, 10, 20, 3, 2, 0.5, 0, 4, 8, 10000};
+  // Far: 150 ms away, idle: 0 ahead; its prefix cache holds half the prompt: 100 ms of prefill.
+  v[1] = {1, 150, 2, 0, 2, 0.1, 0.5, 4, 8, 10000};
+  auto r = ig::control::make_site_router("infergrid", 1);
+  const ig::control::GeoRequest big{1, 2000, 1, 7};
+  EXPECT_EQ(*r->pick(big, v), 1u);  // 10 + 625 + 200 = 835 ms against 150 + 0 + 100 = 250 ms
+  // Without the queue the distance wins: 10 + 0 + 200 against 250.
+  v[0].outstanding = 4;
+  v[0].waiting = 0;
+  EXPECT_EQ(*r->pick(big, v), 0u);
+  const auto sc = r->scores(v);  // for a 1,000-token prompt
+  EXPECT_NEAR(sc[0], 10 + 1000 * (0 + 1000.0 / 10000), 1e-9);
+  EXPECT_NEAR(sc[1], 150 + 1000 * (0 + 500.0 / 10000), 1e-9);
+  // No engine model (the gateway): a second of work per waiting request per replica.
+  v[0] = {0, 10, 20, 4, 2, 0.5, 0};
+  v[1] = {1, 150, 2, 0, 2, 0.1, 0};
+  EXPECT_NEAR(r->scores(v)[0], 10 + 1000 * 2.0, 1e-9);
+  EXPECT_EQ(*r->pick(big, v), 1u);
+}

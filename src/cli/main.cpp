@@ -15,6 +15,7 @@
 #include <set>
 #include <nlohmann/json.hpp>
 
+#include "cli/forecast_cmd.hpp"
 #include "core/csv.hpp"
 #include "core/error.hpp"
 #include "core/paths.hpp"
@@ -555,6 +556,20 @@ int main(int argc, char** argv) {
   sw->add_option("--grid", sweep_grid, "the grid YAML (docs/control.md \"Sweeps\")");
   sw->add_option("--out", sweep_out, "output folder: sweep.csv, sweep_summary.csv, sweep.json, sweep.html");
 
+  auto* fc = app.add_subcommand("forecast", "score the demand forecaster on a sim's demand.csv or a trace, against naive forecasts");
+  ig::cli::ForecastArgs fa;
+  fc->add_option("--demand", fa.demand, "a demand.csv written by `infergrid sim`");
+  fc->add_option("--trace", fa.trace, "or a request trace (Azure, BurstGPT, Mooncake)");
+  fc->add_option("--step", fa.step_s, "seconds per step");
+  fc->add_option("--horizons", fa.horizons_s, "horizons in seconds")->delimiter(',');
+  fc->add_option("--warmup-h", fa.warmup_h, "hours before scoring starts");
+  fc->add_option("--json", fa.json, "also write the scores as JSON");
+  fc->add_option("--alpha", fa.alpha, "Holt-Winters: level smoothing")->check(CLI::Range(1e-6, 1.0));
+  fc->add_option("--beta", fa.beta, "Holt-Winters: trend smoothing")->check(CLI::Range(0.0, 1.0));
+  fc->add_option("--gamma", fa.gamma, "Holt-Winters: season smoothing")->check(CLI::Range(0.0, 1.0));
+  fc->add_option("--phi", fa.phi, "Holt-Winters: trend damping")->check(CLI::Range(1e-6, 1.0));
+  fc->add_option("--season-smooth-s", fa.season_smooth_s, "Holt-Winters: the first day's shape averaged over +- this many seconds");
+
   auto* geo = app.add_subcommand("geo", "geography: modeled round-trip times");
   geo->require_subcommand(1);
   auto* rtt = geo->add_subcommand("rtt", "print the modeled round trip between two points, in ms");
@@ -677,6 +692,7 @@ int main(int argc, char** argv) {
     if (*cal) return cmd_calibrate(common, data, fit, md);
     if (*cat) return cmd_catalog(common);
     if (*te) return cmd_te(ta);
+    if (*fc) return ig::cli::run_forecast(fa);
     if (*sw) return ig::sweep::run_sweep(sweep_grid, sweep_out, common.catalog());
     if (*rtt) {
       ig::core::LatLon a, b;

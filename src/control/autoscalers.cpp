@@ -43,8 +43,9 @@ const std::vector<Spec>& specs() {
        {{"period_s", 30}, {"kv_scale_up", 0.9}, {"kv_scale_down", 0.5}, {"queue_scale_up", 0.5},
         {"queue_scale_down", 0.2}, {"history", 1}, {"grace_periods", 3}, {"min_replicas", 1}}},
       {"infergrid",
-       {{"period_s", 10}, {"target_utilization", 0.7}, {"cold_start_s", 120}, {"downscale_delay_s", 600},
-        {"min_replicas", 1}, {"shed_batch_at", 0.3}}},
+       {{"period_s", 10}, {"target_utilization", 0.85}, {"cold_start_s", 120}, {"downscale_delay_s", 600},
+        {"downscale_margin", 0.2}, {"min_replicas", 1}, {"shed_batch_at", 0.3}, {"forecast_window_s", 60},
+        {"forecast_alpha", 0.3}, {"forecast_beta", 0.2}, {"forecast_phi", 0.9}, {"surge_window_s", 30}, {"surge_z", 3.5}}},
   };
   return s;
 }
@@ -57,7 +58,6 @@ const Spec& spec(const std::string& name) {
   core::fail_flag("controller", fmt::format("unknown controller '{}' ({})", name, all));
 }
 
-// Defaults overlaid by the given parameters; a parameter the controller does not read is an error.
 // Defaults overlaid by the given parameters; a parameter the controller does not read is an error.
 // `name@model` sets a parameter for the deployments of one model (SkyServe's target QPS is per
 // service, and a service is one model).
@@ -84,6 +84,8 @@ Params merged(const std::string& name, const Params& given) {
   }
   if (p.count("target_utilization") && !(p["target_utilization"] > 0 && p["target_utilization"] <= 1))
     core::fail_flag("control.target_utilization", "must be in (0, 1]");
+  for (const char* k : {"forecast_alpha", "forecast_beta", "forecast_phi"})
+    if (p.count(k) && !(p[k] > 0 && p[k] <= 1)) core::fail_flag(std::string("control.") + k, "must be in (0, 1]");
   if (p.count("kv_scale_up") && p["kv_scale_down"] >= p["kv_scale_up"])
     core::fail_flag("control.kv_scale_down", "must be below kv_scale_up");
   if (p.count("target_qps_per_replica"))

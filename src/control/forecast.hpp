@@ -15,6 +15,8 @@ struct ForecastConfig {
   double alpha = 0.3;        // level
   double beta = 0.02;        // trend
   double gamma = 0.3;        // season
+  double phi = 1;            // trend damping (Gardner): k steps ahead add trend x (phi + ... + phi^k)
+  int season_smooth = 0;     // the first season's slots averaged over +-this many neighbours
   double error_alpha = 0.05; // the squared one-step error's moving average
   double cusum_k = 0.5;      // slack, in standard deviations
   double cusum_h = 4;        // alarm threshold, in standard deviations
@@ -23,8 +25,9 @@ struct ForecastConfig {
 class Forecaster {
  public:
   explicit Forecaster(ForecastConfig cfg = {});
-  // The next step's observation.
-  void observe(double value);
+  // The next step's observation; `noise_sd`: its own measurement noise (e.g. a Poisson count's
+  // over the step), a floor under the error spread the change-point test standardizes by.
+  void observe(double value, double noise_sd = 0);
   struct Quantiles {
     double p50 = 0, p90 = 0;
   };

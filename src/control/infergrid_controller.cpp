@@ -1,13 +1,18 @@
-// infergrid's controller: capacity in time. Per deployment it forecasts the observed arrivals
-// (Holt-Winters with change points, control/forecast.hpp) at a horizon of the deployment's cold
-// start (its last measured pull + load + warm-up, else cold_start_s) plus a period, and holds
-// enough replicas for the forecast's p90 at target_utilization of each replica's sustained rate
-// (the host's engine-model estimate for the mix it was sent, DeploymentState::capacity_rps).
+// infergrid's controller: capacity in time. Per deployment it forecasts the observed arrivals,
+// averaged over forecast_window_s (Holt's level and trend with CUSUM change points,
+// control/forecast.hpp), at a horizon of the deployment's cold start (its last measured pull +
+// load + warm-up, else cold_start_s) plus a period, and holds enough replicas for the forecast's
+// p90 at target_utilization of each replica's sustained rate (the host's engine-model estimate for
+// the mix it was sent, DeploymentState::capacity_rps). Between forecast steps a surge check on the
+// last surge_window_s (a Poisson test against the forecast's median) answers a step at once.
 // Scale-up is immediate, so replicas are ready when the forecast load arrives; scale-down waits
-// downscale_delay_s and then drains one replica a minute. When a deployment wants more than its
-// pool holds, batch is shed (at shed_batch_at outstanding per slot) so that interactive and
-// critical keep the capacity; critical is never shed. docs/control.md "infergrid".
+// until the load fits one replica fewer with a margin (downscale_margin) for downscale_delay_s,
+// then drains one replica a minute. When a deployment wants more than its pool holds, batch is
+// shed (at shed_batch_at outstanding per slot) so that interactive and critical keep the
+// capacity; critical is never shed. docs/control.md "infergrid".
+#include <algorithm>
 #include <cmath>
+#include <deque>
 #include <map>
 #include <memory>
 
@@ -26,37 +31,77 @@ class InferGrid final : public Controller {
 
   void decide(const FleetView& v, Decisions& out) override {
     const double period = p_.at("period_s");
+    const double window = std::max(period, p_.at("forecast_window_s"));
+    const double surge_window = std::max(period, p_.at("surge_window_s"));
+    const auto surge_n = static_cast<std::size_t>(std::max(1.0, std::round(surge_window / period)));
     bool short_of_pool = false;
     for (const auto& d : v.deployments) {
       if (!v.sites[static_cast<std::size_t>(d.site)].up) continue;
       auto& st = state_[d.id];
       if (!st.fc) {
         ForecastConfig fc;
-        // Minutes ahead: Holt's level and trend (a one-slot season that stays 0), with CUSUM
-        // re-levelling at a surge; the daily shape is left to a day-ahead plan (not built yet).
-        fc.step_s = period;
-        fc.season_s = period;
+        // Minutes ahead: Holt's level and trend over window means (a one-slot season that stays
+        // 0), with CUSUM re-levelling at a surge; the daily shape is left to a day-ahead plan.
+        fc.step_s = window;
+        fc.season_s = window;
         fc.gamma = 0;
-        fc.alpha = 0.5;
-        fc.beta = 0.1;
+        fc.alpha = p_.at("forecast_alpha");
+        fc.beta = p_.at("forecast_beta");
+        fc.phi = p_.at("forecast_phi");
         st.fc = std::make_unique<Forecaster>(fc);
       }
-      st.fc->observe(d.arrivals_per_s);
-      if (d.capacity_rps > 0) st.capacity = d.capacity_rps;
+      // The window's mean rate feeds the forecaster once per window; the last few periods are
+      // kept for the surge check.
+      st.acc += d.arrivals_per_s * period;
+      st.acc_s += period;
+      st.recent.push_back(d.arrivals_per_s);
+      while (st.recent.size() > surge_n) st.recent.pop_front();
+      if (st.acc_s >= window - 1e-9) {
+        st.last_mean = st.acc / st.acc_s;
+        // A Poisson count's noise over the window, at the larger of the level and the observation.
+        const double level = st.fc->observations() > 0 ? st.fc->forecast(window).p50 : st.last_mean;
+        st.fc->observe(st.last_mean, std::sqrt(std::max({st.last_mean, level, 1 / window}) / window));
+        st.acc = st.acc_s = 0;
+      }
+      if (d.capacity_rps > 0) st.capacity = st.capacity > 0 ? 0.8 * st.capacity + 0.2 * d.capacity_rps : d.capacity_rps;
       if (st.capacity <= 0) continue;  // nothing routed yet: no mix to size for
       const double lead = (d.cold_start_s > 0 ? d.cold_start_s : param(p_, "cold_start_s", d)) + period;
-      const auto q = st.fc->forecast(lead);
+      double recent = 0;
+      for (double r : st.recent) recent += r;
+      recent /= static_cast<double>(st.recent.size());
+      Forecaster::Quantiles q{recent, recent};
+      double observed = recent;
+      if (st.fc->observations() > 0) {
+        // The forecast value is a window's mean: its midpoint lies window/2 plus what has passed
+        // of the current window behind now.
+        q = st.fc->forecast(lead + window / 2 + st.acc_s);
+        observed = st.last_mean;
+      }
+      // A step between forecast steps: the mean of the last k periods (k = 1 .. the surge window)
+      // above the p90 and beyond Poisson noise around the median (surge_z standard deviations of a
+      // count over k periods); the highest such mean is the load now. One period catches a large
+      // step at once, the whole window a smaller one.
+      double surge = 0, sum = 0;
+      for (std::size_t k = 1; k <= st.recent.size(); ++k) {
+        sum += st.recent[st.recent.size() - k];
+        const double s_w = static_cast<double>(k) * period, mean = sum / static_cast<double>(k);
+        const double noise = std::sqrt(std::max(q.p50, 1 / s_w) / s_w);
+        if (mean > q.p90 && mean > q.p50 + param(p_, "surge_z", d) * noise) surge = std::max(surge, mean);
+      }
       // The forecast load, and what is queued now drained over the lead time.
-      const double rate = std::max(q.p90, d.arrivals_per_s) + d.waiting / lead;
-      const double want = rate / (st.capacity * param(p_, "target_utilization", d));
+      const double rate = std::max({q.p90, observed, surge}) + d.waiting / lead;
+      const double per_replica = st.capacity * param(p_, "target_utilization", d);
+      const double want = rate / per_replica;
       const int target = clamp_replicas(want, d, param(p_, "min_replicas", d));
       // Short of ready capacity (the pool is full, or replicas are still starting) with a queue.
       short_of_pool |= std::ceil(want - 1e-9) > d.ready && d.waiting > 0;
       const int current = d.ready + d.starting;
+      // Down only when the load fits one replica fewer with room to spare: no flapping at a boundary.
+      const bool fits_fewer = want * (1 + param(p_, "downscale_margin", d)) <= current - 1;
       if (target > current) {
         out.scale.push_back({d.id, target});
         st.below_s = 0;
-      } else if (target < current) {
+      } else if (target < current && fits_fewer) {
         st.below_s += period;
         if (st.below_s >= param(p_, "downscale_delay_s", d)) {
           out.scale.push_back({d.id, current - 1});
@@ -76,8 +121,11 @@ class InferGrid final : public Controller {
  private:
   struct State {
     std::unique_ptr<Forecaster> fc;
-    double capacity = 0;  // the last estimate of one replica's sustained rate
-    double below_s = 0;   // how long the target has been below the replicas held
+    double capacity = 0;       // one replica's sustained rate, smoothed over the host's estimates
+    double below_s = 0;        // how long the load has fit one replica fewer
+    double acc = 0, acc_s = 0;  // arrivals and seconds of the forecast window under way
+    double last_mean = 0;      // the last whole window's mean rate
+    std::deque<double> recent;  // the last periods' rates, for the surge check
   };
   Params p_;
   std::map<int, State> state_;

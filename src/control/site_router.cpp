@@ -130,10 +130,46 @@ class LlmD final : public SiteRouter {
   const char* score_name() const override { return "2 queue + 2 (1 - kv) + 3 prefix (highest wins)"; }
 };
 
+// infergrid's one cost: the expected TTFT in ms of sending the request there.
+double expected_ttft_ms(int prompt_tokens, const SiteView& v) {
+  if (v.replicas <= 0) return 1e300;
+  double wait_s;
+  if (v.service_rps > 0 && v.batch_slots > 0) {
+    // The requests queued for prefill, or those beyond the replicas' batches at the SLO (and this
+    // one), whichever is more, wait; the replicas take them at their sustained rate.
+    const double ahead = std::max(static_cast<double>(v.waiting),
+                                  v.outstanding + 1.0 - static_cast<double>(v.replicas) * v.batch_slots);
+    wait_s = ahead / (static_cast<double>(v.replicas) * v.service_rps);
+  } else {
+    // No engine model (the gateway): the requests waiting per replica, a second of work each.
+    wait_s = static_cast<double>(v.waiting) / v.replicas;
+  }
+  const double prefill_s = v.prefill_tok_s > 0 ? std::max(0, prompt_tokens) * (1 - v.prefix_hit) / v.prefill_tok_s : 0;
+  return v.rtt_ms + 1000 * (wait_s + prefill_s);
+}
+
+class InferGrid final : public SiteRouter {
+ public:
+  std::optional<std::size_t> pick(const GeoRequest& r, std::span<const SiteView> s) override {
+    std::size_t best = 0;
+    double best_ms = expected_ttft_ms(r.prompt_tokens, s[0]);
+    for (std::size_t i = 1; i < s.size(); ++i) {
+      const double ms = expected_ttft_ms(r.prompt_tokens, s[i]);
+      if (ms < best_ms || (ms == best_ms && s[i].rtt_ms < s[best].rtt_ms)) best = i, best_ms = ms;
+    }
+    return best;
+  }
+  std::vector<double> scores(std::span<const SiteView> s) const override {
+    // The request's own prompt is not known here: the cost of a 1,000-token prompt.
+    return each(s, [](const SiteView& x) { return expected_ttft_ms(1000, x); });
+  }
+  const char* score_name() const override { return "expected TTFT ms of a 1k-token prompt (lowest wins)"; }
+};
+
 }  // namespace
 
 std::vector<std::string> site_router_names() {
-  return {"nearest", "round-robin", "least-outstanding", "power-of-two", "skyserve", "llm-d"};
+  return {"nearest", "round-robin", "least-outstanding", "power-of-two", "skyserve", "llm-d", "infergrid"};
 }
 
 std::unique_ptr<SiteRouter> make_site_router(const std::string& name, std::uint64_t seed) {
@@ -143,6 +179,7 @@ std::unique_ptr<SiteRouter> make_site_router(const std::string& name, std::uint6
   if (name == "power-of-two") return std::make_unique<PowerOfTwo>(seed);
   if (name == "skyserve") return std::make_unique<SkyServe>();
   if (name == "llm-d") return std::make_unique<LlmD>();
+  if (name == "infergrid") return std::make_unique<InferGrid>();
   std::string all;
   for (const auto& n : site_router_names()) all += (all.empty() ? "" : ", ") + n;
   core::fail_flag("router", fmt::format("unknown router '{}' (planet mode: one of {})", name, all));

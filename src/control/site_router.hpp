@@ -10,6 +10,10 @@
 //                      requests anywhere, whatever the distance
 //   llm-d              llm-d's weighted scorer: queue depth (weight 2), KV-cache utilization
 //                      (weight 2), prefix-cache affinity (weight 3), each normalized to [0, 1]
+//   infergrid          one cost in seconds: the expected TTFT at each site = round trip + the
+//                      wait (the requests queued for prefill, or beyond the replicas' batches at
+//                      the SLO, served at their sustained rate) + the prefill of what is not
+//                      cached there; a farther site wins only when its saving beats the distance
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -27,6 +31,11 @@ struct SiteView {
   int replicas = 0;      // replicas up for this model
   double kv_usage = 0;   // mean over those replicas, [0, 1]
   double prefix_hit = 0; // fraction of the prompt the site is believed to hold cached, [0, 1]
+  // From the host's engine model for the model's mix (0: unknown, as at the gateway): requests per
+  // second one replica sustains within the TPOT SLO, the batch that takes, and its prefill speed.
+  double service_rps = 0;
+  int batch_slots = 0;
+  double prefill_tok_s = 0;
 };
 
 struct GeoRequest {

@@ -121,6 +121,10 @@ DecodeLine PerfModel::decode_line(int n) const {
 }
 
 double sustained_rps(const PerfModel& pm, double prompt, double output, int max_num_seqs, double step_s) {
+  return sustained_rate(pm, prompt, output, max_num_seqs, step_s).rps;
+}
+
+SustainedRate sustained_rate(const PerfModel& pm, double prompt, double output, int max_num_seqs, double step_s) {
   prompt = std::max(1.0, prompt);
   output = std::max(1.0, output);
   const double ctx = prompt + output / 2;
@@ -139,8 +143,9 @@ double sustained_rps(const PerfModel& pm, double prompt, double output, int max_
   p.prefill_tokens = prompt;
   p.prefill_pairs = prompt * (prompt + 1) / 2;
   p.prefill_seqs = 1;
-  const double per_request = pm.iteration(p).seconds + output * step(lo) / lo;
-  return 1 / per_request;
+  const double prefill_s = pm.iteration(p).seconds;
+  const double per_request = prefill_s + output * step(lo) / lo;
+  return {1 / per_request, lo, prefill_s > 0 ? prompt / prefill_s : 0};
 }
 
 IsolatedBatch predict_isolated_batch(const PerfModel& pm, int prompt, int batch, int output,

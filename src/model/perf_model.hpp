@@ -115,6 +115,15 @@ class PerfModel final : public StepModel {
 // step_s. What a capacity planner reads off the engine model (docs/control.md "infergrid").
 double sustained_rps(const PerfModel& pm, double prompt_tokens, double output_tokens, int max_num_seqs,
                      double step_s = 0.05);
+// The same, with what it rests on: B (the batch within step_s) and the prefill speed of the mean
+// prompt in tokens per second (what a router needs for a request's expected TTFT).
+struct SustainedRate {
+  double rps = 0;
+  int batch = 1;
+  double prefill_tok_s = 0;
+};
+SustainedRate sustained_rate(const PerfModel& pm, double prompt_tokens, double output_tokens, int max_num_seqs,
+                             double step_s = 0.05);
 
 // The prediction `infergrid perf` prints: an isolated batch of `batch` prompts of `prompt`
 // tokens that then decode to `output` tokens each.

@@ -141,6 +141,43 @@ json fleet_json(const world::World& w, const PlanetResult& r) {
   return f;
 }
 
+// demand.csv: arrivals per minute by priority for the ten busiest country groups and the world
+// (`infergrid forecast --demand` scores the forecaster on it).
+std::string demand_csv(const PlanetResult& r) {
+  constexpr std::size_t kP = 3;
+  const char* names[kP] = {"critical", "interactive", "batch"};
+  const std::size_t groups = r.demand_groups.size();
+  std::vector<std::pair<std::uint64_t, std::size_t>> volume;
+  std::size_t minutes = 0;
+  for (std::size_t g = 0; g < groups; ++g) {
+    std::uint64_t n = 0;
+    for (std::size_t p = 0; p < kP && g * kP + p < r.demand_minutes.size(); ++p) {
+      for (auto c : r.demand_minutes[g * kP + p]) n += c;
+      minutes = std::max(minutes, r.demand_minutes[g * kP + p].size());
+    }
+    volume.push_back({n, g});
+  }
+  std::sort(volume.begin(), volume.end(), [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+  std::string out = "minute,group,priority,arrivals\n";
+  std::vector<std::vector<std::uint64_t>> world(kP, std::vector<std::uint64_t>(minutes, 0));
+  for (std::size_t g = 0; g < groups; ++g)
+    for (std::size_t p = 0; p < kP && g * kP + p < r.demand_minutes.size(); ++p)
+      for (std::size_t m = 0; m < r.demand_minutes[g * kP + p].size(); ++m) world[p][m] += r.demand_minutes[g * kP + p][m];
+  for (std::size_t p = 0; p < kP; ++p)
+    for (std::size_t m = 0; m < minutes; ++m) out += fmt::format("{},world,{},{}\n", m, names[p], world[p][m]);
+  for (std::size_t i = 0; i < volume.size() && i < 10; ++i) {
+    const std::size_t g = volume[i].second;
+    std::string name = r.demand_groups[g];
+    for (char& c : name)
+      if (c == ',' || c == '\n' || c == '"') c = ' ';
+    for (std::size_t p = 0; p < kP && g * kP + p < r.demand_minutes.size(); ++p) {
+      const auto& v = r.demand_minutes[g * kP + p];
+      for (std::size_t m = 0; m < minutes; ++m) out += fmt::format("{},{},{},{}\n", m, name, names[p], m < v.size() ? v[m] : 0);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::size_t> busiest_links(const PlanetResult& r, std::size_t n) {
@@ -386,6 +423,7 @@ std::string write_planet_outputs(const std::string& dir, const world::World& w, 
       l1 += fmt::format("{:.4f},{},{},{:.2f},{:.2f},{:.2f}\n", b.t_s / 3600, w.sites[static_cast<std::size_t>(w.links[l].a)].id,
                         w.sites[static_cast<std::size_t>(w.links[l].b)].id, b.link_1s[l][0], b.link_1s[l][1], b.link_1s[l][2]);
   write_file(dir + "/links_1s.csv", l1);
+  write_file(dir + "/demand.csv", demand_csv(r));
   const std::string report = dir + "/report.html";
   write_file(report, report_html(w, cfg, r));
   return report;

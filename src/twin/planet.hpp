@@ -133,6 +133,10 @@ struct PlanetResult {
   std::vector<std::uint64_t> metro_requests;
   std::vector<double> metro_ttft_sum;
   std::vector<std::uint64_t> metro_met_slo;
+  // Arrivals per minute by country group and priority (demand.csv; the forecaster's accuracy,
+  // `infergrid forecast`): [group * 3 + priority][minute].
+  std::vector<std::string> demand_groups;
+  std::vector<std::vector<std::uint32_t>> demand_minutes;
   std::vector<Bucket> buckets;
   std::vector<Staleness> staleness;
   std::vector<DeploymentStats> deployments;

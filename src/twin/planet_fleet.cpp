@@ -64,6 +64,27 @@ void PlanetSim::Impl::Fleet::init_fleet(const model::Catalog&) {
   sim.rec.obs_arrivals.assign(sim.rec.groups.size() * control::kPriorities, 0);
   sim.rec.obs_ttft_sum.assign(sim.rec.groups.size() * control::kPriorities, 0);
   sim.rec.obs_ttft_n.assign(sim.rec.groups.size() * control::kPriorities, 0);
+  sim.res.demand_groups = sim.rec.groups;
+  sim.res.demand_minutes.assign(sim.rec.groups.size() * control::kPriorities, {});
+  // What routers weigh: per deployment, the sustained rate of its model's mix (the classes it
+  // serves, by share: prompt with retrieved context and images, output) at their tightest TPOT.
+  for (auto& d : deploys) {
+    double share = 0, prompt = 0, output = 0, tpot_s = 0;
+    for (std::size_t c = 0; c < sim.w.workload.classes.size(); ++c) {
+      if (sim.class_model[c] != d.model) continue;
+      const auto& tc = sim.w.workload.classes[c];
+      share += tc.share;
+      prompt += tc.share * (tc.prompt.mean() + tc.retrievals.mean() * tc.retrieval_tokens + tc.images.mean() * tc.tokens_per_image);
+      output += tc.share * tc.output.mean();
+      if (tc.slo_tpot_ms > 0 && (tpot_s == 0 || tc.slo_tpot_ms / 1000 < tpot_s)) tpot_s = tc.slo_tpot_ms / 1000;
+    }
+    if (share <= 0) continue;
+    const auto r = model::sustained_rate(*model_at(d, kCapSteps), prompt / share, output / share, sim.cfg.engine.max_num_seqs,
+                                         tpot_s > 0 ? tpot_s : 0.05);
+    d.service_rps = r.rps;
+    d.batch_slots = r.batch;
+    d.prefill_tok_s = r.prefill_tok_s;
+  }
 }
 
 std::shared_ptr<const model::PerfModel> PlanetSim::Impl::Fleet::model_at(Deploy& d, int steps) {

@@ -97,6 +97,10 @@ struct PlanetSim::Impl {
     int budget_cap_steps = kCapSteps;  // the fleet's, to hold the site's budget
     std::array<std::shared_ptr<const model::PerfModel>, kCapSteps + 1> by_cap{};
     double route_weight = 1;
+    // For routers: one replica's sustained rate at the SLO for its model's mix, the batch that takes,
+    // and its prefill speed (model::sustained_rate at full power).
+    double service_rps = 0, prefill_tok_s = 0;
+    int batch_slots = 0;
     int peak_ready = 0, min_cap_steps = kCapSteps;
     int version = 0;             // the model version its replicas roll to (publish with roll: true)
     std::uint64_t rolled = 0;    // replicas started by rolls
@@ -305,7 +309,8 @@ struct PlanetSim::Impl {
     std::uint64_t active = 0;
     core::Rng rng_arrival, rng_class, rng_len, rng_route;
     std::unique_ptr<control::SiteRouter> router;
-    bool router_needs_detail = false;
+    bool router_needs_detail = false;  // the site views carry waiting, KV usage and prefix hits
+    bool router_picks_pods = false;    // the router also picks the replica within the site (llm-d)
     std::vector<control::SiteView> views, pod_views;
     std::vector<int> view_deploy;
     std::vector<double> metro_cum, metro_surge;

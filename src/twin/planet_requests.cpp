@@ -146,8 +146,15 @@ void PlanetSim::Impl::Demand::arrive(Ns now) {
     r.session = next_session++;
   }
   ++sim.res.classes[static_cast<std::size_t>(cls)].arrived;
-  ++sim.rec.obs_arrivals[static_cast<std::size_t>(sim.rec.metro_group[static_cast<std::size_t>(metro)]) * control::kPriorities +
-                 static_cast<std::size_t>(tc.priority)];
+  {
+    const std::size_t k = static_cast<std::size_t>(sim.rec.metro_group[static_cast<std::size_t>(metro)]) * control::kPriorities +
+                          static_cast<std::size_t>(tc.priority);
+    ++sim.rec.obs_arrivals[k];
+    auto& per_minute = sim.res.demand_minutes[k];
+    const auto minute = static_cast<std::size_t>(now / (60 * core::kNsPerSec));
+    if (per_minute.size() <= minute) per_minute.resize(minute + 1, 0);
+    ++per_minute[minute];
+  }
   ++sim.rec.bucket.arrivals[static_cast<std::size_t>(cls)];
   ++sim.res.metro_requests[static_cast<std::size_t>(metro)];
   route_req(slot, now);
@@ -176,6 +183,9 @@ void PlanetSim::Impl::Demand::route_req(std::uint32_t slot, Ns now) {
     v.rtt_ms = sim.net.user_rtt_ms[static_cast<std::size_t>(r.metro) * S + static_cast<std::size_t>(dep.site)];
     v.outstanding = static_cast<int>(dep.outstanding);
     v.replicas = dep.up;
+    v.service_rps = dep.service_rps;
+    v.batch_slots = dep.batch_slots;
+    v.prefill_tok_s = dep.prefill_tok_s;
     if (router_needs_detail) {
       double kv = 0;
       int waiting = 0;
@@ -223,7 +233,9 @@ void PlanetSim::Impl::Demand::route_req(std::uint32_t slot, Ns now) {
   auto& dep = sim.fleet.deploys[static_cast<std::size_t>(r.deploy)];
   ++dep.outstanding;
   ++dep.routed_window;
-  dep.prompt_window += static_cast<double>(r.req.prompt_tokens);
+  // What the engine will prefill: the prompt and the context its retrievals will add.
+  dep.prompt_window += static_cast<double>(r.req.prompt_tokens) +
+                       r.retrievals_left * sim.w.workload.classes[static_cast<std::size_t>(r.cls)].retrieval_tokens;
   dep.output_window += static_cast<double>(r.req.output_tokens);
   auto& ss = sim.res.sites[static_cast<std::size_t>(r.site)];
   ++ss.routed;
@@ -279,7 +291,7 @@ void PlanetSim::Impl::Demand::at_site(std::uint32_t slot, Ns now) {
     auto& last = metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
     if (last.session == r.session) sr = &last;
   }
-  if (router_needs_detail) {
+  if (router_picks_pods) {
     pod_views.clear();
     for (int i = dep.first; i < dep.first + dep.count; ++i) {
       if (!sim.fleet.replica_up[static_cast<std::size_t>(i)]) continue;

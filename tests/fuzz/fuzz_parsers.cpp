@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "control/forecast_eval.hpp"
 #include "core/error.hpp"
 #include "model/catalog.hpp"
 #include "te/graph.hpp"
@@ -62,6 +63,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         for (const auto& e : w.events)
           if (e.site >= static_cast<int>(w.sites.size()) || e.link >= static_cast<int>(w.links.size())) __builtin_trap();
       }
+    } else if (fmt == "demand") {
+      for (const auto& s : ig::control::read_demand_csv(path))
+        for (double v : s.values)
+          if (!(v >= 0) || s.name.empty()) __builtin_trap();
     } else if (fmt == "sweep") {
       const auto g = ig::sweep::load_grid(path);
       if (g.scenarios.empty() || ig::sweep::expand(g).empty()) __builtin_trap();

@@ -1,0 +1,131 @@
+#include "control/forecast_eval.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "core/error.hpp"
+
+namespace infergrid::control {
+
+std::vector<HorizonScore> evaluate_forecasts(const std::vector<Series>& series, const std::string& model,
+                                             const ForecastConfig& cfg, const std::vector<double>& horizons_s,
+                                             std::size_t warmup, bool counts) {
+  const auto season = static_cast<std::size_t>(std::llround(86400 / cfg.step_s));  // "yesterday"
+  std::vector<HorizonScore> out;
+  for (const auto& s : series) {
+    const auto& y = s.values;
+    for (double hs : horizons_s) {
+      const auto h = static_cast<std::size_t>(std::max(1.0, std::round(hs / cfg.step_s)));
+      HorizonScore sc;
+      sc.series = s.name;
+      sc.model = model;
+      sc.horizon_s = static_cast<double>(h) * cfg.step_s;
+      // Yesterday exists at t + h >= season for every scored t once t >= season (h >= 1).
+      const bool yesterday = y.size() > season + h;
+      const std::size_t from = yesterday ? std::max(warmup, season) : warmup;
+      Forecaster f(cfg);
+      double err = 0, err_last = 0, err_y = 0, total = 0;
+      std::size_t covered = 0;
+      for (std::size_t t = 0; t + h < y.size(); ++t) {
+        const double noise = counts ? std::sqrt(std::max(y[t], 1 / cfg.step_s) / cfg.step_s) : 0;
+        f.observe(y[t], noise);
+        if (t < from) continue;
+        const auto q = f.forecast(static_cast<double>(h) * cfg.step_s);
+        const double actual = y[t + h];
+        err += std::abs(q.p50 - actual);
+        err_last += std::abs(y[t] - actual);
+        if (yesterday) err_y += std::abs(y[t + h - season] - actual);
+        total += actual;
+        covered += actual <= q.p90;
+        ++sc.points;
+      }
+      if (sc.points == 0) continue;
+      const double denom = total > 0 ? total : 1;
+      sc.wape = err / denom;
+      sc.wape_last = err_last / denom;
+      sc.wape_yesterday = yesterday ? err_y / denom : -1;
+      sc.p90_coverage = static_cast<double>(covered) / static_cast<double>(sc.points);
+      out.push_back(sc);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+std::vector<std::string_view> split_csv(std::string_view line) {
+  std::vector<std::string_view> f;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i <= line.size(); ++i)
+    if (i == line.size() || line[i] == ',') {
+      f.push_back(line.substr(start, i - start));
+      start = i + 1;
+    }
+  return f;
+}
+
+}  // namespace
+
+std::vector<Series> parse_demand_csv(std::string_view text, const std::string& file, double step_s) {
+  if (!(step_s > 0)) core::fail_flag("step", "must be positive");
+  std::map<std::string, std::vector<double>> by;
+  std::int64_t line_no = 0;
+  bool header = false;
+  constexpr std::int64_t kMaxMinutes = 60 * 24 * 366;  // a year of minutes
+  while (!text.empty()) {
+    const auto nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) continue;
+    const auto f = split_csv(line);
+    if (!header) {
+      if (f.size() != 4 || f[0] != "minute" || f[1] != "group" || f[2] != "priority" || f[3] != "arrivals")
+        core::fail_input(file, line_no, "header", "expected 'minute,group,priority,arrivals'");
+      header = true;
+      continue;
+    }
+    if (f.size() != 4) core::fail_input(file, line_no, "", fmt::format("expected 4 fields, found {}", f.size()));
+    std::int64_t minute = -1;
+    auto r = std::from_chars(f[0].data(), f[0].data() + f[0].size(), minute);
+    if (r.ec != std::errc{} || r.ptr != f[0].data() + f[0].size() || minute < 0 || minute >= kMaxMinutes)
+      core::fail_input(file, line_no, "minute", fmt::format("'{}' is not a minute in [0, {})", f[0], kMaxMinutes));
+    if (f[1].empty()) core::fail_input(file, line_no, "group", "is empty");
+    if (f[2] != "critical" && f[2] != "interactive" && f[2] != "batch")
+      core::fail_input(file, line_no, "priority", fmt::format("'{}' is not critical, interactive or batch", f[2]));
+    double n = -1;
+    r = std::from_chars(f[3].data(), f[3].data() + f[3].size(), n);
+    if (r.ec != std::errc{} || r.ptr != f[3].data() + f[3].size() || !std::isfinite(n) || n < 0)
+      core::fail_input(file, line_no, "arrivals", fmt::format("'{}' is not a non-negative count", f[3]));
+    auto& v = by[std::string(f[1]) + "/" + std::string(f[2])];
+    const auto k = static_cast<std::size_t>(std::floor(static_cast<double>(minute) * 60 / step_s));  // the step it falls in
+    if (v.size() <= k) v.resize(k + 1, 0);
+    v[k] += n / step_s;
+  }
+  if (!header) core::fail_input(file, 0, "", "is empty (expected a 'minute,group,priority,arrivals' header)");
+  std::vector<Series> out;
+  std::size_t len = 0;
+  for (const auto& [_, v] : by) len = std::max(len, v.size());
+  for (auto& [name, v] : by) {
+    v.resize(len, 0);  // a minute with no row had no arrivals
+    out.push_back({name, std::move(v)});
+  }
+  return out;
+}
+
+std::vector<Series> read_demand_csv(const std::string& path, double step_s) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) core::fail_input(path, 0, "", "cannot be read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_demand_csv(ss.str(), path, step_s);
+}
+
+}  // namespace infergrid::control
