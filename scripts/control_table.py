@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Runs a scenario under every baseline controller and prints the comparison as a Markdown table.
 
-usage: scripts/control_table.py BIN OUTDIR LABEL [--row NAME=CONTROLLER[,EXTRA ARG...]]... -- [sim args...]
+usage: scripts/control_table.py BIN OUTDIR LABEL [--only] [--row NAME=CONTROLLER[,EXTRA ARG...]]... -- [sim args...]
 Rows default to the four baselines; a --row adds one more (e.g. a tuned SkyServe:
---row skyserve-tuned=skyserve,--control,target_qps_per_replica@deepseek-v3=0.3).
+--row skyserve-tuned=skyserve,--control,target_qps_per_replica@deepseek-v3=0.3); --only leaves
+the baselines out (only the --row rows).
 Each row's run goes to OUTDIR/LABEL-NAME; rerunning reuses summaries already there.
 """
 import json
@@ -20,7 +21,7 @@ def main():
     binary, outdir, label = sys.argv[1:4]
     sep = sys.argv.index("--")
     opts, args = sys.argv[4:sep], sys.argv[sep + 1:]
-    rows = [(c, c, []) for c in BASELINES]
+    rows = [] if "--only" in opts else [(c, c, []) for c in BASELINES]
     for i, o in enumerate(opts):
         if o == "--row":
             name, spec = opts[i + 1].split("=", 1)

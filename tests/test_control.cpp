@@ -147,7 +147,7 @@ TEST(Control, AParameterMaySetOneModelApart) {
 // infergrid: replicas for the forecast's p90 at the cold-start horizon, at target_utilization
 // of each replica's sustained rate; up at once, down after the delay, one a minute.
 TEST(Control, InferGridHoldsCapacityForTheForecastAtItsColdStart) {
-  auto c = ig::control::make_controller("infergrid", {{"target_utilization", 0.7}}, 1);
+  auto c = ig::control::make_controller("infergrid", {{"target_utilization", 0.7}, {"downscale_delay_s", 600}, {"downscale_margin", 0.2}}, 1);
   auto at = [](double t, double qps, int ready, int waiting = 0) {
     auto v = view(t, ready, waiting, 0.2, qps);
     v.deployments[0].capacity_rps = 5;
@@ -163,7 +163,7 @@ TEST(Control, InferGridHoldsCapacityForTheForecastAtItsColdStart) {
   EXPECT_EQ(got, -1);  // 4 held: nothing to do
   // A ramp of +0.1 req/s each 10 s: the target leads the load by the cold start (120 s + a period):
   // at every step it holds what the rate 130 s later needs (and at most two replicas more).
-  auto r = ig::control::make_controller("infergrid", {{"target_utilization", 0.7}}, 1);
+  auto r = ig::control::make_controller("infergrid", {{"target_utilization", 0.7}, {"downscale_delay_s", 600}, {"downscale_margin", 0.2}}, 1);
   int ready = 1;
   for (int k = 1; k <= 200; ++k) {
     const double qps = 2 + 0.1 * k;
@@ -177,7 +177,7 @@ TEST(Control, InferGridHoldsCapacityForTheForecastAtItsColdStart) {
     }
   }
   // Load falls to 3.5 req/s: held for downscale_delay_s (600 s), then one replica a minute.
-  auto d = ig::control::make_controller("infergrid", {{"target_utilization", 0.7}}, 1);
+  auto d = ig::control::make_controller("infergrid", {{"target_utilization", 0.7}, {"downscale_delay_s", 600}, {"downscale_margin", 0.2}}, 1);
   for (int k = 1; k <= 30; ++k) scaled(*d, at(10.0 * k, 14, 4));
   std::vector<int> downs;
   for (int k = 31; k <= 120; ++k) {
@@ -190,7 +190,7 @@ TEST(Control, InferGridHoldsCapacityForTheForecastAtItsColdStart) {
 }
 
 TEST(Control, InferGridShedsBatchWhileShortOfCapacityNeverCritical) {
-  auto c = ig::control::make_controller("infergrid", {{"target_utilization", 0.7}}, 1);
+  auto c = ig::control::make_controller("infergrid", {{"target_utilization", 0.7}, {"downscale_delay_s", 600}, {"downscale_margin", 0.2}}, 1);
   auto v = view(10, 2, 50, 0.5, 30);
   v.deployments[0].capacity_rps = 5;
   Decisions d;

@@ -43,8 +43,8 @@ const std::vector<Spec>& specs() {
        {{"period_s", 30}, {"kv_scale_up", 0.9}, {"kv_scale_down", 0.5}, {"queue_scale_up", 0.5},
         {"queue_scale_down", 0.2}, {"history", 1}, {"grace_periods", 3}, {"min_replicas", 1}}},
       {"infergrid",
-       {{"period_s", 10}, {"target_utilization", 0.85}, {"cold_start_s", 120}, {"downscale_delay_s", 600},
-        {"downscale_margin", 0.2}, {"min_replicas", 1}, {"shed_batch_at", 0.3}, {"forecast_window_s", 60},
+       {{"period_s", 10}, {"target_utilization", 0.95}, {"cold_start_s", 120}, {"downscale_delay_s", 300},
+        {"downscale_margin", 0.1}, {"min_replicas", 1}, {"shed_batch_at", 0.3}, {"forecast_window_s", 60},
         {"forecast_alpha", 0.3}, {"forecast_beta", 0.2}, {"forecast_phi", 0.9}, {"surge_window_s", 30}, {"surge_z", 3.5}}},
   };
   return s;

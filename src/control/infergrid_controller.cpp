@@ -7,7 +7,7 @@
 // last surge_window_s (a Poisson test against the forecast's median) answers a step at once.
 // Scale-up is immediate, so replicas are ready when the forecast load arrives; scale-down waits
 // until the load fits one replica fewer with a margin (downscale_margin) for downscale_delay_s,
-// then drains one replica a minute. When a deployment wants more than its pool holds, batch is
+// then drains one replica a minute. When a deployment wants more than its pool can hold, batch is
 // shed (at shed_batch_at outstanding per slot) so that interactive and critical keep the
 // capacity; critical is never shed. docs/control.md "infergrid".
 #include <algorithm>
@@ -93,8 +93,9 @@ class InferGrid final : public Controller {
       const double per_replica = st.capacity * param(p_, "target_utilization", d);
       const double want = rate / per_replica;
       const int target = clamp_replicas(want, d, param(p_, "min_replicas", d));
-      // Short of ready capacity (the pool is full, or replicas are still starting) with a queue.
-      short_of_pool |= std::ceil(want - 1e-9) > d.ready && d.waiting > 0;
+      // Short of what the pool can hold, with a queue: batch (its SLO is minutes) gives way. While
+      // replicas are only starting it waits instead: they will be ready within its SLO.
+      short_of_pool |= std::ceil(want - 1e-9) > d.max_replicas && d.waiting > 0;
       const int current = d.ready + d.starting;
       // Down only when the load fits one replica fewer with room to spare: no flapping at a boundary.
       const bool fits_fewer = want * (1 + param(p_, "downscale_margin", d)) <= current - 1;

@@ -86,6 +86,23 @@ Grid load_grid(const std::string& path) {
   g.controllers = str_list(path, f, "controllers", g.controllers, control::controller_names());
   g.routers = str_list(path, f, "routers", g.routers, control::site_router_names());
   g.bandwidth = str_list(path, f, "bandwidth", g.bandwidth, {"fair", "te"});
+  if (f.has("policies")) {
+    if (f.has("controllers") || f.has("routers"))
+      core::fail_input(path, Fields::line(f.node("policies")), "policies", "give policies, or controllers and routers, not both");
+    const YAML::Node n = f.node("policies");
+    if (!n.IsSequence() || n.size() == 0) core::fail_input(path, Fields::line(n), "policies", "expected a non-empty list");
+    const auto cs = control::controller_names();
+    const auto rs = control::site_router_names();
+    for (const auto& p : n) {
+      Fields pf(path, p, "policies");
+      const std::string c = pf.str("controller", "", true), r = pf.str("router", "nearest");
+      if (std::find(cs.begin(), cs.end(), c) == cs.end())
+        core::fail_input(path, Fields::line(p), "controller", fmt::format("unknown '{}' (expected one of: {})", c, fmt::join(cs, ", ")));
+      if (std::find(rs.begin(), rs.end(), r) == rs.end())
+        core::fail_input(path, Fields::line(p), "router", fmt::format("unknown '{}' (expected one of: {})", r, fmt::join(rs, ", ")));
+      g.policies.emplace_back(c, r);
+    }
+  }
   if (f.has("seeds")) {
     const YAML::Node n = f.node("seeds");
     g.seeds.clear();
@@ -120,10 +137,13 @@ Grid load_grid(const std::string& path) {
 }
 
 std::vector<RunSpec> expand(const Grid& g) {
+  std::vector<std::pair<std::string, std::string>> pairs = g.policies;
+  if (pairs.empty())
+    for (const auto& c : g.controllers)
+      for (const auto& r : g.routers) pairs.emplace_back(c, r);
   std::vector<RunSpec> out;
   for (std::size_t s = 0; s < g.scenarios.size(); ++s)
-    for (const auto& c : g.controllers)
-      for (const auto& r : g.routers)
+    for (const auto& [c, r] : pairs)
         for (const auto& b : g.bandwidth)
           for (auto seed : g.seeds) {
             RunSpec x;

@@ -25,6 +25,8 @@ struct Grid {
   double hours = 1, scale = 1;
   std::vector<ScenarioSpec> scenarios;
   std::vector<std::string> controllers{"static"}, routers{"nearest"}, bandwidth{"fair"};
+  // `policies:` (controller and router pairs) instead of every controller with every router.
+  std::vector<std::pair<std::string, std::string>> policies;
   std::vector<std::uint64_t> seeds{1};
 };
 
