@@ -46,4 +46,20 @@ grep -q "^1,missing,static,nearest,fair,1,failed," "$tmp/bad/sweep.csv" || fail 
 printf 'scenarios:\n  - {name: a}\ncontrollers: [static, clairvoyant]\n' > "$tmp/bad-grid.yaml"
 if "$bin" sweep --grid "$tmp/bad-grid.yaml" --out "$tmp/x" > "$tmp/grid.log" 2>&1; then fail "a bad grid should be refused"; fi
 grep -q "bad-grid.yaml:3: field 'controllers': unknown 'clairvoyant'" "$tmp/grid.log" || { cat "$tmp/grid.log"; fail "bad grid message"; }
+# Policies: the listed controller and router pairs, not their product.
+cat > "$tmp/pairs.yaml" <<EOF
+hours: 0.25
+scenarios:
+  - {name: two, world: $here/../scenarios/planet/two-sites.yaml}
+policies:
+  - {controller: static}
+  - {controller: infergrid, router: infergrid}
+EOF
+"$bin" sweep --grid "$tmp/pairs.yaml" --out "$tmp/pairs" > "$tmp/pairs.log" 2>&1 || { cat "$tmp/pairs.log"; fail "policies sweep"; }
+[ "$(wc -l < "$tmp/pairs/sweep.csv")" -eq 3 ] || fail "policies: two runs expected"
+grep -q "^0,two,static,nearest,fair,1,ok," "$tmp/pairs/sweep.csv" || fail "policies: static with nearest"
+grep -q "^1,two,infergrid,infergrid,fair,1,ok," "$tmp/pairs/sweep.csv" || fail "policies: infergrid with its router"
+printf 'scenarios:\n  - {name: a}\npolicies:\n  - {controller: static, router: teleport}\n' > "$tmp/bad-pair.yaml"
+if "$bin" sweep --grid "$tmp/bad-pair.yaml" --out "$tmp/x" > "$tmp/pair.log" 2>&1; then fail "a bad policy should be refused"; fi
+grep -q "bad-pair.yaml:4: field 'router': unknown 'teleport'" "$tmp/pair.log" || { cat "$tmp/pair.log"; fail "bad policy message"; }
 echo "sweep: 1 passed, 0 failed"
