@@ -117,7 +117,7 @@ int cmd_planet(const Common& common, PlanetArgs a, const std::string& out, bool 
                            a.cfg.hours, world.name, world.sites.size(), world.links.size(), world.metros.size(),
                            res.arrived, wall, res.arrived / std::max(wall, 1e-9));
   std::cout << fmt::format("wrote {0}/summary.json, {0}/timeseries.csv, {0}/sites.csv, {0}/links.csv, "
-                           "{0}/metros.csv, {0}/staleness.csv, {0}/fleet.csv, {0}/links_1s.csv\nreport: {1}\n",
+                           "{0}/metros.csv, {0}/staleness.csv, {0}/fleet.csv, {0}/links_1s.csv, {0}/demand.csv\nreport: {1}\n",
                            out, report);
   return res.arrived == res.completed + res.rejected + res.lost ? 0 : 1;
 }
