@@ -3,12 +3,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <fstream>
 #include <map>
 #include <sstream>
 
+#include "core/csv.hpp"
 #include "core/error.hpp"
 
 namespace infergrid::control {
@@ -57,26 +57,12 @@ std::vector<HorizonScore> evaluate_forecasts(const std::vector<Series>& series, 
   return out;
 }
 
-namespace {
-
-std::vector<std::string_view> split_csv(std::string_view line) {
-  std::vector<std::string_view> f;
-  std::size_t start = 0;
-  for (std::size_t i = 0; i <= line.size(); ++i)
-    if (i == line.size() || line[i] == ',') {
-      f.push_back(line.substr(start, i - start));
-      start = i + 1;
-    }
-  return f;
-}
-
-}  // namespace
-
 std::vector<Series> parse_demand_csv(std::string_view text, const std::string& file, double step_s) {
   if (!(step_s > 0)) core::fail_flag("step", "must be positive");
   std::map<std::string, std::vector<double>> by;
   std::int64_t line_no = 0;
   bool header = false;
+  std::vector<std::string> f;
   constexpr std::int64_t kMaxMinutes = 60 * 24 * 366;  // a year of minutes
   while (!text.empty()) {
     const auto nl = text.find('\n');
@@ -85,7 +71,7 @@ std::vector<Series> parse_demand_csv(std::string_view text, const std::string& f
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
-    const auto f = split_csv(line);
+    if (!core::split_csv(line, f)) core::fail_input(file, line_no, "", "unterminated quote");
     if (!header) {
       if (f.size() != 4 || f[0] != "minute" || f[1] != "group" || f[2] != "priority" || f[3] != "arrivals")
         core::fail_input(file, line_no, "header", "expected 'minute,group,priority,arrivals'");
@@ -94,17 +80,15 @@ std::vector<Series> parse_demand_csv(std::string_view text, const std::string& f
     }
     if (f.size() != 4) core::fail_input(file, line_no, "", fmt::format("expected 4 fields, found {}", f.size()));
     std::int64_t minute = -1;
-    auto r = std::from_chars(f[0].data(), f[0].data() + f[0].size(), minute);
-    if (r.ec != std::errc{} || r.ptr != f[0].data() + f[0].size() || minute < 0 || minute >= kMaxMinutes)
+    if (!core::parse_int(f[0], minute) || minute < 0 || minute >= kMaxMinutes)
       core::fail_input(file, line_no, "minute", fmt::format("'{}' is not a minute in [0, {})", f[0], kMaxMinutes));
     if (f[1].empty()) core::fail_input(file, line_no, "group", "is empty");
     if (f[2] != "critical" && f[2] != "interactive" && f[2] != "batch")
       core::fail_input(file, line_no, "priority", fmt::format("'{}' is not critical, interactive or batch", f[2]));
     double n = -1;
-    r = std::from_chars(f[3].data(), f[3].data() + f[3].size(), n);
-    if (r.ec != std::errc{} || r.ptr != f[3].data() + f[3].size() || !std::isfinite(n) || n < 0)
+    if (!core::parse_double(f[3], n) || n < 0)
       core::fail_input(file, line_no, "arrivals", fmt::format("'{}' is not a non-negative count", f[3]));
-    auto& v = by[std::string(f[1]) + "/" + std::string(f[2])];
+    auto& v = by[f[1] + "/" + f[2]];
     const auto k = static_cast<std::size_t>(std::floor(static_cast<double>(minute) * 60 / step_s));  // the step it falls in
     if (v.size() <= k) v.resize(k + 1, 0);
     v[k] += n / step_s;

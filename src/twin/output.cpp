@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/priority.hpp"
 #include "sim/summary.hpp"
 
 namespace infergrid::twin {
@@ -144,25 +145,24 @@ json fleet_json(const world::World& w, const PlanetResult& r) {
 // demand.csv: arrivals per minute by priority for the ten busiest country groups and the world
 // (`infergrid forecast --demand` scores the forecaster on it).
 std::string demand_csv(const PlanetResult& r) {
-  constexpr std::size_t kP = 3;
+  constexpr std::size_t kP = core::kPriorityCount;
   const char* names[kP] = {"critical", "interactive", "batch"};
-  const std::size_t groups = r.demand_groups.size();
-  std::vector<std::pair<std::uint64_t, std::size_t>> volume;
+  const auto& per = r.demand_minutes;  // [group * kP + priority][minute]
   std::size_t minutes = 0;
-  for (std::size_t g = 0; g < groups; ++g) {
-    std::uint64_t n = 0;
-    for (std::size_t p = 0; p < kP && g * kP + p < r.demand_minutes.size(); ++p) {
-      for (auto c : r.demand_minutes[g * kP + p]) n += c;
-      minutes = std::max(minutes, r.demand_minutes[g * kP + p].size());
-    }
-    volume.push_back({n, g});
+  for (const auto& v : per) minutes = std::max(minutes, v.size());
+  // The world's sum, and each group's volume (the busiest first, ties by index).
+  std::vector<std::vector<std::uint64_t>> world(kP, std::vector<std::uint64_t>(minutes, 0));
+  std::vector<std::pair<std::uint64_t, std::size_t>> volume(r.demand_groups.size());
+  for (std::size_t g = 0; g < volume.size(); ++g) {
+    volume[g] = {0, g};
+    for (std::size_t p = 0; p < kP; ++p)
+      for (std::size_t m = 0; m < per[g * kP + p].size(); ++m) {
+        world[p][m] += per[g * kP + p][m];
+        volume[g].first += per[g * kP + p][m];
+      }
   }
   std::sort(volume.begin(), volume.end(), [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
   std::string out = "minute,group,priority,arrivals\n";
-  std::vector<std::vector<std::uint64_t>> world(kP, std::vector<std::uint64_t>(minutes, 0));
-  for (std::size_t g = 0; g < groups; ++g)
-    for (std::size_t p = 0; p < kP && g * kP + p < r.demand_minutes.size(); ++p)
-      for (std::size_t m = 0; m < r.demand_minutes[g * kP + p].size(); ++m) world[p][m] += r.demand_minutes[g * kP + p][m];
   for (std::size_t p = 0; p < kP; ++p)
     for (std::size_t m = 0; m < minutes; ++m) out += fmt::format("{},world,{},{}\n", m, names[p], world[p][m]);
   for (std::size_t i = 0; i < volume.size() && i < 10; ++i) {
@@ -170,8 +170,8 @@ std::string demand_csv(const PlanetResult& r) {
     std::string name = r.demand_groups[g];
     for (char& c : name)
       if (c == ',' || c == '\n' || c == '"') c = ' ';
-    for (std::size_t p = 0; p < kP && g * kP + p < r.demand_minutes.size(); ++p) {
-      const auto& v = r.demand_minutes[g * kP + p];
+    for (std::size_t p = 0; p < kP; ++p) {
+      const auto& v = per[g * kP + p];
       for (std::size_t m = 0; m < minutes; ++m) out += fmt::format("{},{},{},{}\n", m, name, names[p], m < v.size() ? v[m] : 0);
     }
   }

@@ -55,15 +55,9 @@ control::FleetView PlanetSim::Impl::observe(Ns now) {
     if (d.routed_window > 0) {
       ds.mean_prompt_tokens = d.prompt_window / static_cast<double>(d.routed_window);
       ds.mean_output_tokens = d.output_window / static_cast<double>(d.routed_window);
-      // At the SLO: the decode step within the tightest TPOT bound of the classes this model serves
-      // (50 ms where none has one).
-      double tpot_s = 0;
-      for (std::size_t c = 0; c < w.workload.classes.size(); ++c) {
-        const double slo = w.workload.classes[c].slo_tpot_ms / 1000;
-        if (class_model[c] == d.model && slo > 0 && (tpot_s == 0 || slo < tpot_s)) tpot_s = slo;
-      }
+      // At the SLO: the decode step within the tightest TPOT bound of the classes this model serves.
       ds.capacity_rps = model::sustained_rps(*fleet.model_at(d, d.cap_steps), ds.mean_prompt_tokens, ds.mean_output_tokens,
-                                             cfg.engine.max_num_seqs, tpot_s > 0 ? tpot_s : 0.05);
+                                             cfg.engine.max_num_seqs, d.slo_step_s);
     }
     d.routed_window = 0;
     d.prompt_window = d.output_window = 0;

@@ -66,8 +66,9 @@ void PlanetSim::Impl::Fleet::init_fleet(const model::Catalog&) {
   sim.rec.obs_ttft_n.assign(sim.rec.groups.size() * control::kPriorities, 0);
   sim.res.demand_groups = sim.rec.groups;
   sim.res.demand_minutes.assign(sim.rec.groups.size() * control::kPriorities, {});
-  // What routers weigh: per deployment, the sustained rate of its model's mix (the classes it
-  // serves, by share: prompt with retrieved context and images, output) at their tightest TPOT.
+  // Per deployment: the step its classes' tightest TPOT allows, and what routers weigh, the
+  // sustained rate of its model's mix there (the classes it serves, by share: prompt with retrieved
+  // context and images, output).
   for (auto& d : deploys) {
     double share = 0, prompt = 0, output = 0, tpot_s = 0;
     for (std::size_t c = 0; c < sim.w.workload.classes.size(); ++c) {
@@ -78,9 +79,10 @@ void PlanetSim::Impl::Fleet::init_fleet(const model::Catalog&) {
       output += tc.share * tc.output.mean();
       if (tc.slo_tpot_ms > 0 && (tpot_s == 0 || tc.slo_tpot_ms / 1000 < tpot_s)) tpot_s = tc.slo_tpot_ms / 1000;
     }
+    if (tpot_s > 0) d.slo_step_s = tpot_s;
     if (share <= 0) continue;
     const auto r = model::sustained_rate(*model_at(d, kCapSteps), prompt / share, output / share, sim.cfg.engine.max_num_seqs,
-                                         tpot_s > 0 ? tpot_s : 0.05);
+                                         d.slo_step_s);
     d.service_rps = r.rps;
     d.batch_slots = r.batch;
     d.prefill_tok_s = r.prefill_tok_s;

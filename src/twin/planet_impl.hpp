@@ -97,8 +97,10 @@ struct PlanetSim::Impl {
     int budget_cap_steps = kCapSteps;  // the fleet's, to hold the site's budget
     std::array<std::shared_ptr<const model::PerfModel>, kCapSteps + 1> by_cap{};
     double route_weight = 1;
-    // For routers: one replica's sustained rate at the SLO for its model's mix, the batch that takes,
-    // and its prefill speed (model::sustained_rate at full power).
+    // The decode step its model's classes allow: their tightest TPOT SLO (50 ms where none has one).
+    double slo_step_s = 0.05;
+    // For routers: one replica's sustained rate at that step for its model's mix, the batch that
+    // takes, and its prefill speed (model::sustained_rate at full power).
     double service_rps = 0, prefill_tok_s = 0;
     int batch_slots = 0;
     int peak_ready = 0, min_cap_steps = kCapSteps;
