@@ -105,6 +105,9 @@ tier = {s["id"]: s["tier"] for s in sites}
 
 # The backbone: every site to its nearest core or regional neighbours, plus the long-haul
 # cables between continents (named after the real systems they stand for).
+# Every count and capacity of the default world is 1/SCALE of the real platform's (docs/planet.md
+# "Scale and sizing"): a 1.6T system is written as 16 Gbit/s.
+SCALE = 100
 links = {}
 
 
@@ -261,6 +264,8 @@ w("# world cities with 1M+ people (CC-BY-4.0). See data/README.md.")
 w("name: planet-default")
 w("route_factor: 1.68     # fiber path over great circle, fitted by `infergrid geo calibrate`")
 w("per_hop_ms: 0.1        # switching and amplification per traversed site")
+w(f"scale: {SCALE}             # a 1:{SCALE} model: requests, accelerators, power, link and uplink Gbit/s as written")
+w(f"                       # are 1/{SCALE} of the real; weights and artifacts cross the DCI as size / scale")
 w("markets:")
 w("  shares: {" + ", ".join(f"{c}: {v}" for c, v in MARKETS.items()) + "}")
 w("  exclude: [" + ", ".join(EXCLUDED) + "]")
@@ -336,14 +341,14 @@ for s in sites:
         w("    shards: [" + ", ".join(shard_of[s["id"]]) + "]")
 w("links:")
 for (a, b), (gbps, note) in sorted(links.items()):
-    w(f"  - {{a: {a}, b: {b}, gbps: {gbps}}}" + (f"   # {note}" if note else ""))
+    w(f"  - {{a: {a}, b: {b}, gbps: {gbps / SCALE:g}}}" + (f"   # {note}" if note else ""))
 w("metros:")
 for name, r in sorted(cities.items(), key=lambda kv: -int(kv[1]["population"])):
     lat, lon = float(r["lat"]), float(r["lng"])
     off = tz.get(r["country"], round(lon / 15 * 2) / 2)
-    uplink = 100 if int(r["population"]) >= 5_000_000 else 40
+    uplink = (100 if int(r["population"]) >= 5_000_000 else 40) / SCALE
     nm = name.replace('"', "")
     w(f"  - {{name: \"{nm}\", country: \"{r['country']}\", lat: {lat:.4f}, lon: {lon:.4f}, "
-      f"population: {r['population']}, utc_offset: {off}, last_mile_ms: 8, uplink_gbps: {uplink}}}")
+      f"population: {r['population']}, utc_offset: {off}, last_mile_ms: 8, uplink_gbps: {uplink:g}}}")
 w(WORKLOAD.strip("\n"))
 print("\n".join(out))

@@ -209,3 +209,52 @@ TEST(Control, InferGridShedsBatchWhileShortOfCapacityNeverCritical) {
   EXPECT_EQ(d2.shed[0].level, 0);
   for (const auto& s : d.shed) EXPECT_NE(s.priority, 0);
 }
+
+// Power (docs/control.md "infergrid", power): a site drawing 95% of its budget is power-bound.
+// Wanted: (30 req/s + 20 queued over the 130 s lead) / (5 x 0.95) = 6.35 -> 7 replicas of 4 ready,
+// nothing starting: short where it cannot grow, with a queue. Interactive is shed at the level
+// that holds the queue to 0.5 s of its capacity: (40 running + 20 req/s x 0.5 s) / (4 x 256 slots),
+// batch at shed_batch_at; critical never. It stays shed for shed_hold_s after, and a site whose
+// budget was cut (20 kW, then 10) keeps its width when the load falls, until the budget is back.
+TEST(Control, InferGridAtAPowerBoundSiteKeepsItsWidthAndShedsInteractiveNeverCritical) {
+  auto c = ig::control::make_controller("infergrid", {{"downscale_delay_s", 20}}, 1);
+  auto bound = [](double t, int waiting, double qps, double power_kw, double budget_kw = 10) {
+    auto v = view(t, 4, waiting, 0.5, qps);
+    v.sites[0].budget_kw = budget_kw;
+    v.sites[0].power_kw = power_kw;
+    auto& d = v.deployments[0];
+    d.capacity_rps = 5;
+    d.running = 40;
+    d.max_num_seqs = 256;
+    return v;
+  };
+  Decisions d0;
+  c->decide(bound(0, 0, 30, 9.5, 20), d0);  // before the cut: not power-bound, nothing shed
+  EXPECT_TRUE(d0.shed.empty());
+  Decisions d;
+  c->decide(bound(10, 20, 30, 9.5), d);
+  ASSERT_EQ(d.scale.size(), 1u);
+  EXPECT_EQ(d.scale[0].replicas, 7);  // asked for; the host starts what the budget allows
+  ASSERT_EQ(d.shed.size(), 2u);
+  EXPECT_EQ(d.shed[0].priority, 2);
+  EXPECT_DOUBLE_EQ(d.shed[0].level, 0.3);
+  EXPECT_EQ(d.shed[1].priority, 1);
+  EXPECT_DOUBLE_EQ(d.shed[1].level, 50.0 / 1024);
+  // The queue is gone, the load is low, the budget still cut: interactive stays shed for the 60 s
+  // hold, then is lifted; no replica is drained during the emergency.
+  int lifted_at = -1;
+  for (int t = 20; t <= 120; t += 10) {
+    Decisions e;
+    c->decide(bound(t, 0, 2, 9.5), e);
+    for (const auto& sc : e.scale) EXPECT_GE(sc.replicas, 4) << t;  // the last 30 s may still ask for more
+    for (const auto& s : e.shed) {
+      EXPECT_NE(s.priority, 0);
+      if (s.priority == 1 && s.level == 0) lifted_at = t;
+    }
+  }
+  EXPECT_EQ(lifted_at, 70);  // 60 s after the last overloaded view
+  // The budget is back: the low load drains a replica after downscale_delay_s.
+  int down = -1;
+  for (int t = 130; t <= 200 && down < 0; t += 10) down = scaled(*c, bound(t, 0, 2, 3.0, 20));
+  EXPECT_EQ(down, 3);
+}

@@ -522,3 +522,30 @@ TEST(Fleet, SitesRollingAtOnceTakeTurnsSoTheModelIsAlwaysServed) {
     EXPECT_EQ(dep(r, s).starts, 1u) << s;
   }
 }
+
+// A power emergency that binds (tests/scenarios/planet/power-emergency-site.yaml): the budget
+// falls to 0.3 for ten minutes, the GPUs reach their floor cap, and the replicas serve less than
+// arrives. Static's queue grows until most of both classes miss; infergrid keeps its width and
+// sheds interactive (never critical) where it is short, so critical keeps its SLO.
+TEST(Fleet, InferGridKeepsCriticalWithinItsSloAtAPowerEmergency) {
+  const auto w = ig::world::load_world(std::string(INFERGRID_TEST_DIR) + "/scenarios/planet/power-emergency-site.yaml",
+                                       ig::model::Catalog::builtin());
+  auto run_with = [&](const std::string& controller) {
+    ig::twin::PlanetConfig cfg;
+    cfg.hours = 0.3;
+    cfg.controller = controller;
+    ig::twin::PlanetSim sim(w, ig::model::Catalog::builtin(), cfg);
+    return sim.run();
+  };
+  ASSERT_EQ(w.workload.classes[0].name, "chat");
+  ASSERT_EQ(w.workload.classes[1].name, "critical");
+  auto att = [](const ig::twin::ClassStats& c) { return static_cast<double>(c.met_slo) / static_cast<double>(c.arrived); };
+  const auto fixed = run_with("static"), ig_run = run_with("infergrid");
+  EXPECT_LT(att(fixed.classes[1]), 0.6);  // the emergency binds
+  const auto& crit = ig_run.classes[1];
+  EXPECT_EQ(crit.rejected + crit.lost, 0u);
+  EXPECT_EQ(crit.arrived, fixed.classes[1].arrived);  // the same arrivals (seeded)
+  EXPECT_GE(att(crit), 0.999);
+  EXPECT_GT(ig_run.classes[0].rejected, 0u);  // interactive gave way
+  EXPECT_GT(ig_run.classes[0].met_slo, fixed.classes[0].met_slo);
+}

@@ -5,7 +5,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <filesystem>
 #include <fstream>
 
@@ -111,6 +113,58 @@ TEST(Planet, RemoteServingCrossesTheBackboneFromTheEntrySite) {
   EXPECT_GT(extra, 0.5 * (up + down));
 }
 
+// KV moves by hand: one conversation whose every turn continues it (6,000-token prompts: 23
+// shared blocks of 256 = 5,888 tokens), sent round-robin so that each turn runs at the other site.
+// The prefix's KV is fetched from the site of the last turn: bytes = KV bytes per token x 5,888
+// (Llama-3-8B: 131,072 B); time = bytes / 50 GB/s (the 400G link) + the link's round trip. It
+// beats recomputing 5,888 tokens, so every moved turn fetches; the turns' mean network time grows
+// by exactly that over the same run without prefix caches (nothing to fetch), and the fetched
+// prefix hits in the new site's cache.
+TEST(Planet, AContinuingTurnServedElsewhereFetchesItsKvWhenThatBeatsRecomputing) {
+  std::string yaml = R"(name: kv-moves
+route_factor: 1.68
+per_hop_ms: 0.1
+sites:
+  - {id: near, lat: 48.85, lon: 2.35, accelerators: {h100-80gb: 1}, power_cap_kw: 50,
+     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1}]}
+  - {id: far, lat: 60.17, lon: 24.94, accelerators: {h100-80gb: 1}, power_cap_kw: 50,
+     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1}]}
+links:
+  - {a: near, b: far, gbps: 400}
+metros:
+  - {name: Paris, country: France, lat: 48.86, lon: 2.35, population: 11000000, utc_offset: 1, last_mile_ms: 5}
+workload:
+  requests_per_day: 17280   # 0.2 requests/s: transfers do not overlap
+  classes:
+    - {name: chat, share: 1, priority: interactive, model: llama3-8b, prompt: "fixed:6000",
+       output: "fixed:64", session_continue: 1, slo_ttft_ms: 2000}
+)";
+  const auto w = ig::world::load_world(write_temp("kv-moves.yaml", yaml), ig::model::Catalog::builtin());
+  ig::twin::PlanetConfig cfg;
+  cfg.router = "round-robin";
+  cfg.hours = 1;
+  ig::twin::PlanetSim with(w, ig::model::Catalog::builtin(), cfg);
+  const auto r = with.run();
+  cfg.engine.enable_prefix_caching = false;
+  cfg.prefix_caching = false;
+  ig::twin::PlanetSim without(w, ig::model::Catalog::builtin(), cfg);
+  const auto base = without.run();
+  const auto& c = r.classes[0];
+  ASSERT_GT(c.completed, 500u);
+  EXPECT_EQ(c.completed, base.classes[0].completed);
+  EXPECT_GE(r.kv_moves, c.completed - 2);  // every turn after the first
+  EXPECT_EQ(r.kv_recomputed, 0u);
+  EXPECT_EQ(base.kv_moves, 0u);
+  const double bytes = ig::model::Catalog::builtin().llm("llama3-8b").kv_bytes_per_token() * 5888;
+  EXPECT_DOUBLE_EQ(bytes, 131072.0 * 5888);
+  EXPECT_NEAR(r.bytes_by_kind.at("kv"), bytes * static_cast<double>(r.kv_moves), 1e-6 * bytes * r.kv_moves);
+  const double move_ms = link_rtt(w, 0) + bytes / 50e9 * 1000;
+  const double added = (c.network.mean() - base.classes[0].network.mean()) * static_cast<double>(c.completed) /
+                       static_cast<double>(r.kv_moves);
+  EXPECT_NEAR(added, move_ms, 0.01 * move_ms);
+  EXPECT_GT(static_cast<double>(c.cached_tokens) / static_cast<double>(c.prompt_tokens), 0.95 * 5888 / 6000);
+}
+
 TEST(Planet, RetrievalStepsCostComputePlusHalfTheTimeARemoteRoundTrip) {
   const auto w = load("two-sites.yaml");
   const auto r = run(w);
@@ -130,6 +184,33 @@ TEST(Planet, SyncTransferTakesSizeOverCapacity) {
   // 50 GB over 400 Gbit/s (50 GB/s): one second; retrievals outrank it but are microseconds.
   EXPECT_NEAR(r.staleness[1].ready_s - r.staleness[1].published_s, 1.0, 0.01);
   EXPECT_NEAR(r.staleness[1].published_s, 600, 1e-9);
+}
+
+// A 1:100 model: the link is written at 4 Gbit/s, the artifact crosses as 750 MB of its 75 GB
+// (world.hpp), 1.5 s as at the real 400G. Each 1-second sample is the bytes carried over that
+// second: 100% over 600-601 s, 50% over 601-602 s (a sample of the load at each second's end
+// would read 100% and then 0%).
+TEST(Planet, ScaledWorldMovesArtifactsInRealTimeAndLinksCountTheirSecondsExactly) {
+  std::ifstream in(kDir + "two-sites.yaml");
+  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto swap = [&](const std::string& from, const std::string& to) {
+    const auto at = yaml.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    yaml.replace(at, from.size(), to);
+  };
+  swap("per_hop_ms: 0.1\n", "per_hop_ms: 0.1\nscale: 100\n");
+  swap("gbps: 400", "gbps: 4");
+  swap("size_gb: 50", "size_gb: 75");
+  const auto w = ig::world::load_world(write_temp("scaled.yaml", yaml), ig::model::Catalog::builtin());
+  EXPECT_NEAR(w.metros[0].uplink_gbps, 10, 1e-12);  // written: kept
+  const auto r = run(w, "nearest", 0.2, 2);
+  ASSERT_EQ(r.staleness.size(), 2u);
+  EXPECT_NEAR(r.staleness[1].ready_s - r.staleness[1].published_s, 1.5, 0.01);
+  // The bucket from 600 s to 602 s: the samples at 601 s and 602 s.
+  const auto& b = *std::find_if(r.buckets.begin(), r.buckets.end(), [](const auto& x) { return x.t_s > 599; });
+  ASSERT_NEAR(b.t_s, 600, 1e-9);
+  EXPECT_NEAR(b.link_1s[0][0], 0.50, 0.011);  // the median of {1.0, 0.5}, at 1% resolution
+  EXPECT_NEAR(b.link_1s[0][2], 1.00, 0.011);
 }
 
 TEST(Planet, CutLinkReroutesAndTransfersShareTheBottleneckMaxMin) {
@@ -326,7 +407,8 @@ TEST(Planet, EmbeddedDefaultWorldIsWholeAndConsistent) {
   EXPECT_GE(edge, 20);
   EXPECT_GE(w.metros.size(), 700u);
   std::set<double> speeds;
-  for (const auto& l : w.links) speeds.insert(l.gbps);
+  for (const auto& l : w.links) speeds.insert(l.gbps * w.scale);  // written at the model's 1:100
+  EXPECT_EQ(w.scale, 100);
   EXPECT_EQ(speeds, (std::set<double>{400, 800, 1600}));
   // Every continent: a site south of the equator in South America, Africa and Oceania.
   auto any = [&](auto pred) { return std::any_of(w.sites.begin(), w.sites.end(), pred); };

@@ -9,7 +9,14 @@
 // until the load fits one replica fewer with a margin (downscale_margin) for downscale_delay_s,
 // then drains one replica a minute. When a deployment wants more than its pool can hold, batch is
 // shed (at shed_batch_at outstanding per slot) so that interactive and critical keep the
-// capacity; critical is never shed. docs/control.md "infergrid".
+// capacity; critical is never shed. Power: a site drawing power_bound_at of its budget, or
+// capping, is power-bound; one whose budget is cut below the highest seen there (an emergency)
+// keeps its width (no scale-down: capped replicas serve more per watt than fewer uncapped ones on
+// memory-bound decode); a new cap re-reads the replicas' rate at once; while a deployment is
+// short where power binds (it cannot start more) or in its pool
+// with a queue, interactive is shed too, at the level that holds its queue to shed_queue_s of
+// its capacity (raised above every other deployment's load, so that it binds only where it is
+// short) and for shed_hold_s after: critical keeps its SLO at a power emergency. docs/control.md "infergrid".
 #include <algorithm>
 #include <cmath>
 #include <deque>
@@ -35,6 +42,10 @@ class InferGrid final : public Controller {
     const double surge_window = std::max(period, p_.at("surge_window_s"));
     const auto surge_n = static_cast<std::size_t>(std::max(1.0, std::round(surge_window / period)));
     bool short_of_pool = false;
+    // Interactive shedding: the levels (outstanding per slot) that would hold each overloaded
+    // deployment's queue to shed_queue_s of its capacity, and the load of the others.
+    double overloaded_level = 1e300, healthy_load = 0;
+    bool overloaded = false;
     for (const auto& d : v.deployments) {
       if (!v.sites[static_cast<std::size_t>(d.site)].up) continue;
       auto& st = state_[d.id];
@@ -63,7 +74,10 @@ class InferGrid final : public Controller {
         st.fc->observe(st.last_mean, std::sqrt(std::max({st.last_mean, level, 1 / window}) / window));
         st.acc = st.acc_s = 0;
       }
-      if (d.capacity_rps > 0) st.capacity = st.capacity > 0 ? 0.8 * st.capacity + 0.2 * d.capacity_rps : d.capacity_rps;
+      // Smoothed over the mix's noise; a new power cap changes the rate at once.
+      if (d.capacity_rps > 0)
+        st.capacity = st.capacity > 0 && d.power_cap == st.cap_seen ? 0.8 * st.capacity + 0.2 * d.capacity_rps : d.capacity_rps;
+      st.cap_seen = d.power_cap;
       if (st.capacity <= 0) continue;  // nothing routed yet: no mix to size for
       const double lead = (d.cold_start_s > 0 ? d.cold_start_s : param(p_, "cold_start_s", d)) + period;
       double recent = 0;
@@ -95,10 +109,31 @@ class InferGrid final : public Controller {
       const int target = clamp_replicas(want, d, param(p_, "min_replicas", d));
       // Short of what the pool can hold, with a queue: batch (its SLO is minutes) gives way. While
       // replicas are only starting it waits instead: they will be ready within its SLO.
-      short_of_pool |= std::ceil(want - 1e-9) > d.max_replicas && d.waiting > 0;
       const int current = d.ready + d.starting;
-      // Down only when the load fits one replica fewer with room to spare: no flapping at a boundary.
-      const bool fits_fewer = want * (1 + param(p_, "downscale_margin", d)) <= current - 1;
+      const auto& site = v.sites[static_cast<std::size_t>(d.site)];
+      const bool power_bound =
+          site.budget_kw > 0 && (site.power_kw >= param(p_, "power_bound_at", d) * site.budget_kw || d.power_cap < 0.999);
+      // Short: more wanted than the pool holds, or than the power there lets start.
+      const bool short_now = std::ceil(want - 1e-9) > d.max_replicas || (power_bound && std::ceil(want - 1e-9) > current);
+      short_of_pool |= short_now && d.waiting > 0;
+      const double slots = std::max(1.0, d.ready * d.max_num_seqs);
+      const double capacity_now = st.capacity * d.ready;
+      // Overloaded: short with a queue, nothing on the way, and no way to grow (power binds, or
+      // the pool is all in use).
+      const bool can_grow = !power_bound && current < d.max_replicas;
+      if (short_now && !can_grow && d.starting == 0 && d.ready > 0 && d.waiting > d.ready) {
+        overloaded = true;
+        overloaded_level = std::min(overloaded_level, (d.running + capacity_now * param(p_, "shed_queue_s", d)) / slots);
+      } else if (d.ready > 0) {
+        healthy_load = std::max(healthy_load, (d.running + d.waiting) / slots);
+      }
+      // Down only when the load fits one replica fewer with room to spare (no flapping at a
+      // boundary), and never where power binds.
+      // A budget cut below the highest seen there (a power emergency): width is kept.
+      double& budget_seen = budget_seen_[d.site];
+      budget_seen = std::max(budget_seen, site.budget_kw);
+      const bool emergency = site.budget_kw > 0 && site.budget_kw < 0.95 * budget_seen;
+      const bool fits_fewer = !emergency && want * (1 + param(p_, "downscale_margin", d)) <= current - 1;
       if (target > current) {
         out.scale.push_back({d.id, target});
         st.below_s = 0;
@@ -117,12 +152,26 @@ class InferGrid final : public Controller {
       out.shed.push_back({2, shed});
       shedding_ = shed;
     }
+    // Interactive gives way to critical where a deployment is overloaded and cannot grow, at a
+    // level above every other deployment's load; lifted once no deployment is.
+    if (overloaded) {
+      overloaded_since_ = 0;
+      level_i_ = std::max(overloaded_level, 1.05 * healthy_load);
+    } else if (shedding_interactive_ > 0) {
+      overloaded_since_ += period;  // held for shed_hold_s, then lifted: no flapping
+    }
+    const double shed_i = overloaded || (shedding_interactive_ > 0 && overloaded_since_ < p_.at("shed_hold_s")) ? level_i_ : 0.0;
+    if (shed_i != shedding_interactive_) {
+      out.shed.push_back({1, shed_i});
+      shedding_interactive_ = shed_i;
+    }
   }
 
  private:
   struct State {
     std::unique_ptr<Forecaster> fc;
     double capacity = 0;       // one replica's sustained rate, smoothed over the host's estimates
+    double cap_seen = 1;       // the power cap that rate was measured at
     double below_s = 0;        // how long the load has fit one replica fewer
     double acc = 0, acc_s = 0;  // arrivals and seconds of the forecast window under way
     double last_mean = 0;      // the last whole window's mean rate
@@ -130,7 +179,9 @@ class InferGrid final : public Controller {
   };
   Params p_;
   std::map<int, State> state_;
-  double shedding_ = 0;
+  double shedding_ = 0, shedding_interactive_ = 0;
+  double level_i_ = 0, overloaded_since_ = 0;
+  std::map<int, double> budget_seen_;  // per site, the highest budget observed
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "core/units.hpp"
@@ -97,6 +98,11 @@ class Replica {
   void running_progress(std::vector<std::pair<std::uint64_t, std::int32_t>>& out) const {
     out.clear();
     for (int i : running_) out.emplace_back(pool_[static_cast<std::size_t>(i)].req.id, pool_[static_cast<std::size_t>(i)].generated);
+  }
+  // A prefix's KV arrives from elsewhere (a peer site's cache): its blocks enter this replica's
+  // prefix cache as if computed here (no-op without prefix caching).
+  void warm_prefix(std::span<const std::uint64_t> hashes, std::int64_t block_tokens) {
+    if (cache_ && !hashes.empty()) cache_->insert(hashes, block_tokens);
   }
   int id() const { return id_; }
   int running() const { return static_cast<int>(running_.size()); }

@@ -261,6 +261,8 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
   net["flows"] = r.flows;
   net["retrievals"] = r.retrievals;
   net["retrieval_failures"] = r.retrieval_failures;
+  net["kv_moves"] = r.kv_moves;
+  net["kv_recomputed"] = r.kv_recomputed;
   net["te_solves"] = r.te_solves;
   json busiest = json::array();
   for (const std::size_t li : busiest_links(r, 5)) {

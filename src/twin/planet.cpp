@@ -98,6 +98,8 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   net.metro_link0 = static_cast<int>(net.fn.link_count());
   for (const auto& m : w.metros) net.fn.add_link(m.uplink_gbps * 1e9 / 8);
   net.dlink_bucket_bytes.assign(2 * w.links.size(), 0);
+  for (auto* v : {&net.dlink_settled, &net.dlink_rate_sum, &net.dlink_rate_last_sum, &net.dlink_seen})
+    v->assign(2 * w.links.size(), 0);
   // User to site: the last mile, then the world's long-haul fiber (net/fiber.hpp).
   const net::FiberModel& fiber = net::FiberModel::builtin();
   net.user_rtt_ms.resize(w.metros.size() * S);
@@ -275,6 +277,8 @@ void PlanetSim::Impl::flow_done(int id, Ns now) {
     r.net_ns += now - r.step_start + one_way;
     r.stage = Stage::kAtSite;
     demand.step_at(slot, now + one_way);
+  } else if (kind == FlowKind::kKv) {  // the request for it went out and the bytes came back
+    demand.step_at(slot, now + core::from_seconds(2 * net.route(src, dst).one_way_ms / 1000));
   } else {
     const auto& tc = w.workload.classes[static_cast<std::size_t>(r.cls)];
     const Ns rtt = core::from_seconds(2 * net.route(src, dst).one_way_ms / 1000);

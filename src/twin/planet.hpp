@@ -157,6 +157,9 @@ struct PlanetResult {
   std::map<std::string, double> bytes_by_kind;  // upload, response, retrieval, sync, ...
   double network_energy_j = 0;
   std::uint64_t events = 0, flows = 0, retrievals = 0, retrieval_failures = 0;
+  // Continuing turns served away from their conversation's KV: fetched from the peer site, or
+  // recomputed there (the fetch would not have been faster).
+  std::uint64_t kv_moves = 0, kv_recomputed = 0;
   std::uint64_t te_solves = 0;
   double te_solve_ms = 0;
   core::Ns end = 0;

@@ -88,7 +88,7 @@ void PlanetSim::Impl::Scenario::set_link(int link, double factor, Ns now) {
 
 void PlanetSim::Impl::Scenario::publish(const world::Event& e, Ns now) {
   const int repo_site = sim.w.repositories[static_cast<std::size_t>(e.repo)].site;
-  const double bytes = e.size_gb * 1e9;
+  const double bytes = e.size_gb * 1e9 / sim.w.scale;  // one copy per site: scaled (world.hpp)
   std::vector<std::pair<int, int>> pulls;  // (site, staleness index)
   for (std::size_t s = 0; s < sim.w.sites.size(); ++s) {
     if (!e.model.empty()) {

@@ -182,10 +182,13 @@ bool PlanetSim::Impl::Fleet::start_replica(int di, Ns now) {
     begin_load(i, now);
   } else if (source >= 0) {
     // One pull per site and model: replicas starting meanwhile wait for the same bytes.
+    // A real site pulls the weights once for all of its new replicas: at a 1:scale model, one
+    // pull's share of a link 1/scale as wide (world.hpp).
     pulling[site][model] = 1;
-    sim.rec.count_kind("weights", d.weight_bytes, true);
-    d.weight_bytes_moved += d.weight_bytes;
-    sim.net.start_flow(sim.net.route(source, d.site).links, kClassSync, d.weight_bytes, FlowKind::kWeights, di, source, d.site, now);
+    const double bytes = d.weight_bytes / sim.w.scale;
+    sim.rec.count_kind("weights", bytes, true);
+    d.weight_bytes_moved += bytes;
+    sim.net.start_flow(sim.net.route(source, d.site).links, kClassSync, bytes, FlowKind::kWeights, di, source, d.site, now);
   }
   return true;
 }
@@ -371,12 +374,16 @@ void PlanetSim::Impl::Fleet::apply_cap(int di, Ns now) {
 void PlanetSim::Impl::Fleet::fleet_clock(Ns now) {
   const Ns end = std::min(now, sim.horizon);
   while (sim.rec.next_second <= end) {
+    // Each way's bytes over the second that ends here, at its capacity now: the busier way.
     for (std::size_t l = 0; l < sim.w.links.size(); ++l) {
       double u = 0;
       for (int k = 0; k < 2; ++k) {
         const int dl = static_cast<int>(2 * l) + k;
+        const double bytes = sim.net.dlink_bytes_at(dl, sim.rec.next_second);
+        const double carried = bytes - sim.net.dlink_seen[static_cast<std::size_t>(dl)];
+        sim.net.dlink_seen[static_cast<std::size_t>(dl)] = bytes;
         const double cap = sim.net.fn.capacity(dl);
-        if (cap > 0) u = std::max(u, sim.net.fn.load(dl) / cap);
+        if (cap > 0) u = std::max(u, carried / cap);
       }
       ++sim.rec.link_hist[l][static_cast<std::size_t>(std::clamp(std::lround(u * 100), 0L, 100L))];
     }

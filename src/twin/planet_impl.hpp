@@ -55,8 +55,8 @@ enum class Ev : std::uint8_t {
 constexpr Ns kWindowNs = 60 * core::kNsPerSec;  // demand is re-evaluated every simulated minute
 constexpr Ns kDrainNs = 2 * 3600 * core::kNsPerSec;
 
-enum class Stage : std::uint8_t { kRoute, kUpload, kAtSite, kRetrieval, kEngine };
-enum class FlowKind : std::uint8_t { kUpload, kRetrieval, kSync, kWeights };
+enum class Stage : std::uint8_t { kRoute, kUpload, kAtSite, kRetrieval, kKvFetch, kEngine };
+enum class FlowKind : std::uint8_t { kUpload, kRetrieval, kSync, kWeights, kKv };
 // A replica's lifecycle: off -> pulling weights -> loading (and warm-up) -> ready -> draining -> off.
 enum class Phase : std::uint8_t { kOff, kPulling, kLoading, kReady, kDraining };
 constexpr int kCapSteps = 20;  // power caps are applied in steps of 1/kCapSteps of board power
@@ -143,6 +143,8 @@ struct PlanetSim::Impl {
     int ring_slot = -1;             // its conversation's entry in the metro's ring
     std::int32_t shared_tokens = 0; // prompt tokens shared with the conversation's last turn
     int metro = 0, cls = 0, site = -1, deploy = -1, retrievals_left = 0, attempts = 0;
+    int kv_from = -1;       // the site holding its conversation's KV, when routed elsewhere
+    bool kv_moved = false;  // that prefix's KV was fetched here (Demand::fetch_kv)
     Stage stage = Stage::kRoute;
   };
   struct Flow {
@@ -245,6 +247,16 @@ struct PlanetSim::Impl {
     std::vector<double> link_factor;           // per world link
     std::vector<double> dlink_capacity;        // per directed link, bytes/s (nominal)
     std::vector<double> dlink_bucket_bytes;    // per directed link, this bucket
+    // Exact bytes carried per directed DCI link up to any instant between events: settled bytes
+    // plus the flows' unsettled progress, sum of rate x (t - last) = t x rate_sum - rate_last_sum
+    // (what the 1-second utilization samples difference; planet_fleet.cpp fleet_clock).
+    std::vector<double> dlink_settled, dlink_rate_sum, dlink_rate_last_sum, dlink_seen;
+    double dlink_bytes_at(int dl, Ns t) const {
+      const auto i = static_cast<std::size_t>(dl);
+      return dlink_settled[i] + core::to_seconds(t) * dlink_rate_sum[i] - dlink_rate_last_sum[i];
+    }
+    // A flow's rate changes from `from` to `to` at `now` (its progress settled up to now).
+    void rerate_links(const Flow& f, double from, double to, Ns now);
     std::vector<double> user_rtt_ms;           // [metro * S + site]
     std::vector<int> metro_entry;              // the site where a metro's traffic enters the backbone (nearest)
     std::vector<Route> routes;                 // [src * S + dst]
@@ -335,6 +347,10 @@ struct PlanetSim::Impl {
     // The request is at its site (or back from a retrieval): retrieve, or run.
     void at_site(std::uint32_t slot, Ns now);
     void start_retrieval(std::uint32_t slot, Ns now);
+    // A continuing turn routed away from the site holding its conversation's KV: fetch the
+    // shared prefix's KV from there when that beats recomputing it (docs/planet.md "KV moves").
+    // True: the fetch is under way (the request waits for it).
+    bool fetch_kv(std::uint32_t slot, Ns now);
     void step(std::uint32_t slot, Ns now);
     // A replica finished (or failed) a request.
     void complete(const engine::Completion& c);

@@ -240,9 +240,15 @@ void PlanetSim::Impl::Demand::route_req(std::uint32_t slot, Ns now) {
   auto& ss = sim.res.sites[static_cast<std::size_t>(r.site)];
   ++ss.routed;
   ss.peak_outstanding = std::max(ss.peak_outstanding, dep.outstanding);
+  r.kv_from = -1;
+  r.kv_moved = false;
   if (r.ring_slot >= 0) {
     auto& sr = metro_sessions[static_cast<std::size_t>(r.metro)][static_cast<std::size_t>(r.ring_slot)];
-    if (sr.session == r.session) sr.site = r.site;
+    if (sr.session == r.session) {
+      // Its last turn ran elsewhere: that site's cache holds the shared prefix's KV.
+      if (sr.site >= 0 && sr.site != r.site && r.shared_tokens > 0) r.kv_from = sr.site;
+      sr.site = r.site;
+    }
   }
   r.one_way_ms = v.rtt_ms / 2;
   const Ns one_way = core::from_seconds(r.one_way_ms / 1000);
@@ -279,6 +285,7 @@ void PlanetSim::Impl::Demand::at_site(std::uint32_t slot, Ns now) {
     retry(slot, now, "site outage");
     return;
   }
+  if (r.kv_from >= 0 && !r.kv_moved && fetch_kv(slot, now)) return;
   if (r.retrievals_left > 0) {
     start_retrieval(slot, now);
     return;
@@ -316,6 +323,12 @@ void PlanetSim::Impl::Demand::at_site(std::uint32_t slot, Ns now) {
                            [&](std::size_t i) { return sim.fleet.replicas[k + i].outstanding(); }));
   }
   if (sr) sr->replica = best;
+  if (r.kv_moved)  // the fetched prefix is in this replica's cache before it looks
+    sim.fleet.replicas[static_cast<std::size_t>(best)].warm_prefix(
+        std::span<const std::uint64_t>(r.req.block_hashes.data(),
+                                       std::min<std::size_t>(r.req.block_hashes.size(),
+                                                             static_cast<std::size_t>(r.shared_tokens / kHashBlock))),
+        r.req.hash_block_tokens);
   r.stage = Stage::kEngine;
   r.t_enqueue = now;
   // The engine takes the request's block hashes; its scalars stay here for the records, and an
@@ -364,6 +377,48 @@ void PlanetSim::Impl::Demand::start_retrieval(std::uint32_t slot, Ns now) {
   step_at(slot, t);
 }
 
+// Fetch or recompute: the prefix's KV (KV bytes per token x shared tokens, from the catalog) over
+// the route from the site holding it takes RTT + bytes / the route's bottleneck (what is left of
+// it now); recomputing takes the shared tokens at the deployment's prefill speed. A fetch moves
+// as a flow of the request's own class and the request waits for it; a recompute goes on at once.
+bool PlanetSim::Impl::Demand::fetch_kv(std::uint32_t slot, Ns now) {
+  Req& r = reqs[slot];
+  const int from = r.kv_from;
+  r.kv_from = -1;
+  const auto& dep = sim.fleet.deploys[static_cast<std::size_t>(r.deploy)];
+  const Route& rt = sim.net.route(from, r.site);
+  if (!sim.cfg.engine.enable_prefix_caching || !sim.fleet.site_up[static_cast<std::size_t>(from)] || !rt.ok ||
+      dep.prefill_tok_s <= 0) {
+    ++sim.res.kv_recomputed;
+    return false;
+  }
+  const double bytes = dep.llm->kv_bytes_per_token() * r.shared_tokens;
+  double free_rate = 1e300;
+  for (int dl : rt.links) {
+    const double cap = sim.net.fn.capacity(dl);
+    free_rate = std::min(free_rate, std::max(cap - sim.net.fn.load(dl), 0.05 * cap));
+  }
+  const double rtt_s = 2 * rt.one_way_ms / 1000;
+  if (!(rtt_s + bytes / free_rate < r.shared_tokens / dep.prefill_tok_s)) {
+    ++sim.res.kv_recomputed;
+    return false;
+  }
+  ++sim.res.kv_moves;
+  r.kv_moved = true;
+  r.stage = Stage::kKvFetch;
+  r.step_start = now;
+  sim.rec.count_kind("kv", bytes, true);
+  if (bytes >= sim.cfg.flow_threshold_bytes) {
+    sim.net.start_flow(rt.links, user_class(r.req.priority), bytes, FlowKind::kKv, static_cast<int>(slot), from, r.site, now);
+    return true;
+  }
+  sim.net.count_link_bytes(rt.links, bytes);
+  double xfer = 0;
+  for (int dl : rt.links) xfer = std::max(xfer, bytes / sim.net.fn.capacity(dl));
+  step_at(slot, now + core::from_seconds(rtt_s + xfer));
+  return true;
+}
+
 void PlanetSim::Impl::Demand::step(std::uint32_t slot, Ns now) {
   Req& r = reqs[slot];
   switch (r.stage) {
@@ -375,6 +430,11 @@ void PlanetSim::Impl::Demand::step(std::uint32_t slot, Ns now) {
       break;
     case Stage::kRetrieval:
       r.retrieval_ns += now - r.step_start;
+      at_site(slot, now);
+      break;
+    case Stage::kKvFetch:
+      r.net_ns += now - r.step_start;
+      r.stage = Stage::kAtSite;
       at_site(slot, now);
       break;
     default:

@@ -60,6 +60,7 @@ void PlanetSim::Impl::Transport::count_link_bytes(const std::vector<int>& dlinks
   for (int dl : dlinks) {
     if (dl >= metro_link0) continue;
     dlink_bucket_bytes[static_cast<std::size_t>(dl)] += bytes;
+    dlink_settled[static_cast<std::size_t>(dl)] += bytes;
     auto& ls = sim.res.links[static_cast<std::size_t>(dl / 2)];
     (dl % 2 == 0 ? ls.bytes_ab : ls.bytes_ba) += bytes;
   }
@@ -254,12 +255,27 @@ void PlanetSim::Impl::Transport::te_solve(Ns now) {
 }
 
 void PlanetSim::Impl::Transport::settle(Flow& f, Ns now) {
-  const double moved = std::min(f.remaining, f.rate * core::to_seconds(now - f.last));
+  const double progress = f.rate * core::to_seconds(now - f.last);
+  const double moved = std::min(f.remaining, progress);
   if (moved > 0) {
     f.remaining -= moved;
     count_link_bytes(f.links, moved);
   }
+  // The progress is settled now: it leaves the unsettled sum (moved went to the settled bytes).
+  if (progress > 0)
+    for (int dl : f.links)
+      if (dl < metro_link0) dlink_rate_last_sum[static_cast<std::size_t>(dl)] += progress;
   f.last = now;
+}
+
+void PlanetSim::Impl::Transport::rerate_links(const Flow& f, double from, double to, Ns now) {
+  if (from == to) return;
+  const double t = core::to_seconds(now);
+  for (int dl : f.links) {
+    if (dl >= metro_link0) continue;
+    dlink_rate_sum[static_cast<std::size_t>(dl)] += to - from;
+    dlink_rate_last_sum[static_cast<std::size_t>(dl)] += (to - from) * t;
+  }
 }
 
 void PlanetSim::Impl::Transport::update_flows(Ns now) {
@@ -267,6 +283,7 @@ void PlanetSim::Impl::Transport::update_flows(Ns now) {
   for (int id : fn.rerated()) {
     Flow& f = flows[static_cast<std::size_t>(id)];
     settle(f, now);
+    rerate_links(f, f.rate, fn.rate(id), now);
     f.rate = fn.rate(id);
     ++f.gen;
     if (f.rate > 0) {
@@ -280,6 +297,8 @@ void PlanetSim::Impl::Transport::end_flow(int id, Ns now) {
   Flow& f = flows[static_cast<std::size_t>(id)];
   settle(f, now);
   if (f.remaining > 0) count_link_bytes(f.links, f.remaining);  // rounding of the last ns
+  rerate_links(f, f.rate, 0, now);
+  f.rate = 0;
   f.alive = false;
   ++f.gen;
   fn.end_flow(id);

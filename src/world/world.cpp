@@ -326,6 +326,7 @@ World load_world(const std::string& path, const model::Catalog& catalog) {
     w.name = f.str("name", "world");
     w.route_factor = f.num("route_factor", 1.68, false, 1.0, 5.0);
     w.per_hop_ms = f.num("per_hop_ms", 0.1, false, 0, 100);
+    w.scale = f.num("scale", 1, false, 1, 1e6);
     for (const auto& s : need_list(path, root, f, "sites", true)) read_site(path, s, catalog, w);
     if (w.sites.empty()) fail_input(path, Fields::line(root), "sites", "at least one site");
     for (const auto& n : need_list(path, root, f, "links", false)) {
@@ -342,7 +343,10 @@ World load_world(const std::string& path, const model::Catalog& catalog) {
       const double gc = core::great_circle_km(w.sites[l.a].pos, w.sites[l.b].pos);
       l.km = g.num("km", gc * w.route_factor, false, 0, 1e5);
       // Coherent pluggables: about 20 W at 400G, 30 W at 800G, 45 W at 1.6T per end.
-      l.transceiver_w = g.num("transceiver_w", l.gbps <= 400 ? 20 : l.gbps <= 800 ? 30 : 45);
+      // At a 1:scale model the link stands for one scale times as wide: its real rate sets the
+      // pluggable, whose power counts at the model's scale like every other watt.
+      const double real_gbps = l.gbps * w.scale;
+      l.transceiver_w = g.num("transceiver_w", (real_gbps <= 400 ? 20 : real_gbps <= 800 ? 30 : 45) / w.scale);
       w.links.push_back(l);
     }
     for (const auto& n : need_list(path, root, f, "metros", true)) {
@@ -355,7 +359,7 @@ World load_world(const std::string& path, const model::Catalog& catalog) {
       m.population = g.num("population", 0, true, 1);
       m.utc_offset_h = g.num("utc_offset", 0, false, -12, 14);
       m.last_mile_ms = g.num("last_mile_ms", 8, false, 0, 1000);
-      m.uplink_gbps = g.num("uplink_gbps", 100, false, 0.001, 1e6);
+      m.uplink_gbps = g.num("uplink_gbps", 100 / w.scale, false, 0.001, 1e6);
       w.metros.push_back(std::move(m));
     }
     set_demand_weights(path, f, w);

@@ -130,6 +130,12 @@ struct World {
   std::string file;
   double route_factor = 1.68;
   double per_hop_ms = 0.1;
+  // A 1:scale model of a real platform (docs/planet.md "Scale and sizing"): counts and capacities
+  // are written at the model's scale (requests, accelerators, power, link and uplink Gbit/s);
+  // what moves once per site (a model's weights for cold starts, a published artifact) is a real
+  // object, and crosses the DCI as size / scale bytes, so that its transfer over a link 1/scale
+  // as wide takes the real time. Per-request bytes (uploads, retrievals, KV) are not scaled.
+  double scale = 1;
   std::vector<Site> sites;
   std::vector<Link> links;
   std::vector<Metro> metros;
