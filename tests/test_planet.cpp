@@ -165,6 +165,38 @@ workload:
   EXPECT_GT(static_cast<double>(c.cached_tokens) / static_cast<double>(c.prompt_tokens), 0.95 * 5888 / 6000);
 }
 
+// A deployment with expert parallelism: one replica of DeepSeek-V3 over 16 H200s (EP16,
+// attention data-parallel per GPU) holds 16 accelerators and serves; an EP group that the
+// attention's TP does not divide is an error naming the field.
+TEST(Planet, AnExpertParallelDeploymentHoldsItsGroupAndServes) {
+  const std::string head = R"(name: ep
+sites:
+  - {id: s, lat: 48.85, lon: 2.35, accelerators: {h200: 16}, power_cap_kw: 100,
+     deployments: [{model: deepseek-v3, accelerator: h200, tp: TP, ep: 16, replicas: 1}]}
+metros:
+  - {name: Paris, country: France, lat: 48.86, lon: 2.35, population: 1000000}
+workload:
+  requests_per_day: 86400
+  classes:
+    - {name: reasoning, share: 1, priority: interactive, model: deepseek-v3, prompt: "fixed:2000", output: "fixed:200"}
+)";
+  auto with_tp = [&](const std::string& tp) {
+    std::string y = head;
+    y.replace(y.find("TP"), 2, tp);
+    return y;
+  };
+  const auto w = ig::world::load_world(write_temp("ep.yaml", with_tp("1")), ig::model::Catalog::builtin());
+  ASSERT_EQ(w.sites[0].deployments[0].gpus(), 16);
+  const auto r = run(w, "nearest", 0.1);
+  EXPECT_GT(r.classes[0].completed, 300u);
+  EXPECT_EQ(r.lost + r.rejected, 0u);
+  ASSERT_EQ(r.deployments.size(), 1u);
+  EXPECT_EQ(r.deployments[0].ep, 16);
+  // 16 GPUs held for the run and its drain.
+  EXPECT_NEAR(r.deployments[0].gpu_hours / (16 * ig::core::to_seconds(r.end) / 3600), 1.0, 1e-6);
+  expect_error(with_tp("3"), "ep");
+}
+
 TEST(Planet, RetrievalStepsCostComputePlusHalfTheTimeARemoteRoundTrip) {
   const auto w = load("two-sites.yaml");
   const auto r = run(w);

@@ -45,11 +45,13 @@ namespace {
 struct Common {
   std::string model = "llama2-70b", gpu = "h100-80gb", catalog_file;
   int tp = 8;
+  int ep = 1;
   double power_cap = 1.0;
   void add(CLI::App* app) {
     app->add_option("--model", model, "model name (see `infergrid catalog`)");
     app->add_option("--gpu", gpu, "accelerator name");
     app->add_option("--tp", tp, "tensor-parallel degree");
+    app->add_option("--ep", ep, "expert-parallel degree (MoE models): GPUs per replica, attention data-parallel in groups of --tp");
     app->add_option("--power-cap", power_cap, "power cap as a fraction of board power (0, 1]");
     app->add_option("--catalog", catalog_file, "YAML file adding or overriding catalog entries");
   }
@@ -128,7 +130,7 @@ int cmd_sim(const Common& common, const std::map<std::string, std::string>& s,
   const auto catalog = common.catalog();
   auto pm = std::make_shared<ig::model::PerfModel>(catalog.llm(common.model),
                                                   catalog.accelerator(common.gpu), common.tp,
-                                                  common.power_cap);
+                                                  common.power_cap, common.ep);
   ig::sim::SiteConfig site = site_in;
   std::int64_t kv = site.engine.kv_capacity_tokens > 0
                         ? site.engine.kv_capacity_tokens
@@ -184,7 +186,7 @@ int cmd_perf(const Common& common, int prompt, int batch, int output, const std:
              int max_model_len, double util) {
   const auto catalog = common.catalog();
   const ig::model::PerfModel pm(catalog.llm(common.model), catalog.accelerator(common.gpu),
-                                common.tp, common.power_cap);
+                                common.tp, common.power_cap, common.ep);
   ig::model::KvReservation r = ig::model::KvReservation::kPaged;
   if (reservation == "static") r = ig::model::KvReservation::kStatic;
   else if (reservation != "paged") ig::core::fail_flag("kv-reservation", "must be paged or static");

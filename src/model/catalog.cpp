@@ -162,6 +162,9 @@ Catalog Catalog::builtin() {
   c.put(a100);
   c.put(h100);
   c.put(make_accel("h200", 989, 4.8, 141e9, 450, 700, &h100));
+  // The export H100 that DeepSeek serves on: H100 SXM compute and HBM3, NVLink cut to 400 GB/s
+  // (200 each way); 8 x 400 Gbit/s InfiniBand per node (DeepSeek-V3 technical report, 3.1).
+  c.put(make_accel("h800", 989, 3.35, 80 * core::kGiB, 200, 700, &h100));
   c.put(make_accel("b200", 2250, 8.0, 180e9, 900, 1000, &h100));
   c.put(make_accel("l40s", 362, 0.864, 48e9, 32, 350, &a100));
   c.put(make_accel("l4", 121, 0.3, 24e9, 32, 72, &a100));

@@ -30,6 +30,9 @@ struct Accelerator {
   double hbm_bandwidth = 0;     // bytes/s
   double hbm_bytes = 0;         // bytes
   double interconnect_bw = 0;   // bytes/s per GPU, one direction (NVLink, or PCIe)
+  // Its scale-out NIC, bytes/s one direction (a 400 Gbit/s ConnectX-7 per GPU in DGX H100/H200/
+  // B200 and DeepSeek's H800 nodes): what expert parallelism across nodes sends tokens over.
+  double network_bw = 50e9;
   double tdp_w = 0;             // board power limit
   double idle_w = 0;            // measured or scaled per-phase power
   double prefill_w = 0;

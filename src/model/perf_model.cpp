@@ -18,9 +18,34 @@ double clock_fraction(double demand_w, double cap_w, double idle_w) {
 }
 }  // namespace
 
-PerfModel::PerfModel(const LlmModel& m, const Accelerator& a, int tp, double power_cap)
+namespace {
+// Routed-expert parameters of an MoE model (0 for a dense one), and the expected number of
+// distinct experts `tokens` tokens touch in a layer.
+double routed_params(const LlmModel& m) {
+  return m.experts == 0 ? 0 : double(m.layers - m.dense_layers) * m.mlp_matrices * m.hidden * double(m.ffn) * m.experts;
+}
+double experts_touched(const LlmModel& m, double tokens) {
+  return m.experts * (1.0 - std::pow(1.0 - double(m.active_experts) / m.experts, tokens));
+}
+// DeepEP's low-latency kernels reach about 39-40 GB/s of a 400 Gbit/s NIC (deepseek-ai/DeepEP README:
+// dispatch 39 GB/s, combine 40 GB/s at EP 128 over RDMA): 0.8 of its line rate.
+constexpr double kAllToAllEff = 0.8;
+}  // namespace
+
+PerfModel::PerfModel(const LlmModel& m, const Accelerator& a, int tp, double power_cap, int ep)
     : model_(m), accel_(a), tp_(tp), cap_w_(power_cap * a.tdp_w) {
   if (tp < 1) core::fail_flag("tp", "must be at least 1");
+  if (ep < 1) core::fail_flag("ep", "must be at least 1");
+  if (ep > 1) {
+    if (m.experts == 0) core::fail_flag("ep", fmt::format("{} is dense: expert parallelism needs a mixture-of-experts model", m.name));
+    if (ep % tp != 0) core::fail_flag("ep", fmt::format("{} is not a multiple of tp {} (data-parallel attention groups of tp GPUs)", ep, tp));
+    if (ep > m.experts) core::fail_flag("ep", fmt::format("{} GPUs for {} experts: at most one GPU per expert", ep, m.experts));
+  }
+  ep_ = ep;
+  gpus_ = ep > 1 ? ep : tp;
+  dp_ = ep > 1 ? ep / tp : 1;
+  const double routed = routed_params(m) * m.weight_bytes_per_param;
+  held_weight_bytes_per_gpu_ = ep > 1 ? (m.weight_bytes() - routed) / tp + routed / ep : m.weight_bytes() / tp;
   if (!(power_cap > 0 && power_cap <= 1)) core::fail_flag("power-cap", "must be in (0, 1]");
   if (cap_w_ <= a.idle_w)
     core::fail_flag("power-cap", fmt::format("{:.0f} W is below the idle power {:.0f} W of {}",
@@ -34,12 +59,15 @@ PerfModel::PerfModel(const LlmModel& m, const Accelerator& a, int tp, double pow
   attn_flops_pair_ = m.attention_flops_per_pair();
   kv_bytes_tok_ = m.kv_bytes_per_token();
   dense_weight_bytes_ = m.experts == 0 ? m.weight_bytes() : -1;
-  flops_ = tp * a.dense_flops * a.calib.compute_eff * clock_compute_;
-  bytes_s_ = tp * a.hbm_bandwidth * a.calib.memory_eff * clock_memory_;
+  flops_ = gpus_ * a.dense_flops * a.calib.compute_eff * clock_compute_;
+  bytes_s_ = gpus_ * a.hbm_bandwidth * a.calib.memory_eff * clock_memory_;
+  // A decoding sequence attends over each context token once per step: its KV read, or the
+  // attention FLOPs where they take longer (MLA's absorbed attention: 17 MFLOP per pair).
+  context_tok_s_ = std::max(kv_bytes_tok_ / bytes_s_, attn_flops_pair_ / flops_);
   if (kv_capacity_tokens(0.9) < 1) {
-    core::fail_flag("tp", fmt::format("{} needs {:.1f} GB of weights: it does not fit on {} x {} "
+    core::fail_flag(ep > 1 ? "ep" : "tp", fmt::format("{} needs {:.1f} GB of weights: it does not fit on {} x {} "
                                       "({:.0f} GB each, 90% usable, {:.1f} GB runtime reserve)",
-                                      m.name, m.weight_bytes() / 1e9, tp, a.name,
+                                      m.name, m.weight_bytes() / 1e9, gpus_, a.name,
                                       a.hbm_bytes / 1e9, a.runtime_reserve_bytes / 1e9));
   }
 }
@@ -51,13 +79,36 @@ double PerfModel::kv_bytes_per_token_per_gpu() const {
 }
 
 double PerfModel::kv_capacity_tokens(double util) const {
-  const double free = accel_.hbm_bytes * util - model_.weight_bytes() / tp_ -
-                      accel_.runtime_reserve_bytes;
-  return free <= 0 ? 0 : std::floor(free / kv_bytes_per_token_per_gpu());
+  const double free = accel_.hbm_bytes * util - held_weight_bytes_per_gpu_ - accel_.runtime_reserve_bytes;
+  // Each data-parallel attention group holds its own sequences' KV.
+  return free <= 0 ? 0 : dp_ * std::floor(free / kv_bytes_per_token_per_gpu());
+}
+
+double PerfModel::weights_read(double tokens) const {
+  if (dense_weight_bytes_ >= 0) return dense_weight_bytes_;
+  const double all = model_.weight_bytes_read(tokens);
+  if (ep_ == 1) return all;
+  // Every attention group reads its copy of what is not a routed expert; each routed expert the
+  // step touches is read once, by the GPU holding it.
+  const double routed = double(model_.layers - model_.dense_layers) * model_.mlp_matrices * model_.hidden *
+                        double(model_.ffn) * experts_touched(model_, tokens) * model_.weight_bytes_per_param;
+  return all + (dp_ - 1) * (all - routed);
+}
+
+double PerfModel::all_to_all_s(double tokens) const {
+  if (ep_ <= 1) return 0;
+  // Per GPU: its tokens, each sent to active_experts experts (fp8 dispatch, 1 byte per element)
+  // and answered (bf16 combine, 2 bytes), the share held elsewhere, every MoE layer; over NVLink
+  // within one node, over the NIC across nodes.
+  const double per_gpu = tokens / ep_ * model_.active_experts * model_.hidden * 3.0 *
+                         (model_.layers - model_.dense_layers) * (ep_ - 1.0) / ep_;
+  const double link = ep_ <= 8 ? accel_.interconnect_bw : accel_.network_bw;
+  return per_gpu / (link * kAllToAllEff);
 }
 
 double PerfModel::allreduce_s(double tokens) const {
   if (tp_ == 1) return 0;
+  tokens /= dp_;  // each attention group reduces its own tokens
   // Two all-reduces per layer (after attention and after the MLP), ring bandwidth term plus a
   // latency that grows with the steps of the reduction tree.
   const auto& c = accel_.calib;
@@ -74,20 +125,23 @@ IterationCost PerfModel::iteration(const BatchShape& s) const {
   const auto& c = accel_.calib;
   const double sampled = s.prefill_seqs + s.decode_seqs;
   const double lin_flops = linear_flops_tok_ * tokens + lm_head_flops_ * sampled;
-  const double weights = dense_weight_bytes_ >= 0 ? dense_weight_bytes_ : model_.weight_bytes_read(tokens);
-  const double linear = std::max(lin_flops / flops_, weights / bytes_s_);
-  const double attention = attn_flops_pair_ * s.prefill_pairs / flops_ + kv_bytes_tok_ * s.decode_context / bytes_s_;
+  const double linear = std::max(lin_flops / flops_, weights_read(tokens) / bytes_s_);
+  const double attention = attn_flops_pair_ * s.prefill_pairs / flops_ + context_tok_s_ * s.decode_context;
   const bool prefill = s.prefill_tokens > 0;
   const double overhead = prefill ? c.prefill_overhead_s + c.prefill_seq_overhead_s * s.prefill_seqs
                                   : c.decode_overhead_s;
+  // Expert parallelism: the all-to-all of one micro-batch runs under the other's computation;
+  // what it takes beyond that is waited for.
+  const double work = linear + attention + allreduce_s(tokens);
+  const double a2a_wait = std::max(0.0, all_to_all_s(tokens) - work);
   IterationCost out;
-  out.seconds = linear + attention + allreduce_s(tokens) + overhead;
+  out.seconds = work + a2a_wait + overhead;
   out.compute_share = std::min(1.0, (lin_flops + attn_flops_pair_ * s.prefill_pairs) / flops_ / out.seconds);
   if (accel_.wait_w >= 0) {
     // Split by what the GPU does: waiting on all-reduces and the fixed overhead at wait power,
     // the rest at prefill power (prefill) or streaming power rising to it with the FLOPs' share.
     const double stream = accel_.stream_w >= 0 ? accel_.stream_w : accel_.decode_w;
-    out.power_w = split_power(out.seconds, allreduce_s(tokens) + overhead, accel_.wait_w,
+    out.power_w = split_power(out.seconds, allreduce_s(tokens) + overhead + a2a_wait, accel_.wait_w,
                               (lin_flops + attn_flops_pair_ * s.prefill_pairs) / flops_, prefill ? accel_.prefill_w : stream,
                               accel_.prefill_w, cap_w_);
   } else if (prefill) {
@@ -107,13 +161,16 @@ DecodeLine PerfModel::decode_line(int n) const {
   DecodeLine d;
   const IterationCost base = iteration(s);
   d.fixed_s = base.seconds;
-  d.per_token_s = kv_bytes_tok_ / bytes_s_;
+  d.per_token_s = context_tok_s_;
   d.power_w = std::min(accel_.decode_w, cap_w_);
   d.compute_s = (linear_flops_tok_ * n + lm_head_flops_ * n) / flops_;
   d.compute_bound_w = accel_.prefill_w;
   d.cap_w = cap_w_;
   if (accel_.wait_w >= 0) {
-    d.wait_s = allreduce_s(n) + accel_.calib.decode_overhead_s;
+    d.wait_s = allreduce_s(n) + accel_.calib.decode_overhead_s +
+               std::max(0.0, base.seconds - accel_.calib.decode_overhead_s -
+                                 (std::max((linear_flops_tok_ + lm_head_flops_) * n / flops_, weights_read(n) / bytes_s_) +
+                                  allreduce_s(n)));  // the all-to-all waited for
     d.wait_w = accel_.wait_w;
     d.power_w = std::min(accel_.stream_w >= 0 ? accel_.stream_w : accel_.decode_w, cap_w_);
   }

@@ -79,12 +79,19 @@ class PerfModel final : public StepModel {
  public:
   // power_cap: fraction of board power (1 = uncapped). Throws InputError if the weights do
   // not fit at this tensor-parallel degree.
-  PerfModel(const LlmModel& m, const Accelerator& a, int tp, double power_cap = 1.0);
+  // ep > 1 (MoE models): expert parallelism over ep accelerators with data-parallel attention,
+  // as DeepSeek and SGLang serve DeepSeek-V3 (docs/validation.md "Expert parallelism"): the
+  // routed experts are spread over the ep GPUs, the attention, dense layers, shared experts and
+  // embeddings are held by each of the ep / tp attention groups (tp-way), each group holds its
+  // own sequences' KV, and every MoE layer dispatches each token to its experts and combines the
+  // answers (all-to-all over NVLink within a node, the NIC across nodes), overlapped with the
+  // computation of the other micro-batch.
+  PerfModel(const LlmModel& m, const Accelerator& a, int tp, double power_cap = 1.0, int ep = 1);
 
   IterationCost iteration(const BatchShape& shape) const override;
   DecodeLine decode_line(int n) const override;
   double idle_power_w() const override { return accel_.idle_w; }
-  int accelerators() const override { return tp_; }
+  int accelerators() const override { return gpus_; }
 
   // KV cache capacity in tokens at the given memory utilization (vLLM's rule: utilization x
   // memory, minus weights, minus the runtime reserve, per accelerator).
@@ -93,20 +100,28 @@ class PerfModel final : public StepModel {
   const LlmModel& llm() const { return model_; }
   const Accelerator& accel() const { return accel_; }
   int tp() const { return tp_; }
+  int ep() const { return ep_; }
+  // Seconds of one MoE all-to-all round (dispatch and combine, every MoE layer) for `tokens`
+  // tokens over the replica; 0 without expert parallelism.
+  double all_to_all_s(double tokens) const;
   // Clock fractions under the power cap for compute-bound and memory-bound work.
   double compute_clock() const { return clock_compute_; }
   double memory_clock() const { return clock_memory_; }
 
  private:
   double allreduce_s(double tokens) const;
+  double weights_read(double tokens) const;
   LlmModel model_;
   Accelerator accel_;
   int tp_;
+  int ep_ = 1, dp_ = 1, gpus_ = 1;  // expert parallelism: ep GPUs, dp = ep / tp attention groups
+  double held_weight_bytes_per_gpu_ = 0;
   double cap_w_;
   double clock_compute_ = 1, clock_memory_ = 1;
   double flops_, bytes_s_;  // effective replica-wide FLOP/s and bytes/s, cap included
   // Derived model figures, computed once: the iteration cost sits on the simulator's hot path.
   double linear_flops_tok_, lm_head_flops_, attn_flops_pair_, kv_bytes_tok_, dense_weight_bytes_;
+  double context_tok_s_ = 0;  // seconds per context token a decode attends over (KV read or FLOPs)
 };
 
 // Requests per second one replica sustains for a mix of mean prompt and output lengths: each

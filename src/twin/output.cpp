@@ -94,6 +94,7 @@ json fleet_json(const world::World& w, const PlanetResult& r) {
     e["model"] = d.model;
     e["accelerator"] = d.accelerator;
     e["tp"] = d.tp;
+    if (d.ep > 1) e["ep"] = d.ep;
     e["replicas_declared"] = d.nominal;
     e["replica_slots"] = d.slots;
     e["peak_ready"] = d.peak_ready;

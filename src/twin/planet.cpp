@@ -33,16 +33,16 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
     // The site's pool: what its deployments do not hold at the start is free for starts.
     auto& free = fleet.free_accel[s];
     free = w.sites[s].accelerators;
-    for (const auto& d : w.sites[s].deployments) free[d.accelerator] -= d.tp * d.replicas;
+    for (const auto& d : w.sites[s].deployments) free[d.accelerator] -= d.gpus() * d.replicas;
     for (const auto& d : w.sites[s].deployments) {
       const int m = model_index(d.model);
       if (fleet.site_deploy[s].size() < models.size()) fleet.site_deploy[s].resize(models.size(), -1);
-      const int spare = std::max(0, free[d.accelerator]) / d.tp;
+      const int spare = std::max(0, free[d.accelerator]) / d.gpus();
       if (d.replicas == 0 && spare == 0) continue;
       if (fleet.site_deploy[s][static_cast<std::size_t>(m)] >= 0)
         core::fail_input(w.file, 0, "deployments",
                          fmt::format("site '{}' fleet.deploys '{}' twice", w.sites[s].id, d.model));
-      auto pm = std::make_shared<model::PerfModel>(catalog.llm(d.model), catalog.accelerator(d.accelerator), d.tp);
+      auto pm = std::make_shared<model::PerfModel>(catalog.llm(d.model), catalog.accelerator(d.accelerator), d.tp, 1.0, d.ep);
       const auto kv = cfg.engine.kv_capacity_tokens > 0
                           ? cfg.engine.kv_capacity_tokens
                           : static_cast<std::int64_t>(pm->kv_capacity_tokens(cfg.engine.gpu_memory_utilization));
@@ -54,7 +54,9 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
       dep.up = d.replicas;
       dep.nominal = d.replicas;
       dep.accel = d.accelerator;
-      dep.tp = d.tp;
+      dep.tp = d.gpus();
+      dep.tp_attn = d.tp;
+      dep.ep = d.ep;
       dep.llm = std::make_shared<const model::LlmModel>(catalog.llm(d.model));
       dep.acc = std::make_shared<const model::Accelerator>(catalog.accelerator(d.accelerator));
       dep.host_w = w.fleet.host_w_per_gpu >= 0 ? w.fleet.host_w_per_gpu : dep.acc->host_w;

@@ -85,7 +85,7 @@ struct LinkStats {
 // Per deployment (a model at a site): its fleet over the run.
 struct DeploymentStats {
   std::string site, model, accelerator;
-  int tp = 1, nominal = 0, slots = 0, peak_ready = 0;
+  int tp = 1, ep = 1, nominal = 0, slots = 0, peak_ready = 0;
   std::uint64_t starts = 0, stops = 0, refused = 0;
   std::uint64_t restarts = 0;  // reloads (weights from local disk + warm-up) after an outage or capacity loss
   std::vector<double> saturation;  // per minute: mean of max(KV usage, running / max_num_seqs) over serving replicas

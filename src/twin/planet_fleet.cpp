@@ -91,7 +91,7 @@ void PlanetSim::Impl::Fleet::init_fleet(const model::Catalog&) {
 
 std::shared_ptr<const model::PerfModel> PlanetSim::Impl::Fleet::model_at(Deploy& d, int steps) {
   auto& m = d.by_cap[static_cast<std::size_t>(steps)];
-  if (!m) m = std::make_shared<model::PerfModel>(*d.llm, *d.acc, d.tp, static_cast<double>(steps) / kCapSteps);
+  if (!m) m = std::make_shared<model::PerfModel>(*d.llm, *d.acc, d.tp_attn, static_cast<double>(steps) / kCapSteps, d.ep);
   return m;
 }
 
@@ -485,7 +485,8 @@ void PlanetSim::Impl::Fleet::finish_fleet(Ns end) {
     st.site = sim.w.sites[static_cast<std::size_t>(d.site)].id;
     st.model = sim.models[static_cast<std::size_t>(d.model)];
     st.accelerator = d.accel;
-    st.tp = d.tp;
+    st.tp = d.tp_attn;
+    st.ep = d.ep;
     st.nominal = d.nominal;
     st.slots = d.count;
     st.peak_ready = d.peak_ready;

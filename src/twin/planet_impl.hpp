@@ -87,7 +87,8 @@ struct PlanetSim::Impl {
     std::int64_t outstanding = 0;
     // The fleet (planet_fleet.cpp).
     std::string accel;
-    int tp = 1, nominal = 0;       // replicas the world declares
+    int tp = 1, nominal = 0;       // accelerators per replica (tp, or ep); replicas the world declares
+    int tp_attn = 1, ep = 1;       // the engine model's parallelism (world::Deployment)
     double weight_bytes = 0;
     std::shared_ptr<const model::LlmModel> llm;  // copies: the catalog need not outlive the twin
     std::shared_ptr<const model::Accelerator> acc;

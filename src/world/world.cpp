@@ -111,6 +111,7 @@ void read_site(const std::string& file, const YAML::Node& n, const model::Catalo
     dep.model = g.str("model", "", true);
     dep.accelerator = g.str("accelerator", "", true);
     dep.tp = g.integer("tp", 1, false, 1);
+    dep.ep = g.integer("ep", 1, false, 1);
     dep.replicas = g.integer("replicas", 1, false, 0);
     const auto line = Fields::line(d);
     const auto names = catalog.model_names();
@@ -121,17 +122,18 @@ void read_site(const std::string& file, const YAML::Node& n, const model::Catalo
                  fmt::format("site '{}' holds no '{}' (add it under accelerators)", s.id, dep.accelerator));
     double kv_tokens = 0;
     try {
-      const model::PerfModel pm(catalog.llm(dep.model), catalog.accelerator(dep.accelerator), dep.tp);
+      const model::PerfModel pm(catalog.llm(dep.model), catalog.accelerator(dep.accelerator), dep.tp, 1.0, dep.ep);
       kv_tokens = pm.kv_capacity_tokens(0.9);
-    } catch (const core::InputError&) {
+    } catch (const core::InputError& e) {
+      if (dep.ep > 1 && std::string(e.what()).find("--ep") != std::string::npos) fail_input(file, line, "ep", e.what());
       kv_tokens = 0;
     }
     if (kv_tokens < 1024)
       fail_input(file, line, "model",
                  fmt::format("{} does not fit on {} x {} (weights {:.0f} GB; memory {:.0f} GB)", dep.model,
-                             dep.tp, dep.accelerator, catalog.llm(dep.model).weight_bytes() / 1e9,
-                             dep.tp * catalog.accelerator(dep.accelerator).hbm_bytes / 1e9));
-    used[dep.accelerator] += std::int64_t{dep.tp} * dep.replicas;
+                             dep.gpus(), dep.accelerator, catalog.llm(dep.model).weight_bytes() / 1e9,
+                             dep.gpus() * catalog.accelerator(dep.accelerator).hbm_bytes / 1e9));
+    used[dep.accelerator] += std::int64_t{dep.gpus()} * dep.replicas;
     if (used[dep.accelerator] > s.accelerators[dep.accelerator])
       fail_input(file, line, "replicas",
                  fmt::format("site '{}' deploys {} x {} but holds {}", s.id, used[dep.accelerator],

@@ -23,7 +23,11 @@ const char* tier_name(Tier t);
 struct Deployment {
   std::string model, accelerator;
   int tp = 1;
+  // > 1: expert parallelism over ep accelerators per replica (MoE models), attention data-parallel
+  // in groups of tp (model/perf_model.hpp).
+  int ep = 1;
   int replicas = 1;
+  int gpus() const { return ep > 1 ? ep : tp; }  // accelerators one replica holds
 };
 
 struct Site {
