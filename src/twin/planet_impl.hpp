@@ -166,6 +166,9 @@ struct PlanetSim::Impl {
     std::vector<std::vector<int>> on_path;
     std::vector<int> unallocated;         // flows started since the last solve, or off every path
     double pending = 0;                   // bytes announced for transfers about to start
+    // The last solve gave it all it asked for: its links had room, and its flows run unbounded
+    // (work-conserving: what is idle is not held back); only a limited aggregate is bounded.
+    bool satisfied = false;
   };
   struct Route {
     std::vector<int> links;  // directed link ids

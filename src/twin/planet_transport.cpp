@@ -136,7 +136,8 @@ int PlanetSim::Impl::Transport::start_flow(std::vector<int> dlinks, int cls, dou
 void PlanetSim::Impl::Transport::rebound(Agg& a, int p) {
   const auto& v = a.on_path[static_cast<std::size_t>(p)];
   if (v.empty()) return;
-  const double b = std::max(1.0, a.alloc[static_cast<std::size_t>(p)] / static_cast<double>(v.size()));
+  const double b = a.satisfied ? net::FlowNetwork::kUnbounded
+                               : std::max(1.0, a.alloc[static_cast<std::size_t>(p)] / static_cast<double>(v.size()));
   for (int f : v) fn.set_bound(f, b);
 }
 
@@ -175,6 +176,7 @@ void PlanetSim::Impl::Transport::te_solve(Ns now) {
   te::Problem p;
   p.graph = &g;
   std::vector<int> agg_of;
+  std::map<int, double> asked;  // per aggregate, the rate its demands ask for (bytes/s)
   for (std::size_t k = 0; k < aggs.size(); ++k) {
     Agg& a = aggs[k];
     double left = 0;
@@ -190,6 +192,7 @@ void PlanetSim::Impl::Transport::te_solve(Ns now) {
     auto paths = te::k_shortest_paths(g, a.src, a.dst, sim.cfg.te_paths);
     if (paths.empty()) continue;
     double rate = left / sim.cfg.te_horizon_s;
+    asked[static_cast<int>(k)] = rate;  // before a limit: a limited aggregate stays bounded
     // A sim.controller's limit on the pair and class caps what the aggregate asks for.
     if (const auto lim = pair_limit.find(std::make_tuple(a.src, a.dst, a.cls)); lim != pair_limit.end())
       rate = std::min(rate, lim->second);
@@ -233,7 +236,9 @@ void PlanetSim::Impl::Transport::te_solve(Ns now) {
       a.paths.push_back(std::move(dl));
     }
     a.alloc = merged[agg_of[d]];
-    for (double& x : a.alloc) x *= 1e9;  // back to bytes/s
+    double got = 0;
+    for (double& x : a.alloc) got += (x *= 1e9);  // back to bytes/s
+    a.satisfied = got >= 0.999 * asked[agg_of[d]];
     a.on_path.assign(a.paths.size(), {});
     a.unallocated.clear();
     // Flows keep their links; those on an allocated path are bounded to its share, the others
