@@ -105,4 +105,16 @@ TEST(ForecastEval, DemandCsvIsReadAndBadRowsNameTheirLineAndField) {
   EXPECT_NE(error(h + "0,,batch,1\n").find("field 'group'"), std::string::npos);
   EXPECT_NE(error(h + "0,world,batch\n").find("d.csv:2"), std::string::npos);
   EXPECT_NE(error("").find("is empty"), std::string::npos);
+  // Token demand (the twin's demand.csv): a second series per group and priority, tokens per second.
+  const auto t = ig::control::parse_demand_csv("minute,group,priority,arrivals,tokens\n0,world,batch,60,120000\n1,world,batch,30,6000\n",
+                                               "t.csv");
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[0].name, "world/batch");
+  EXPECT_EQ(t[1].name, "world/batch/tokens");
+  EXPECT_EQ(t[0].values, (std::vector<double>{1, 0.5}));
+  EXPECT_EQ(t[1].values, (std::vector<double>{2000, 100}));
+  const std::string th = "minute,group,priority,arrivals,tokens\n";
+  EXPECT_NE(error(th + "0,world,batch,1,-5\n").find("d.csv:2: field 'tokens'"), std::string::npos);
+  EXPECT_NE(error(th + "0,world,batch,1\n").find("expected 5 fields"), std::string::npos);
+  EXPECT_NE(error("minute,group,priority,arrivals,bytes\n").find("field 'header'"), std::string::npos);
 }

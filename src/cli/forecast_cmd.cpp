@@ -63,10 +63,19 @@ int run_forecast(const ForecastArgs& a) {
   hw.phi = a.phi;
   hw.season_smooth = static_cast<int>(std::lround(a.season_smooth_s / a.step_s));
   const auto warmup = static_cast<std::size_t>(std::llround(a.warmup_h * 3600 / a.step_s));
-  auto scores = control::evaluate_forecasts(series, "holt", holt, a.horizons_s, warmup);
-  if (hw.season_s >= a.step_s) {
-    auto more = control::evaluate_forecasts(series, "holt-winters", hw, a.horizons_s, warmup);
-    scores.insert(scores.end(), more.begin(), more.end());
+  // Arrivals are Poisson counts (their noise floors the change test); token demand is not.
+  std::vector<control::Series> counts, tokens;
+  for (const auto& s : series) (s.name.ends_with("/tokens") ? tokens : counts).push_back(s);
+  std::vector<control::HorizonScore> scores;
+  for (const auto* set : {&counts, &tokens}) {
+    if (set->empty()) continue;
+    const bool poisson = set == &counts;
+    auto some = control::evaluate_forecasts(*set, "holt", holt, a.horizons_s, warmup, poisson);
+    scores.insert(scores.end(), some.begin(), some.end());
+    if (hw.season_s >= a.step_s) {
+      auto more = control::evaluate_forecasts(*set, "holt-winters", hw, a.horizons_s, warmup, poisson);
+      scores.insert(scores.end(), more.begin(), more.end());
+    }
   }
   std::stable_sort(scores.begin(), scores.end(), [](const auto& x, const auto& y) {
     return x.series != y.series ? x.series < y.series : x.horizon_s < y.horizon_s;

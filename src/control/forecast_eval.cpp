@@ -62,6 +62,7 @@ std::vector<Series> parse_demand_csv(std::string_view text, const std::string& f
   std::map<std::string, std::vector<double>> by;
   std::int64_t line_no = 0;
   bool header = false;
+  std::size_t columns = 4;
   std::vector<std::string> f;
   constexpr std::int64_t kMaxMinutes = 60 * 24 * 366;  // a year of minutes
   while (!text.empty()) {
@@ -73,12 +74,14 @@ std::vector<Series> parse_demand_csv(std::string_view text, const std::string& f
     if (line.empty()) continue;
     if (!core::split_csv(line, f)) core::fail_input(file, line_no, "", "unterminated quote");
     if (!header) {
-      if (f.size() != 4 || f[0] != "minute" || f[1] != "group" || f[2] != "priority" || f[3] != "arrivals")
-        core::fail_input(file, line_no, "header", "expected 'minute,group,priority,arrivals'");
+      if ((f.size() != 4 && f.size() != 5) || f[0] != "minute" || f[1] != "group" || f[2] != "priority" ||
+          f[3] != "arrivals" || (f.size() == 5 && f[4] != "tokens"))
+        core::fail_input(file, line_no, "header", "expected 'minute,group,priority,arrivals' and optionally ',tokens'");
       header = true;
+      columns = f.size();
       continue;
     }
-    if (f.size() != 4) core::fail_input(file, line_no, "", fmt::format("expected 4 fields, found {}", f.size()));
+    if (f.size() != columns) core::fail_input(file, line_no, "", fmt::format("expected {} fields, found {}", columns, f.size()));
     std::int64_t minute = -1;
     if (!core::parse_int(f[0], minute) || minute < 0 || minute >= kMaxMinutes)
       core::fail_input(file, line_no, "minute", fmt::format("'{}' is not a minute in [0, {})", f[0], kMaxMinutes));
@@ -88,10 +91,18 @@ std::vector<Series> parse_demand_csv(std::string_view text, const std::string& f
     double n = -1;
     if (!core::parse_double(f[3], n) || n < 0)
       core::fail_input(file, line_no, "arrivals", fmt::format("'{}' is not a non-negative count", f[3]));
-    auto& v = by[f[1] + "/" + f[2]];
     const auto k = static_cast<std::size_t>(std::floor(static_cast<double>(minute) * 60 / step_s));  // the step it falls in
+    auto& v = by[f[1] + "/" + f[2]];
     if (v.size() <= k) v.resize(k + 1, 0);
     v[k] += n / step_s;
+    if (columns == 5) {
+      double t = -1;
+      if (!core::parse_double(f[4], t) || t < 0)
+        core::fail_input(file, line_no, "tokens", fmt::format("'{}' is not a non-negative count", f[4]));
+      auto& tv = by[f[1] + "/" + f[2] + "/tokens"];
+      if (tv.size() <= k) tv.resize(k + 1, 0);
+      tv[k] += t / step_s;
+    }
   }
   if (!header) core::fail_input(file, 0, "", "is empty (expected a 'minute,group,priority,arrivals' header)");
   std::vector<Series> out;

@@ -33,9 +33,11 @@ std::vector<HorizonScore> evaluate_forecasts(const std::vector<Series>& series, 
                                              const ForecastConfig& cfg, const std::vector<double>& horizons_s,
                                              std::size_t warmup, bool counts = true);
 
-// demand.csv: `minute,group,priority,arrivals` (a header, then one row per minute, group and
-// priority; minutes from 0, any order) into one series per group and priority, as rates per
-// second over steps of `step_s` (minutes summed into the step they fall in). Throws InputError naming the file, line and field.
+// demand.csv: `minute,group,priority,arrivals[,tokens]` (a header, then one row per minute, group
+// and priority; minutes from 0, any order) into one series per group and priority, as rates per
+// second over steps of `step_s` (minutes summed into the step they fall in), and with a tokens
+// column a second series per group and priority, named ".../tokens": tokens per second. Throws
+// InputError naming the file, line and field.
 std::vector<Series> parse_demand_csv(std::string_view text, const std::string& file, double step_s = 60);
 std::vector<Series> read_demand_csv(const std::string& path, double step_s = 60);
 

@@ -152,20 +152,25 @@ std::string demand_csv(const PlanetResult& r) {
   std::size_t minutes = 0;
   for (const auto& v : per) minutes = std::max(minutes, v.size());
   // The world's sum, and each group's volume (the busiest first, ties by index).
+  const auto& tok = r.demand_tokens;  // the same layout, token demand
+  auto tokens_at = [&](std::size_t k, std::size_t m) { return k < tok.size() && m < tok[k].size() ? tok[k][m] : 0.0; };
   std::vector<std::vector<std::uint64_t>> world(kP, std::vector<std::uint64_t>(minutes, 0));
+  std::vector<std::vector<double>> world_tokens(kP, std::vector<double>(minutes, 0));
   std::vector<std::pair<std::uint64_t, std::size_t>> volume(r.demand_groups.size());
   for (std::size_t g = 0; g < volume.size(); ++g) {
     volume[g] = {0, g};
     for (std::size_t p = 0; p < kP; ++p)
       for (std::size_t m = 0; m < per[g * kP + p].size(); ++m) {
         world[p][m] += per[g * kP + p][m];
+        world_tokens[p][m] += tokens_at(g * kP + p, m);
         volume[g].first += per[g * kP + p][m];
       }
   }
   std::sort(volume.begin(), volume.end(), [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
-  std::string out = "minute,group,priority,arrivals\n";
+  std::string out = "minute,group,priority,arrivals,tokens\n";
   for (std::size_t p = 0; p < kP; ++p)
-    for (std::size_t m = 0; m < minutes; ++m) out += fmt::format("{},world,{},{}\n", m, names[p], world[p][m]);
+    for (std::size_t m = 0; m < minutes; ++m)
+      out += fmt::format("{},world,{},{},{:.0f}\n", m, names[p], world[p][m], world_tokens[p][m]);
   for (std::size_t i = 0; i < volume.size() && i < 10; ++i) {
     const std::size_t g = volume[i].second;
     std::string name = r.demand_groups[g];
@@ -173,7 +178,8 @@ std::string demand_csv(const PlanetResult& r) {
       if (c == ',' || c == '\n' || c == '"') c = ' ';
     for (std::size_t p = 0; p < kP; ++p) {
       const auto& v = per[g * kP + p];
-      for (std::size_t m = 0; m < minutes; ++m) out += fmt::format("{},{},{},{}\n", m, name, names[p], m < v.size() ? v[m] : 0);
+      for (std::size_t m = 0; m < minutes; ++m)
+        out += fmt::format("{},{},{},{},{:.0f}\n", m, name, names[p], m < v.size() ? v[m] : 0, tokens_at(g * kP + p, m));
     }
   }
   return out;

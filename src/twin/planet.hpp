@@ -137,6 +137,8 @@ struct PlanetResult {
   // `infergrid forecast`): [group * 3 + priority][minute].
   std::vector<std::string> demand_groups;
   std::vector<std::vector<std::uint32_t>> demand_minutes;
+  // The token demand of those arrivals: prompt (with the context retrievals will add) + output.
+  std::vector<std::vector<double>> demand_tokens;
   std::vector<Bucket> buckets;
   std::vector<Staleness> staleness;
   std::vector<DeploymentStats> deployments;

@@ -66,6 +66,7 @@ void PlanetSim::Impl::Fleet::init_fleet(const model::Catalog&) {
   sim.rec.obs_ttft_n.assign(sim.rec.groups.size() * control::kPriorities, 0);
   sim.res.demand_groups = sim.rec.groups;
   sim.res.demand_minutes.assign(sim.rec.groups.size() * control::kPriorities, {});
+  sim.res.demand_tokens.assign(sim.rec.groups.size() * control::kPriorities, {});
   // Per deployment: the step its classes' tightest TPOT allows, and what routers weigh, the
   // sustained rate of its model's mix there (the classes it serves, by share: prompt with retrieved
   // context and images, output).

@@ -154,6 +154,9 @@ void PlanetSim::Impl::Demand::arrive(Ns now) {
     const auto minute = static_cast<std::size_t>(now / (60 * core::kNsPerSec));
     if (per_minute.size() <= minute) per_minute.resize(minute + 1, 0);
     ++per_minute[minute];
+    auto& tokens = sim.res.demand_tokens[k];
+    if (tokens.size() <= minute) tokens.resize(minute + 1, 0);
+    tokens[minute] += static_cast<double>(r.req.prompt_tokens) + r.req.output_tokens + r.retrievals_left * tc.retrieval_tokens;
   }
   ++sim.rec.bucket.arrivals[static_cast<std::size_t>(cls)];
   ++sim.res.metro_requests[static_cast<std::size_t>(metro)];
