@@ -201,3 +201,92 @@ TEST(Replica, AbortFreesWaitingAtOnceAndRunningAtTheIterationEnd) {
   EXPECT_EQ(r.next_event_time(), core::kNever);
   EXPECT_TRUE(r.completions().empty());
 }
+
+namespace {
+// 10 ms per iteration, 0.1 ms per decoding sequence, 0.01 ms per prefill token.
+class LinearStep final : public model::StepModel {
+ public:
+  model::IterationCost iteration(const model::BatchShape& s) const override {
+    if (s.prefill_tokens + s.decode_seqs <= 0) return {0, 10};
+    return {0.010 + 0.0001 * s.decode_seqs + 0.00001 * s.prefill_tokens, 100};
+  }
+  model::DecodeLine decode_line(int n) const override { return {0.010 + 0.0001 * n, 0, 100}; }
+  double idle_power_w() const override { return 10; }
+  int accelerators() const override { return 1; }
+};
+// n short prompts with long outputs at t = 0, then one 10,000-token prompt at t = 1 s.
+std::vector<Request> decoders_then_long_prompt(int n) {
+  std::vector<Request> v;
+  for (int i = 0; i < n; ++i) v.push_back(req(static_cast<std::uint64_t>(i), 0, 10, 1000));
+  v.push_back(req(static_cast<std::uint64_t>(n), 1.0, 10000, 2));
+  return v;
+}
+}  // namespace
+
+// Sarathi-Serve's budget from the TPOT SLO, by hand: beside 20 decodes (12 ms) a 30 ms step
+// target leaves 18 ms, 1,800 prompt tokens a chunk: 5 chunks of 30 ms and the last 1,000 tokens
+// in 22 ms, 172 ms from the first chunk to the first token. Without it: 8,172 tokens (the 8,192
+// budget less the 20 decodes) in 93.72 ms, then 1,828 in 30.28 ms, 124 ms, and every running
+// decode waits 93.72 ms for one of its tokens. (The prefill's total cost is the same either way.)
+TEST(Replica, StepTargetFitsPrefillChunksBesideTheRunningDecodes) {
+  auto step = std::make_shared<LinearStep>();
+  sim::SiteConfig cfg;
+  auto prefill_span = [&](double target_s) {
+    cfg.engine.step_target_s = target_s;
+    VectorSource src(decoders_then_long_prompt(20));
+    const auto run = run_site(step, 10'000'000, cfg, src);
+    EXPECT_EQ(run.completions.size(), 21u);
+    double span = -1;
+    for (const auto& c : run.completions)
+      if (c.id == 20) span = core::to_seconds(c.first_token - c.first_scheduled);
+    return span;
+  };
+  EXPECT_NEAR(prefill_span(0.030), 0.172, 1e-6);
+  EXPECT_NEAR(prefill_span(0), 0.124, 1e-6);
+}
+
+// With no share of the step kept for prefill, when not even a useful chunk fits beside the
+// decodes (200 decodes take the whole 30 ms), the new prompt waits for them to finish; the decodes
+// are never held back.
+TEST(Replica, StepTargetHoldsANewPromptWhileTheDecodesFillTheStep) {
+  auto step = std::make_shared<LinearStep>();
+  for (const double target : {0.030, 0.0}) {
+    sim::SiteConfig cfg;
+    cfg.engine.step_target_s = target;
+    cfg.engine.step_prefill_reserve = 0;
+    VectorSource src(decoders_then_long_prompt(200));
+    const auto run = run_site(step, 10'000'000, cfg, src);
+    ASSERT_EQ(run.completions.size(), 201u);
+    core::Ns last_decoder = 0, long_start = 0;
+    for (const auto& c : run.completions) {
+      if (c.id == 200) long_start = c.first_scheduled;
+      else last_decoder = std::max(last_decoder, c.finish);
+    }
+    if (target > 0) EXPECT_GE(long_start, last_decoder);
+    else EXPECT_NEAR(core::to_seconds(long_start), 1.0, 0.05);  // joins at the next iteration
+  }
+}
+
+// The share kept for prefill caps the decode batch: with 29.5% of a 30 ms target kept, a sequence
+// joins while the decode step of all of them stays within 21.15 ms, 10 ms + 0.1 ms x 111.5: of
+// 200 requests at once, 111 run together and the rest wait for them.
+TEST(Replica, StepPrefillReserveCapsTheDecodeBatch) {
+  auto step = std::make_shared<LinearStep>();
+  sim::SiteConfig cfg;
+  cfg.engine.step_target_s = 0.030;
+  cfg.engine.step_prefill_reserve = 0.295;
+  std::vector<Request> v;
+  for (int i = 0; i < 200; ++i) v.push_back(req(static_cast<std::uint64_t>(i), 0, 10, 100));
+  VectorSource src(v);
+  const auto run = run_site(step, 10'000'000, cfg, src);
+  ASSERT_EQ(run.completions.size(), 200u);
+  std::vector<std::pair<core::Ns, int>> edges;
+  for (const auto& c : run.completions) {
+    edges.emplace_back(c.first_scheduled, +1);
+    edges.emplace_back(c.finish, -1);
+  }
+  std::sort(edges.begin(), edges.end());  // a finish (-1) before a start (+1) at the same instant
+  int now = 0, most = 0;
+  for (const auto& [t, d] : edges) most = std::max(most, now += d);
+  EXPECT_EQ(most, 111);
+}

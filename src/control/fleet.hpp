@@ -49,6 +49,9 @@ struct DeploymentState {
   // of the mean prompt plus the mean output decoded at a batch that keeps TPOT within its SLO);
   // 0: the host has no engine model (the gateway), or nothing was routed.
   double capacity_rps = 0;
+  // The tightest TPOT SLO of the classes its model serves (operator configuration; 0: none known),
+  // and the step target its replicas schedule to now (0: none).
+  double slo_tpot_s = 0, step_target_s = 0;
 };
 
 struct LinkState {
@@ -105,15 +108,25 @@ struct Decisions {
     int deployment = 0;
     double weight = 1;  // 0: routers skip it while another candidate remains
   };
+  // How a deployment's replicas schedule (from their next iteration): the iteration time their
+  // scheduler keeps to when it adds prefill, Sarathi-Serve's token budget from the TPOT SLO (<= 0:
+  // the token budget alone), and priority order (vLLM --scheduling-policy priority).
+  struct Schedule {
+    int deployment = 0;
+    double step_target_s = 0;
+    double prefill_reserve = 0.3;  // the share of the target kept for prefill (EngineConfig)
+    bool priority = false;
+  };
   std::vector<Scale> scale;
   std::vector<PowerCap> power_caps;
   std::vector<PairLimit> pair_limits;
   std::vector<PairReservation> pair_reservations;
   std::vector<Shed> shed;
   std::vector<RouteWeight> route_weights;
+  std::vector<Schedule> schedules;
   bool empty() const {
     return scale.empty() && power_caps.empty() && pair_limits.empty() && pair_reservations.empty() && shed.empty() &&
-           route_weights.empty();
+           route_weights.empty() && schedules.empty();
   }
 };
 

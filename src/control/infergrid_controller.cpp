@@ -16,7 +16,10 @@
 // short where power binds (it cannot start more) or in its pool
 // with a queue, interactive is shed too, at the level that holds its queue to shed_queue_s of
 // its capacity (raised above every other deployment's load, so that it binds only where it is
-// short) and for shed_hold_s after: critical keeps its SLO at a power emergency. docs/control.md "infergrid".
+// short) and for shed_hold_s after: critical keeps its SLO at a power emergency. Every
+// deployment's replicas schedule in priority order and keep each iteration within step_margin of
+// its classes' tightest TPOT SLO (Sarathi-Serve's SLO-derived budget: a prefill waits rather than
+// stretch every running decode past it; 0: off). docs/control.md "infergrid".
 #include <algorithm>
 #include <cmath>
 #include <deque>
@@ -49,6 +52,13 @@ class InferGrid final : public Controller {
     for (const auto& d : v.deployments) {
       if (!v.sites[static_cast<std::size_t>(d.site)].up) continue;
       auto& st = state_[d.id];
+      // The schedule: critical first, and iterations within the TPOT SLO with a margin.
+      const double margin = param(p_, "step_margin", d);
+      const double step = margin > 0 && d.slo_tpot_s > 0 ? margin * d.slo_tpot_s : 0;
+      if (!st.scheduled || std::abs(step - d.step_target_s) > 1e-9) {
+        out.schedules.push_back({d.id, step, param(p_, "step_reserve", d), true});
+        st.scheduled = true;
+      }
       if (!st.fc) {
         ForecastConfig fc;
         // Minutes ahead: Holt's level and trend over window means (a one-slot season that stays
@@ -176,6 +186,7 @@ class InferGrid final : public Controller {
     double acc = 0, acc_s = 0;  // arrivals and seconds of the forecast window under way
     double last_mean = 0;      // the last whole window's mean rate
     std::deque<double> recent;  // the last periods' rates, for the surge check
+    bool scheduled = false;     // its schedule has been sent
   };
   Params p_;
   std::map<int, State> state_;

@@ -18,6 +18,76 @@ void EngineConfig::validate() const {
   if (block_size < 1 || block_size > 4096) core::fail_flag("block-size", "must be in [1, 4096]");
   if (!(gpu_memory_utilization > 0 && gpu_memory_utilization <= 1))
     core::fail_flag("gpu-memory-utilization", "must be in (0, 1]");
+  if (!(step_target_s >= 0 && step_target_s < 3600)) core::fail_flag("step-target-ms", "must be in [0, 3600000)");
+  if (!(step_prefill_reserve >= 0 && step_prefill_reserve < 1)) core::fail_flag("step-prefill-reserve", "must be in [0, 1)");
+}
+
+namespace {
+// A prefill chunk of `tokens` after `computed` tokens of context, added to a batch's shape.
+void add_chunk(model::BatchShape& shape, std::int64_t computed, std::int64_t tokens) {
+  const double t = static_cast<double>(tokens);
+  shape.prefill_tokens += t;
+  shape.prefill_pairs += t * (static_cast<double>(computed) + (t + 1) / 2);
+  ++shape.prefill_seqs;
+}
+// Below this, a chunk beside other work costs more in fixed overhead than it computes.
+constexpr std::int64_t kMinChunk = 64;
+}  // namespace
+
+std::int64_t Replica::fit_chunk(const model::BatchShape& base, const Seq& s, std::int64_t want) const {
+  if (cfg_.step_target_s <= 0 || want <= 0) return want;
+  const auto seconds = [&](std::int64_t c) {
+    model::BatchShape shape = base;
+    add_chunk(shape, s.computed, c);
+    return step_->iteration(shape).seconds;
+  };
+  const bool alone = base.decode_seqs == 0 && base.prefill_seqs == 0;
+  const std::int64_t floor = std::min(want, kMinChunk);
+  if (seconds(want) <= cfg_.step_target_s) return want;
+  if (seconds(floor) > cfg_.step_target_s) return alone ? floor : 0;
+  std::int64_t lo = floor, hi = want;  // seconds(lo) fits, seconds(hi) does not
+  while (hi - lo > 1) {
+    const std::int64_t mid = lo + (hi - lo) / 2;
+    if (seconds(mid) <= cfg_.step_target_s) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+model::BatchShape Replica::running_as_decodes() const {
+  model::BatchShape shape;
+  for (const int seq : running_) {
+    const Seq& s = pool_[static_cast<std::size_t>(seq)];
+    ++shape.decode_seqs;
+    shape.decode_context += static_cast<double>(std::max(s.computed, s.target) + 1);
+  }
+  return shape;
+}
+
+bool Replica::may_join(const model::BatchShape& decodes, const Seq& s) const {
+  if (cfg_.step_target_s <= 0 || decodes.decode_seqs == 0) return true;
+  model::BatchShape shape = decodes;
+  ++shape.decode_seqs;
+  shape.decode_context += static_cast<double>(s.target + 1);
+  return step_->iteration(shape).seconds <= (1 - cfg_.step_prefill_reserve) * cfg_.step_target_s;
+}
+
+void Replica::set_schedule(double step_target_s, double prefill_reserve, bool priority, Ns now) {
+  if (step_target_s == cfg_.step_target_s && prefill_reserve == cfg_.step_prefill_reserve &&
+      priority == cfg_.priority_scheduling)
+    return;
+  cfg_.step_target_s = std::max(0.0, step_target_s);
+  cfg_.step_prefill_reserve = std::clamp(prefill_reserve, 0.0, 0.95);
+  if (priority && !cfg_.priority_scheduling) {
+    cfg_.priority_scheduling = true;
+    std::stable_sort(waiting_.begin(), waiting_.end(), [&](int a, int b) {
+      const auto& ra = pool_[static_cast<std::size_t>(a)].req;
+      const auto& rb = pool_[static_cast<std::size_t>(b)].req;
+      return std::pair(static_cast<int>(ra.priority), ra.id) < std::pair(static_cast<int>(rb.priority), rb.id);
+    });
+  }
+  cfg_.priority_scheduling = priority;
+  if (busy_until_ != core::kNever) cut_segment(now);
 }
 
 Replica::Replica(int id, std::shared_ptr<const model::StepModel> step, const EngineConfig& cfg,
@@ -135,11 +205,22 @@ bool Replica::build_batch() {
   batch_.clear();
   preempted_in_plan_ = false;
   std::int64_t budget = cfg_.max_num_batched_tokens;
+  // Under a step target, prefill is fitted beside every running decode.
+  const bool fitted = cfg_.step_target_s > 0;
+  model::BatchShape shape;
+  if (fitted)
+    for (const int seq : running_) {
+      const Seq& s = pool_[static_cast<std::size_t>(seq)];
+      if (s.computed < s.target) continue;
+      ++shape.decode_seqs;
+      shape.decode_context += static_cast<double>(s.computed + 1);
+    }
   for (std::size_t i = 0; i < running_.size();) {
     const int seq = running_[i];
     Seq& s = pool_[static_cast<std::size_t>(seq)];
     const bool decoding = s.computed >= s.target;
-    const std::int64_t want = decoding ? 1 : std::min(s.target - s.computed, budget);
+    std::int64_t want = decoding ? 1 : std::min(s.target - s.computed, budget);
+    if (fitted && !decoding) want = fit_chunk(shape, s, want);
     if (want <= 0) {
       ++i;
       continue;
@@ -158,13 +239,23 @@ bool Replica::build_batch() {
     s.blocks += need;
     used_blocks_ += need;
     batch_.push_back({seq, want, !decoding});
+    if (fitted && !decoding) add_chunk(shape, s.computed, want);
     budget -= want;
     ++i;
   }
   if (!preempted_in_plan_) {
+    model::BatchShape decodes;
+    if (fitted) decodes = running_as_decodes();
     while (head_admissible(budget, total_blocks_ - used_blocks_)) {
       const int seq = waiting_.front();
       Seq& s = pool_[static_cast<std::size_t>(seq)];
+      // Before the cache is looked up: what fits of the prompt as it stands, and room to decode.
+      const std::int64_t fits = fitted ? fit_chunk(shape, s, std::min(s.target - s.computed, budget)) : 0;
+      if (fitted && (fits <= 0 || !may_join(decodes, s))) break;
+      if (fitted) {
+        ++decodes.decode_seqs;
+        decodes.decode_context += static_cast<double>(s.target + 1);
+      }
       waiting_.pop_front();
       if (cache_ && !s.req.block_hashes.empty()) {
         const std::size_t hits = cache_->match(s.req.block_hashes);
@@ -185,12 +276,15 @@ bool Replica::build_batch() {
         stats_.cached_tokens += static_cast<std::uint64_t>(s.cached);
       }
       s.looked_up = true;
-      const std::int64_t want = std::min(s.target - s.computed, budget);
+      std::int64_t want = std::min(s.target - s.computed, budget);
+      // The cached context makes the chunk's attention dearer; what fitted before stays the floor.
+      if (fitted) want = std::min(want, std::max(fit_chunk(shape, s, want), fits));
       const std::int64_t need = blocks_for(s.computed + want) - s.blocks;
       s.blocks += need;
       used_blocks_ += need;
       running_.push_back(seq);
       batch_.push_back({seq, want, true});
+      if (fitted) add_chunk(shape, s.computed, want);
       budget -= want;
     }
   }
@@ -258,8 +352,19 @@ void Replica::plan(Ns now) {
       std::all_of(batch_.begin(), batch_.end(), [](const Item& it) { return !it.prefill; });
   const std::int64_t budget_left =
       cfg_.max_num_batched_tokens - static_cast<std::int64_t>(batch_.size());
-  const bool stable = all_decode && !preempted_in_plan_ &&
-                      !head_admissible(budget_left, total_blocks_ - used_blocks_);
+  bool stable = all_decode && !preempted_in_plan_ && !head_admissible(budget_left, total_blocks_ - used_blocks_);
+  if (all_decode && !stable && !preempted_in_plan_ && cfg_.step_target_s > 0) {
+    // The head waits while no useful chunk of it fits beside this decode batch: stable too
+    // (the batch's context only grows until one of its sequences finishes and ends the segment).
+    model::BatchShape shape;
+    for (const Item& it : batch_) {
+      ++shape.decode_seqs;
+      shape.decode_context += static_cast<double>(pool_[static_cast<std::size_t>(it.seq)].computed + 1);
+    }
+    const Seq& head = pool_[static_cast<std::size_t>(waiting_.front())];
+    stable = fit_chunk(shape, head, std::min(head.target - head.computed, budget_left)) <= 0 ||
+             !may_join(running_as_decodes(), head);
+  }
   if (stable && cfg_.fast_forward) {
     std::int64_t k_max = INT64_MAX;
     double context = 0;

@@ -27,6 +27,15 @@ struct EngineConfig {
   // Prefix-cache capacity in tokens: 0 = the KV cache's size, < 0 = unlimited (host tier).
   std::int64_t prefix_cache_tokens = 0;
   bool priority_scheduling = false;
+  // The iteration time the scheduler keeps to when it adds prefill (Sarathi-Serve's token budget
+  // from the TPOT SLO): a prefill chunk or a new sequence joins a batch only as far as the
+  // performance model's iteration time stays within it; running decodes always run. 0: off (the
+  // token budget alone, as vLLM).
+  double step_target_s = 0;
+  // Under a step target, the share of it kept for prefill: a new sequence joins only while the
+  // decode step of every running sequence and it stays within (1 - this) x the target, so that a
+  // prompt arriving at a full replica prefills in chunks of a useful size rather than crawls.
+  double step_prefill_reserve = 0.3;
   bool fast_forward = true;  // closed-form decode; off only to cross-check it in tests
   // KV capacity in tokens; 0 = derived from the performance model's memory budget.
   std::int64_t kv_capacity_tokens = 0;
@@ -92,6 +101,10 @@ class Replica {
   // A new performance model (a new power cap) from the next iteration on; a decode stretch in
   // progress is cut at the next iteration boundary. The caller re-reads next_event_time().
   void set_step_model(std::shared_ptr<const model::StepModel> step, core::Ns now);
+  // How it schedules from the next iteration on: the step target (EngineConfig::step_target_s)
+  // and priority order (the waiting queue is re-sorted when it turns on). The caller re-reads
+  // next_event_time().
+  void set_schedule(double step_target_s, double prefill_reserve, bool priority, core::Ns now);
   const model::StepModel& step_model() const { return *step_; }
 
   // (request id, tokens generated so far) of every running sequence, for streaming clients.
@@ -143,6 +156,14 @@ class Replica {
   int pick_victim(std::size_t from) const;
   void push_waiting(int seq, bool front);
   bool head_admissible(std::int64_t budget, std::int64_t free_blocks) const;
+  // The largest chunk of at most `want` prefill tokens of `s` that keeps `base` plus the chunk
+  // within the step target (want itself when there is none); 0 when less than a useful chunk fits
+  // beside other work.
+  std::int64_t fit_chunk(const model::BatchShape& base, const Seq& s, std::int64_t want) const;
+  // Under a step target: whether `s` may join `decodes` (the decode step of every running
+  // sequence, those still in prefill counted at their prompt's length) within the reserve.
+  bool may_join(const model::BatchShape& decodes, const Seq& s) const;
+  model::BatchShape running_as_decodes() const;
   std::int64_t kv_limited_steps(std::int64_t k_max) const;
   double segment_seconds(std::int64_t k) const;
   void complete(int seq, core::Ns t);

@@ -10,7 +10,7 @@
 namespace infergrid::serve {
 
 namespace {
-constexpr const char* kKinds[5] = {"scale", "power_cap", "pair_limit", "shed", "route_weight"};
+constexpr const char* kKinds[6] = {"scale", "power_cap", "pair_limit", "shed", "route_weight", "schedule"};
 }
 
 GatewayControl::GatewayControl(Gateway& gw) : gw_(gw), since_(std::chrono::steady_clock::now()) {
@@ -146,13 +146,16 @@ void GatewayControl::apply(const control::Decisions& d) {
     weight_[static_cast<std::size_t>(deps_[static_cast<std::size_t>(r.deployment)].first)] = std::max(0.0, r.weight);
     count(4, true, 1);
   }
+  // An engine takes its scheduler's settings when it starts (vLLM --scheduling-policy); a gateway
+  // cannot change them on a running one.
+  count(5, false, d.schedules.size());
 }
 
 std::string GatewayControl::metrics() const {
   std::string out =
       "# HELP infergrid_gateway_control_decisions_total Controller decisions by kind: carried out here, or not "
-      "(scale needs a pool at the site; power and bandwidth are not carried out by a gateway).\n# TYPE infergrid_gateway_control_decisions_total counter\n";
-  for (std::size_t k = 0; k < 5; ++k)
+      "(scale needs a pool at the site; power, bandwidth and engine schedules are not carried out by a gateway).\n# TYPE infergrid_gateway_control_decisions_total counter\n";
+  for (std::size_t k = 0; k < std::size(kKinds); ++k)
     for (int a = 0; a < 2; ++a)
       out += fmt::format("infergrid_gateway_control_decisions_total{{kind=\"{}\",applied=\"{}\"}} {}\n", kKinds[k],
                          a ? "true" : "false", (a ? applied_ : unapplied_)[k].load());

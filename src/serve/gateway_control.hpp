@@ -47,7 +47,7 @@ class GatewayControl final : public control::ControlHost {
   std::chrono::steady_clock::time_point since_;
   std::mutex mu_;  // observe/apply from the timer; tests call them directly
   std::atomic<std::uint64_t> ticks_{0};
-  std::array<std::atomic<std::uint64_t>, 5> applied_{}, unapplied_{};  // scale, power, pair, shed, route
+  std::array<std::atomic<std::uint64_t>, 6> applied_{}, unapplied_{};  // scale, power, pair, shed, route, schedule
 };
 
 }  // namespace infergrid::serve

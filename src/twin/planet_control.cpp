@@ -51,13 +51,15 @@ control::FleetView PlanetSim::Impl::observe(Ns now) {
     ds.arrivals_per_s = static_cast<double>(d.routed_window) / v.window_s;
     ds.max_num_seqs = cfg.engine.max_num_seqs;
     ds.cold_start_s = d.last_cold_s;
+    ds.slo_tpot_s = d.slo_step_s;
+    ds.step_target_s = d.step_target_s;
     ds.power_kw = it_w / 1000;
     if (d.routed_window > 0) {
       ds.mean_prompt_tokens = d.prompt_window / static_cast<double>(d.routed_window);
       ds.mean_output_tokens = d.output_window / static_cast<double>(d.routed_window);
       // At the SLO: the decode step within the tightest TPOT bound of the classes this model serves.
       ds.capacity_rps = model::sustained_rps(*fleet.model_at(d, d.cap_steps), ds.mean_prompt_tokens, ds.mean_output_tokens,
-                                             cfg.engine.max_num_seqs, d.slo_step_s);
+                                             cfg.engine.max_num_seqs, d.step_target_s > 0 ? std::min(d.step_target_s, d.slo_step_s) : d.slo_step_s);
     }
     d.routed_window = 0;
     d.prompt_window = d.output_window = 0;
@@ -129,6 +131,17 @@ void PlanetSim::Impl::apply(const control::Decisions& dec, Ns now) {
     if (s.priority > 0 && s.priority < control::kPriorities) fleet.shed_level[static_cast<std::size_t>(s.priority)] = s.level;
   for (const auto& r : dec.route_weights)
     if (deploy_ok(r.deployment)) fleet.deploys[static_cast<std::size_t>(r.deployment)].route_weight = std::max(0.0, r.weight);
+  for (const auto& sc : dec.schedules) {
+    if (!deploy_ok(sc.deployment) || !(sc.step_target_s < 3600)) continue;
+    auto& d = fleet.deploys[static_cast<std::size_t>(sc.deployment)];
+    const double target = sc.step_target_s > 0 ? sc.step_target_s : 0;
+    const double reserve = std::clamp(sc.prefill_reserve, 0.0, 0.95);
+    if (target == d.step_target_s && reserve == d.prefill_reserve && sc.priority == d.priority) continue;
+    d.step_target_s = target;
+    d.prefill_reserve = reserve;
+    d.priority = sc.priority;
+    fleet.apply_schedule(sc.deployment, now);
+  }
 }
 
 void PlanetSim::Impl::control_tick(Ns now) {

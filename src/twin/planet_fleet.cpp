@@ -371,6 +371,15 @@ void PlanetSim::Impl::Fleet::apply_cap(int di, Ns now) {
   }
 }
 
+void PlanetSim::Impl::Fleet::apply_schedule(int di, Ns now) {
+  const Deploy& d = deploys[static_cast<std::size_t>(di)];
+  for (int i = d.first; i < d.first + d.count; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    replicas[k].set_schedule(d.step_target_s, d.prefill_reserve, d.priority, now);
+    if (slots[k].phase != Phase::kOff) sync(k);
+  }
+}
+
 // ---- sampling ----------------------------------------------------------------------------------
 void PlanetSim::Impl::Fleet::fleet_clock(Ns now) {
   const Ns end = std::min(now, sim.horizon);

@@ -100,6 +100,9 @@ struct PlanetSim::Impl {
     double route_weight = 1;
     // The decode step its model's classes allow: their tightest TPOT SLO (50 ms where none has one).
     double slo_step_s = 0.05;
+    // The controller's schedule for its replicas (control::Decisions::Schedule).
+    double step_target_s = 0, prefill_reserve = 0;
+    bool priority = false;
     // For routers: one replica's sustained rate at that step for its model's mix, the batch that
     // takes, and its prefill speed (model::sustained_rate at full power).
     double service_rps = 0, prefill_tok_s = 0;
@@ -227,6 +230,7 @@ struct PlanetSim::Impl {
     void set_powered(Deploy& d, int delta, Ns now);
     void scale_to(int d, int n, Ns now);
     void apply_cap(int d, Ns now);
+    void apply_schedule(int d, Ns now);
     // A published model version reached `site` (staleness entry k): roll its replicas if asked.
     void synced(std::size_t k, Ns now);
     // One step of a rolling update: start a new-version replica (or, with no room, drain an old one).
