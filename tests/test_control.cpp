@@ -258,3 +258,28 @@ TEST(Control, InferGridAtAPowerBoundSiteKeepsItsWidthAndShedsInteractiveNeverCri
   for (int t = 130; t <= 200 && down < 0; t += 10) down = scaled(*c, bound(t, 0, 2, 3.0, 20));
   EXPECT_EQ(down, 3);
 }
+
+// The schedule (docs/control.md "infergrid", 7): each deployment's replicas schedule by priority
+// within step_margin x the tightest TPOT SLO of its classes, sent once and again only when the
+// target it runs under differs; step_margin 0 turns the target off (priority stays).
+TEST(Control, InferGridSchedulesWithinTheTpotSloByPriority) {
+  auto c = ig::control::make_controller("infergrid", {{"step_margin", 0.9}}, 1);
+  auto v = view(10, 2, 0, 0.5, 5);
+  v.deployments[0].slo_tpot_s = 0.08;
+  Decisions d;
+  c->decide(v, d);
+  ASSERT_EQ(d.schedules.size(), 1u);
+  EXPECT_EQ(d.schedules[0].deployment, v.deployments[0].id);
+  EXPECT_NEAR(d.schedules[0].step_target_s, 0.072, 1e-12);
+  EXPECT_TRUE(d.schedules[0].priority);
+  v.deployments[0].step_target_s = 0.072;  // the host carried it out
+  Decisions d2;
+  c->decide(v, d2);
+  EXPECT_TRUE(d2.schedules.empty());
+  auto off = ig::control::make_controller("infergrid", {{"step_margin", 0}}, 1);
+  Decisions d3;
+  off->decide(v, d3);
+  ASSERT_EQ(d3.schedules.size(), 1u);
+  EXPECT_EQ(d3.schedules[0].step_target_s, 0);
+  EXPECT_TRUE(d3.schedules[0].priority);
+}

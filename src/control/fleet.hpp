@@ -114,7 +114,7 @@ struct Decisions {
   struct Schedule {
     int deployment = 0;
     double step_target_s = 0;
-    double prefill_reserve = 0.3;  // the share of the target kept for prefill (EngineConfig)
+    double prefill_reserve = 0;  // the share of the target kept for prefill (EngineConfig)
     bool priority = false;
   };
   std::vector<Scale> scale;

@@ -34,8 +34,12 @@ void add_chunk(model::BatchShape& shape, std::int64_t computed, std::int64_t tok
 constexpr std::int64_t kMinChunk = 64;
 }  // namespace
 
+bool Replica::exempt(const Seq& s) const {
+  return cfg_.priority_scheduling && s.req.priority == workload::Priority::kCritical;
+}
+
 std::int64_t Replica::fit_chunk(const model::BatchShape& base, const Seq& s, std::int64_t want) const {
-  if (cfg_.step_target_s <= 0 || want <= 0) return want;
+  if (cfg_.step_target_s <= 0 || want <= 0 || exempt(s)) return want;
   const auto seconds = [&](std::int64_t c) {
     model::BatchShape shape = base;
     add_chunk(shape, s.computed, c);
@@ -65,7 +69,7 @@ model::BatchShape Replica::running_as_decodes() const {
 }
 
 bool Replica::may_join(const model::BatchShape& decodes, const Seq& s) const {
-  if (cfg_.step_target_s <= 0 || decodes.decode_seqs == 0) return true;
+  if (cfg_.step_target_s <= 0 || decodes.decode_seqs == 0 || exempt(s)) return true;
   model::BatchShape shape = decodes;
   ++shape.decode_seqs;
   shape.decode_context += static_cast<double>(s.target + 1);

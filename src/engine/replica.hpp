@@ -30,7 +30,8 @@ struct EngineConfig {
   // The iteration time the scheduler keeps to when it adds prefill (Sarathi-Serve's token budget
   // from the TPOT SLO): a prefill chunk or a new sequence joins a batch only as far as the
   // performance model's iteration time stays within it; running decodes always run. 0: off (the
-  // token budget alone, as vLLM).
+  // token budget alone, as vLLM). Under priority scheduling, critical is exempt: it joins and
+  // prefills at once, at the cost of one longer step for the batch it joins.
   double step_target_s = 0;
   // Under a step target, the share of it kept for prefill: a new sequence joins only while the
   // decode step of every running sequence and it stays within (1 - this) x the target, so that a
@@ -164,6 +165,8 @@ class Replica {
   // sequence, those still in prefill counted at their prompt's length) within the reserve.
   bool may_join(const model::BatchShape& decodes, const Seq& s) const;
   model::BatchShape running_as_decodes() const;
+  // Critical, when scheduling by priority: held by the token budget alone, never by the target.
+  bool exempt(const Seq& s) const;
   std::int64_t kv_limited_steps(std::int64_t k_max) const;
   double segment_seconds(std::int64_t k) const;
   void complete(int seq, core::Ns t);
