@@ -18,8 +18,6 @@ void EngineConfig::validate() const {
   if (block_size < 1 || block_size > 4096) core::fail_flag("block-size", "must be in [1, 4096]");
   if (!(gpu_memory_utilization > 0 && gpu_memory_utilization <= 1))
     core::fail_flag("gpu-memory-utilization", "must be in (0, 1]");
-  if (!(step_target_s >= 0 && step_target_s < 3600)) core::fail_flag("step-target-ms", "must be in [0, 3600000)");
-  if (!(step_prefill_reserve >= 0 && step_prefill_reserve < 1)) core::fail_flag("step-prefill-reserve", "must be in [0, 1)");
 }
 
 namespace {
@@ -29,6 +27,11 @@ void add_chunk(model::BatchShape& shape, std::int64_t computed, std::int64_t tok
   shape.prefill_tokens += t;
   shape.prefill_pairs += t * (static_cast<double>(computed) + (t + 1) / 2);
   ++shape.prefill_seqs;
+}
+// A decoding sequence holding `context` tokens, added to a batch's shape.
+void add_decode(model::BatchShape& shape, std::int64_t context) {
+  ++shape.decode_seqs;
+  shape.decode_context += static_cast<double>(context);
 }
 // Below this, a chunk beside other work costs more in fixed overhead than it computes.
 constexpr std::int64_t kMinChunk = 64;
@@ -62,8 +65,7 @@ model::BatchShape Replica::running_as_decodes() const {
   model::BatchShape shape;
   for (const int seq : running_) {
     const Seq& s = pool_[static_cast<std::size_t>(seq)];
-    ++shape.decode_seqs;
-    shape.decode_context += static_cast<double>(std::max(s.computed, s.target) + 1);
+    add_decode(shape, std::max(s.computed, s.target) + 1);
   }
   return shape;
 }
@@ -71,8 +73,7 @@ model::BatchShape Replica::running_as_decodes() const {
 bool Replica::may_join(const model::BatchShape& decodes, const Seq& s) const {
   if (cfg_.step_target_s <= 0 || decodes.decode_seqs == 0 || exempt(s)) return true;
   model::BatchShape shape = decodes;
-  ++shape.decode_seqs;
-  shape.decode_context += static_cast<double>(s.target + 1);
+  add_decode(shape, s.target + 1);
   return step_->iteration(shape).seconds <= (1 - cfg_.step_prefill_reserve) * cfg_.step_target_s;
 }
 
@@ -84,11 +85,7 @@ void Replica::set_schedule(double step_target_s, double prefill_reserve, bool pr
   cfg_.step_prefill_reserve = std::clamp(prefill_reserve, 0.0, 0.95);
   if (priority && !cfg_.priority_scheduling) {
     cfg_.priority_scheduling = true;
-    std::stable_sort(waiting_.begin(), waiting_.end(), [&](int a, int b) {
-      const auto& ra = pool_[static_cast<std::size_t>(a)].req;
-      const auto& rb = pool_[static_cast<std::size_t>(b)].req;
-      return std::pair(static_cast<int>(ra.priority), ra.id) < std::pair(static_cast<int>(rb.priority), rb.id);
-    });
+    std::stable_sort(waiting_.begin(), waiting_.end(), [&](int a, int b) { return order(a) < order(b); });
   }
   cfg_.priority_scheduling = priority;
   if (busy_until_ != core::kNever) cut_segment(now);
@@ -127,13 +124,9 @@ void Replica::push_waiting(int seq, bool front) {
     return;
   }
   // Ordered by (priority, arrival id): preempted sequences regain their place.
-  auto key = [&](int i) {
-    const auto& r = pool_[static_cast<std::size_t>(i)].req;
-    return std::pair(static_cast<int>(r.priority), r.id);
-  };
-  const auto k = key(seq);
+  const auto k = order(seq);
   auto it = std::upper_bound(waiting_.begin(), waiting_.end(), k,
-                             [&](const auto& kk, int i) { return kk < key(i); });
+                             [&](const auto& kk, int i) { return kk < order(i); });
   waiting_.insert(it, seq);
 }
 
@@ -175,10 +168,7 @@ int Replica::pick_victim(std::size_t from) const {
   int best = running_.back();
   for (std::size_t k = from; k < running_.size(); ++k) {
     const int i = running_[k];
-    const auto& a = pool_[static_cast<std::size_t>(i)].req;
-    const auto& b = pool_[static_cast<std::size_t>(best)].req;
-    if (std::pair(static_cast<int>(a.priority), a.id) > std::pair(static_cast<int>(b.priority), b.id))
-      best = i;
+    if (order(i) > order(best)) best = i;
   }
   return best;
 }
@@ -215,9 +205,7 @@ bool Replica::build_batch() {
   if (fitted)
     for (const int seq : running_) {
       const Seq& s = pool_[static_cast<std::size_t>(seq)];
-      if (s.computed < s.target) continue;
-      ++shape.decode_seqs;
-      shape.decode_context += static_cast<double>(s.computed + 1);
+      if (s.computed >= s.target) add_decode(shape, s.computed + 1);
     }
   for (std::size_t i = 0; i < running_.size();) {
     const int seq = running_[i];
@@ -256,10 +244,7 @@ bool Replica::build_batch() {
       // Before the cache is looked up: what fits of the prompt as it stands, and room to decode.
       const std::int64_t fits = fitted ? fit_chunk(shape, s, std::min(s.target - s.computed, budget)) : 0;
       if (fitted && (fits <= 0 || !may_join(decodes, s))) break;
-      if (fitted) {
-        ++decodes.decode_seqs;
-        decodes.decode_context += static_cast<double>(s.target + 1);
-      }
+      if (fitted) add_decode(decodes, s.target + 1);
       waiting_.pop_front();
       if (cache_ && !s.req.block_hashes.empty()) {
         const std::size_t hits = cache_->match(s.req.block_hashes);
@@ -361,10 +346,7 @@ void Replica::plan(Ns now) {
     // The head waits while no useful chunk of it fits beside this decode batch: stable too
     // (the batch's context only grows until one of its sequences finishes and ends the segment).
     model::BatchShape shape;
-    for (const Item& it : batch_) {
-      ++shape.decode_seqs;
-      shape.decode_context += static_cast<double>(pool_[static_cast<std::size_t>(it.seq)].computed + 1);
-    }
+    for (const Item& it : batch_) add_decode(shape, pool_[static_cast<std::size_t>(it.seq)].computed + 1);
     const Seq& head = pool_[static_cast<std::size_t>(waiting_.front())];
     stable = fit_chunk(shape, head, std::min(head.target - head.computed, budget_left)) <= 0 ||
              !may_join(running_as_decodes(), head);
@@ -393,15 +375,8 @@ void Replica::plan(Ns now) {
   model::BatchShape shape;
   for (const Item& it : batch_) {
     const Seq& s = pool_[static_cast<std::size_t>(it.seq)];
-    if (it.prefill) {
-      shape.prefill_tokens += static_cast<double>(it.tokens);
-      shape.prefill_pairs += static_cast<double>(it.tokens) *
-                             (static_cast<double>(s.computed) + (static_cast<double>(it.tokens) + 1) / 2);
-      ++shape.prefill_seqs;
-    } else {
-      ++shape.decode_seqs;
-      shape.decode_context += static_cast<double>(s.computed + 1);
-    }
+    if (it.prefill) add_chunk(shape, s.computed, it.tokens);
+    else add_decode(shape, s.computed + 1);
   }
   const model::IterationCost cost = step_->iteration(shape);
   seg_steps_ = 0;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "core/units.hpp"
@@ -36,7 +37,7 @@ struct EngineConfig {
   // Under a step target, the share of it kept for prefill: a new sequence joins only while the
   // decode step of every running sequence and it stays within (1 - this) x the target, so that a
   // prompt arriving at a full replica prefills in chunks of a useful size rather than crawls.
-  double step_prefill_reserve = 0.3;
+  double step_prefill_reserve = 0;
   bool fast_forward = true;  // closed-form decode; off only to cross-check it in tests
   // KV capacity in tokens; 0 = derived from the performance model's memory budget.
   std::int64_t kv_capacity_tokens = 0;
@@ -167,6 +168,11 @@ class Replica {
   model::BatchShape running_as_decodes() const;
   // Critical, when scheduling by priority: held by the token budget alone, never by the target.
   bool exempt(const Seq& s) const;
+  // The priority order: (priority, arrival id).
+  std::pair<int, std::uint64_t> order(int seq) const {
+    const auto& r = pool_[static_cast<std::size_t>(seq)].req;
+    return {static_cast<int>(r.priority), r.id};
+  }
   std::int64_t kv_limited_steps(std::int64_t k_max) const;
   double segment_seconds(std::int64_t k) const;
   void complete(int seq, core::Ns t);
