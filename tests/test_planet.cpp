@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -390,6 +391,39 @@ TEST(Planet, SurgeMultipliesTheMetrosDemand) {
   for (int b = 3; b < 6; ++b) during += static_cast<double>(r.buckets[b].arrivals[0]);
   // Two metros of equal population; one triples: (3 + 1) / 2 = 2x.
   EXPECT_NEAR(during / before, 2.0, 0.1);
+}
+
+TEST(Planet, TheEventWindowCountsWhatArrivedUnderTheScenarioEvents) {
+  auto w = load("surge.yaml");  // Seattle x3 from 00:30 for 30 minutes
+  ig::twin::PlanetConfig cfg;
+  cfg.hours = 1.5;
+  cfg.bucket_s = 600;
+  cfg.window_recovery_s = 600;
+  {  // A world's own events set no window.
+    ig::twin::PlanetSim sim(w, ig::model::Catalog::builtin(), cfg);
+    const auto r = sim.run();
+    EXPECT_LE(r.window_end_s, r.window_start_s);
+    const auto j = nlohmann::json::parse(ig::twin::planet_summary_json(w, cfg, r));
+    EXPECT_TRUE(j["event_window"].is_null());
+  }
+  w.events[0].from_scenario = true;  // as load_scenario marks them
+  ig::twin::PlanetSim sim(w, ig::model::Catalog::builtin(), cfg);
+  const auto r = sim.run();
+  EXPECT_DOUBLE_EQ(r.window_start_s, 1800);
+  EXPECT_DOUBLE_EQ(r.window_end_s, 1800 + 1800 + 600);  // the event's end plus the recovery
+  // The arrivals counted in the window are those of the 10-minute buckets 3 to 6.
+  ASSERT_GE(r.buckets.size(), 7u);
+  std::uint64_t in_buckets = 0, arrived = 0, met = 0, window_met = 0;
+  for (int b = 3; b < 7; ++b)
+    for (auto a : r.buckets[static_cast<std::size_t>(b)].arrivals) in_buckets += a;
+  for (const auto& c : r.classes) arrived += c.window_arrived, window_met += c.window_met_slo, met += c.met_slo;
+  EXPECT_EQ(arrived, in_buckets);
+  EXPECT_GT(window_met, 0u);
+  EXPECT_LE(window_met, arrived);
+  EXPECT_LT(window_met, met);
+  const auto j = nlohmann::json::parse(ig::twin::planet_summary_json(w, cfg, r));
+  EXPECT_DOUBLE_EQ(j["event_window"]["goodput_rps"].get<double>(), static_cast<double>(window_met) / 2400);
+  EXPECT_DOUBLE_EQ(j["event_window"]["end_h"].get<double>(), 4200.0 / 3600);
 }
 
 TEST(Planet, ReplayedTraceSetsTheMinuteRhythm) {

@@ -51,7 +51,7 @@ std::string resolve(const std::string& grid_file, const std::string& p) {
 // The metrics of a row that the summary and the page aggregate over seeds.
 const std::vector<std::string> kMetrics = {"goodput_rps",  "slo_attainment", "critical_slo",    "gpu_hours",
                                            "facility_kwh", "carbon_kg",      "weight_bytes_moved", "lost",
-                                           "rejected"};
+                                           "rejected",     "window_goodput_rps", "window_slo", "window_critical_slo"};
 
 std::string csv_cell(const json& v) {
   if (v.is_null()) return "";
@@ -207,6 +207,11 @@ std::string run_one(const Grid& g, const RunSpec& r, const model::Catalog& catal
     row["weight_bytes_moved"] = s["fleet"]["weight_bytes_moved"];
     row["replica_starts"] = s["fleet"]["replica_starts"];
     row["classes"] = per;
+    // The scenario's event window (null without scenario events): what happened under the event.
+    const auto& win = s["event_window"];
+    row["window_goodput_rps"] = win.is_null() ? json(nullptr) : win["goodput_rps"];
+    row["window_slo"] = win.is_null() ? json(nullptr) : win["slo_attainment"];
+    row["window_critical_slo"] = win.is_null() ? json(nullptr) : win["critical_slo"];
   } catch (const std::exception& e) {
     row["status"] = "failed";
     row["error"] = e.what();
@@ -227,7 +232,8 @@ std::string write_outputs(const std::string& dir, const Grid& g, const std::vect
   const std::vector<std::string> base = {"run", "scenario", "controller", "router", "bandwidth", "seed", "status",
                                          "arrived", "completed", "rejected", "lost", "goodput_rps", "slo_attainment",
                                          "critical_slo", "gpu_hours", "it_kwh", "facility_kwh", "carbon_kg",
-                                         "weight_bytes_moved", "replica_starts"};
+                                         "weight_bytes_moved", "replica_starts", "window_goodput_rps", "window_slo",
+                                         "window_critical_slo"};
   std::string csv;
   for (const auto& k : base) csv += k + ",";
   for (const auto& c : classes) csv += "slo_" + c + ",rejected_" + c + ",";

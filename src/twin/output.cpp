@@ -259,6 +259,33 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
     classes.push_back(k);
   }
   j["classes"] = classes;
+  // The scenario's event window: goodput and SLO attainment of the requests that arrived in it.
+  if (r.window_end_s > r.window_start_s) {
+    json win;
+    const double span = r.window_end_s - r.window_start_s;
+    win["start_h"] = r.window_start_s / 3600;
+    win["end_h"] = r.window_end_s / 3600;
+    std::uint64_t a = 0, m = 0, ca = 0, cm = 0;
+    json per = json::object();
+    for (std::size_t c = 0; c < r.classes.size(); ++c) {
+      const auto& cs = r.classes[c];
+      a += cs.window_arrived;
+      m += cs.window_met_slo;
+      if (w.workload.classes[c].priority == core::Priority::kCritical) ca += cs.window_arrived, cm += cs.window_met_slo;
+      per[w.workload.classes[c].name] = {
+          {"arrived", cs.window_arrived},
+          {"slo_attainment", cs.window_arrived ? double(cs.window_met_slo) / double(cs.window_arrived) : 0.0}};
+    }
+    win["arrived"] = a;
+    win["met_slo"] = m;
+    win["goodput_rps"] = double(m) / span;
+    win["slo_attainment"] = a ? double(m) / double(a) : 0.0;
+    win["critical_slo"] = ca ? json(double(cm) / double(ca)) : json(nullptr);
+    win["classes"] = per;
+    j["event_window"] = win;
+  } else {
+    j["event_window"] = nullptr;
+  }
   json net;
   net["user_bytes"] = r.user_bytes;
   net["inter_site_bytes"] = r.inter_site_bytes;

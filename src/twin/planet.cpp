@@ -133,6 +133,21 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   res.metro_requests.assign(w.metros.size(), 0);
   res.metro_ttft_sum.assign(w.metros.size(), 0);
   res.metro_met_slo.assign(w.metros.size(), 0);
+  {  // The scenario's event window (what the sweep's window_* columns measure).
+    const double run_s = cfg.hours * 3600;
+    double lo = run_s, hi = 0;
+    for (const auto& e : w.events) {
+      if (!e.from_scenario) continue;
+      const double at = core::to_seconds(e.at);
+      if (at >= run_s) continue;
+      lo = std::min(lo, at);
+      hi = std::max(hi, e.duration > 0 ? at + core::to_seconds(e.duration) + cfg.window_recovery_s : run_s);
+    }
+    res.window_start_s = lo;
+    res.window_end_s = std::min(hi, run_s);
+    window_lo = core::from_seconds(lo);
+    window_hi = core::from_seconds(res.window_end_s);
+  }
   fleet.init_fleet(catalog);
   rec.new_bucket(0);
   if (!cfg.requests_csv.empty()) {

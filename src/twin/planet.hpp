@@ -43,6 +43,7 @@ struct PlanetConfig {
   double retry_detect_ms = 1000;  // the gateway notices a dead site after this long
   double response_bytes_per_token = 200;  // one SSE chunk per token
   double bucket_s = 900;          // time-series resolution
+  double window_recovery_s = 1800;  // the event window runs this long past the last event's end
   // DCI bandwidth: "fair" (every flow on its lowest-latency route, strict priority between
   // classes, max-min within) or "te" (the te module's tiered max-min on k paths per site pair
   // and class, re-solved every te_interval_s and on link and demand events; flows are bounded
@@ -64,6 +65,8 @@ struct ClassStats {
   std::uint64_t output_tokens = 0, retried = 0;
   std::map<std::string, std::uint64_t> rejected_by_reason;
   std::uint64_t prompt_tokens = 0, cached_tokens = 0;  // of completed requests
+  // Of the requests that arrived within the scenario's event window (PlanetResult::window_*).
+  std::uint64_t window_arrived = 0, window_met_slo = 0;
   core::QuantileSketch ttft, tpot, e2e, network, retrieval, queue, compute;
 };
 
@@ -165,6 +168,10 @@ struct PlanetResult {
   std::uint64_t te_solves = 0;
   double te_solve_ms = 0;
   core::Ns end = 0;
+  // The scenario's event window: from its first event to the last one's end plus
+  // PlanetConfig::window_recovery_s (an event without a duration: to the end of the run), within
+  // the simulated hours; window_end_s <= window_start_s when the run has no scenario events.
+  double window_start_s = 0, window_end_s = 0;
 };
 
 class PlanetSim {

@@ -182,6 +182,8 @@ struct PlanetSim::Impl {
   const world::World& w;
   PlanetConfig cfg;
   Ns horizon = 0;
+  Ns window_lo = 0, window_hi = 0;  // the scenario's event window (PlanetResult::window_*)
+  bool in_window(Ns t) const { return t >= window_lo && t < window_hi; }
   std::vector<std::string> models;
   std::vector<int> class_model;  // [class] -> model
   sim::EventQueue q;

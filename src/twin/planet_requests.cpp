@@ -146,6 +146,7 @@ void PlanetSim::Impl::Demand::arrive(Ns now) {
     r.session = next_session++;
   }
   ++sim.res.classes[static_cast<std::size_t>(cls)].arrived;
+  if (sim.in_window(now)) ++sim.res.classes[static_cast<std::size_t>(cls)].window_arrived;
   {
     const std::size_t k = static_cast<std::size_t>(sim.rec.metro_group[static_cast<std::size_t>(metro)]) * control::kPriorities +
                           static_cast<std::size_t>(tc.priority);
@@ -474,6 +475,7 @@ void PlanetSim::Impl::Demand::complete(const engine::Completion& c) {
   const bool met = (tc.slo_ttft_ms <= 0 || ttft <= tc.slo_ttft_ms) && (tc.slo_tpot_ms <= 0 || tpot <= tc.slo_tpot_ms);
   if (met) {
     ++cs.met_slo;
+    if (sim.in_window(r.t_arrive)) ++cs.window_met_slo;
     ++sim.res.metro_met_slo[static_cast<std::size_t>(r.metro)];
   }
   sim.res.metro_ttft_sum[static_cast<std::size_t>(r.metro)] += ttft;

@@ -469,7 +469,9 @@ void load_scenario(const std::string& path, World& w) {
   try {
     Fields f(path, root, "scenario");
     f.str("name", "");
+    const std::size_t before = w.events.size();
     read_events(path, need_list(path, root, f, "events", true), w);
+    for (std::size_t i = before; i < w.events.size(); ++i) w.events[i].from_scenario = true;
   } catch (const YAML::Exception& e) {
     fail_input(path, e.mark.line + 1, "", e.msg);
   }

@@ -112,6 +112,7 @@ struct Event {
   bool roll = false;    // publish of a model: once a site has it, its replicas are rolled to it
   double size_gb = 0;
   int line = 0;
+  bool from_scenario = false;  // read by load_scenario (not the world's own): it sets the event window
 };
 
 // How the fleet changes (docs/control.md): weights load from local disk at load_gb_s after a
