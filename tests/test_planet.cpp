@@ -426,6 +426,22 @@ TEST(Planet, TheEventWindowCountsWhatArrivedUnderTheScenarioEvents) {
   EXPECT_DOUBLE_EQ(j["event_window"]["end_h"].get<double>(), 4200.0 / 3600);
 }
 
+TEST(World, EveryShippedScenarioLoadsOntoTheDefaultWorld) {
+  const auto base = ig::world::load_world(ig::world::default_world_path(), ig::model::Catalog::builtin());
+  const auto dir = std::filesystem::path(ig::world::default_world_path()).parent_path().parent_path() / "scenarios";
+  int n = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    const auto name = f.path().filename().string();
+    if (f.path().extension() != ".yaml" || name.rfind("sweep-", 0) == 0) continue;
+    auto w = base;
+    ig::world::load_scenario(f.path().string(), w);
+    ASSERT_GT(w.events.size(), base.events.size()) << name;
+    for (std::size_t i = base.events.size(); i < w.events.size(); ++i) EXPECT_TRUE(w.events[i].from_scenario) << name;
+    ++n;
+  }
+  EXPECT_GE(n, 7);  // the default day's seven scenarios (docs/control.md)
+}
+
 TEST(Planet, ReplayedTraceSetsTheMinuteRhythm) {
   // Minute 0: 10 arrivals, minute 1: 30, minute 2: 1 (partial, dropped): rhythm 0.5, 1.5.
   std::string trace = "TIMESTAMP,ContextTokens,GeneratedTokens\n";
