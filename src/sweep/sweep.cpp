@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <utility>
 
 #include "control/fleet.hpp"
 #include "control/site_router.hpp"
@@ -209,9 +210,9 @@ std::string run_one(const Grid& g, const RunSpec& r, const model::Catalog& catal
     row["classes"] = per;
     // The scenario's event window (null without scenario events): what happened under the event.
     const auto& win = s["event_window"];
-    row["window_goodput_rps"] = win.is_null() ? json(nullptr) : win["goodput_rps"];
-    row["window_slo"] = win.is_null() ? json(nullptr) : win["slo_attainment"];
-    row["window_critical_slo"] = win.is_null() ? json(nullptr) : win["critical_slo"];
+    for (const auto& [col, key] : {std::pair{"window_goodput_rps", "goodput_rps"}, std::pair{"window_slo", "slo_attainment"},
+                                   std::pair{"window_critical_slo", "critical_slo"}})
+      row[col] = win.is_null() ? json(nullptr) : win[key];
   } catch (const std::exception& e) {
     row["status"] = "failed";
     row["error"] = e.what();
