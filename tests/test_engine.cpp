@@ -290,3 +290,28 @@ TEST(Replica, StepPrefillReserveCapsTheDecodeBatch) {
   for (const auto& [t, d] : edges) most = std::max(most, now += d);
   EXPECT_EQ(most, 111);
 }
+
+// A request whose KV came with it (prefilled at another site, disaggregated serving): the engine
+// takes blocks for the whole prompt at admission, computes only the last prompt token (one
+// iteration: its context is the prompt) and decodes the rest; its first token comes after one
+// decode-sized step, not after a prefill of 4,096 tokens.
+TEST(Replica, KvThatCameWithTheRequestIsNotPrefilledAgain) {
+  auto pm = h100_70b(4);
+  Request r = req(0, 1.0, 4096, 64);
+  r.kv_ready_tokens = 4096;
+  VectorSource src({r});
+  sim::SiteConfig cfg;
+  const auto run = run_site(pm, 1'000'000, cfg, src);
+  ASSERT_EQ(run.completions.size(), 1u);
+  const auto& c = run.completions[0];
+  model::BatchShape one;
+  one.prefill_tokens = 1;
+  one.prefill_pairs = 4096;  // the last token attends to the 4,095 before it and itself
+  one.prefill_seqs = 1;
+  EXPECT_NEAR(core::to_ms(c.first_token - c.arrival), pm->iteration(one).seconds * 1000, 1e-5);
+  const auto full = model::predict_isolated_batch(*pm, 4096, 1, 64);
+  EXPECT_LT(core::to_ms(c.first_token - c.arrival), 0.1 * full.prompt_time_ms);
+  // The decode after it is the same as after a local prefill.
+  EXPECT_NEAR(core::to_ms(c.finish - c.first_token), full.e2e_time_ms - full.prompt_time_ms, 0.01 * full.e2e_time_ms);
+  EXPECT_EQ(c.output_tokens, 64);
+}

@@ -114,6 +114,10 @@ int Replica::alloc_seq(workload::Request&& r) {
   s = Seq{};
   s.req = std::move(r);
   s.target = s.req.prompt_tokens;
+  // KV that came with the request (prefilled elsewhere) is computed; its blocks are taken at
+  // admission like any computed token's, and a preemption loses it. The last token is recomputed,
+  // to sample from.
+  if (s.req.kv_ready_tokens > 0) s.computed = std::min<std::int64_t>(s.req.kv_ready_tokens, s.target - 1);
   return idx;
 }
 

@@ -297,6 +297,10 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
   net["retrieval_failures"] = r.retrieval_failures;
   net["kv_moves"] = r.kv_moves;
   net["kv_recomputed"] = r.kv_recomputed;
+  if (r.pd_handoffs + r.pd_local > 0) {  // only worlds with disaggregated deployments
+    net["pd_handoffs"] = r.pd_handoffs;
+    net["pd_local"] = r.pd_local;
+  }
   net["te_solves"] = r.te_solves;
   json busiest = json::array();
   for (const std::size_t li : busiest_links(r, 5)) {
@@ -336,6 +340,7 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
     e["routed"] = st.routed;
     e["completed"] = st.completed;
     e["evacuated"] = st.evacuated;
+    if (st.pd_decoded > 0) e["pd_decoded"] = st.pd_decoded;
     e["facility_kwh"] = site_facility_kwh(w, r, s);
     e["carbon_kg"] = site_carbon_kg(w, r, s);
     e["peak_kw"] = st.peak_kw;

@@ -62,6 +62,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
       dep.host_w = w.fleet.host_w_per_gpu >= 0 ? w.fleet.host_w_per_gpu : dep.acc->host_w;
       dep.weight_bytes = dep.llm->params() * dep.llm->weight_bytes_per_param;
       dep.by_cap[kCapSteps] = pm;
+      dep.decode_site = d.decode_site;
       for (int r = 0; r < dep.count; ++r) {
         fleet.replicas.emplace_back(static_cast<int>(fleet.replicas.size()), pm, cfg.engine, kv);
         fleet.replica_deploy.push_back(static_cast<int>(fleet.deploys.size()));
@@ -77,6 +78,9 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
     }
   }
   for (auto& v : fleet.site_deploy) v.resize(models.size(), -1);
+  for (auto& dep : fleet.deploys)  // the world checked that the decode site deploys the model
+    if (dep.decode_site >= 0)
+      dep.decode_deploy = fleet.site_deploy[static_cast<std::size_t>(dep.decode_site)][static_cast<std::size_t>(dep.model)];
   fleet.model_deploys.assign(models.size(), {});
   for (std::size_t d = 0; d < fleet.deploys.size(); ++d)
     fleet.model_deploys[static_cast<std::size_t>(fleet.deploys[d].model)].push_back(static_cast<int>(d));

@@ -72,6 +72,7 @@ struct ClassStats {
 
 struct SiteStats {
   std::uint64_t routed = 0, completed = 0, evacuated = 0;
+  std::uint64_t pd_decoded = 0;  // decodes handed here by a disaggregated deployment elsewhere
   double it_energy_j = 0;       // accelerators (from the engine model)
   double host_energy_j = 0;     // hosts beside them (host watts per accelerator x GPU-seconds held)
   double peak_kw = 0;           // highest bucket average, facility (x PUE)
@@ -165,6 +166,9 @@ struct PlanetResult {
   // Continuing turns served away from their conversation's KV: fetched from the peer site, or
   // recomputed there (the fetch would not have been faster).
   std::uint64_t kv_moves = 0, kv_recomputed = 0;
+  // Disaggregated deployments (world decode_at): prefills whose KV moved to their decode site, and
+  // those decoded where they were prefilled because the decode site was down or cut off.
+  std::uint64_t pd_handoffs = 0, pd_local = 0;
   std::uint64_t te_solves = 0;
   double te_solve_ms = 0;
   core::Ns end = 0;

@@ -55,7 +55,9 @@ enum class Ev : std::uint8_t {
 constexpr Ns kWindowNs = 60 * core::kNsPerSec;  // demand is re-evaluated every simulated minute
 constexpr Ns kDrainNs = 2 * 3600 * core::kNsPerSec;
 
-enum class Stage : std::uint8_t { kRoute, kUpload, kAtSite, kRetrieval, kKvFetch, kEngine };
+// kPdHandoff, kPdTransfer: a disaggregated deployment's request between its prefill and its
+// decode (world::Deployment::decode_at; Demand::pd_handoff).
+enum class Stage : std::uint8_t { kRoute, kUpload, kAtSite, kRetrieval, kKvFetch, kEngine, kPdHandoff, kPdTransfer };
 enum class FlowKind : std::uint8_t { kUpload, kRetrieval, kSync, kWeights, kKv };
 // A replica's lifecycle: off -> pulling weights -> loading (and warm-up) -> ready -> draining -> off.
 enum class Phase : std::uint8_t { kOff, kPulling, kLoading, kReady, kDraining };
@@ -98,6 +100,8 @@ struct PlanetSim::Impl {
     int budget_cap_steps = kCapSteps;  // the fleet's, to hold the site's budget
     std::array<std::shared_ptr<const model::PerfModel>, kCapSteps + 1> by_cap{};
     double route_weight = 1;
+    // Prefill here, decode at that deployment (another site's, same model): world decode_at.
+    int decode_site = -1, decode_deploy = -1;
     // The decode step its model's classes allow: their tightest TPOT SLO (50 ms where none has one).
     double slo_step_s = 0.05;
     // The controller's schedule for its replicas (control::Decisions::Schedule).
@@ -150,6 +154,13 @@ struct PlanetSim::Impl {
     int kv_from = -1;       // the site holding its conversation's KV, when routed elsewhere
     bool kv_moved = false;  // that prefix's KV was fetched here (Demand::fetch_kv)
     Stage stage = Stage::kRoute;
+    // Disaggregated: 1 while it prefills, 2 from the handoff on; the prefill's first token as the
+    // user sees it, when it was first scheduled, its prefix-cache hit, its deployment.
+    std::uint8_t pd = 0;
+    Ns pd_first_user = 0, pd_first_sched = 0;
+    std::int32_t pd_cached = 0;
+    int pd_prefill_deploy = -1;
+    std::vector<std::uint64_t> pd_hashes;  // its prompt's block hashes, for the decode site's engine
   };
   struct Flow {
     double remaining = 0, rate = 0;
@@ -362,6 +373,10 @@ struct PlanetSim::Impl {
     // True: the fetch is under way (the request waits for it).
     bool fetch_kv(std::uint32_t slot, Ns now);
     void step(std::uint32_t slot, Ns now);
+    // Disaggregated serving: the prefill is done; its KV moves to the decode site (or the request
+    // decodes where it was prefilled, when that site cannot take it); then it joins a replica there.
+    void pd_handoff(std::uint32_t slot, Ns now);
+    void pd_decode(std::uint32_t slot, int deploy, Ns now);
     // A replica finished (or failed) a request.
     void complete(const engine::Completion& c);
     void recompute_demand(Ns t);

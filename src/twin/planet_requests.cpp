@@ -340,6 +340,92 @@ void PlanetSim::Impl::Demand::at_site(std::uint32_t slot, Ns now) {
   workload::Request handed = std::move(r.req);
   r.req.block_hashes = {};
   handed.arrival = now;
+  r.pd = 0;
+  if (dep.decode_deploy >= 0 && handed.output_tokens > 1) {  // prefill here; decode at the decode site
+    r.pd = 1;
+    r.pd_hashes = handed.block_hashes;
+    handed.output_tokens = 1;
+  }
+  sim.fleet.replicas[static_cast<std::size_t>(best)].enqueue(std::move(handed), now);
+  sim.fleet.sync(static_cast<std::size_t>(best));
+}
+
+// The KV of the prompt (KV bytes per token x prompt tokens, retrieved context included) moves as
+// the decode site pulls it: RTT + bytes over the route's bottleneck, a flow of the request's class.
+// A decode site that is down, cut off or without a ready replica: it decodes where it was prefilled
+// (its KV is there).
+void PlanetSim::Impl::Demand::pd_handoff(std::uint32_t slot, Ns now) {
+  Req& r = reqs[slot];
+  const int from = r.deploy;
+  const Deploy& src = sim.fleet.deploys[static_cast<std::size_t>(from)];
+  r.pd = 2;
+  r.pd_prefill_deploy = from;
+  const int to = src.decode_deploy;
+  const bool reachable = to >= 0 && sim.fleet.site_up[static_cast<std::size_t>(sim.fleet.deploys[static_cast<std::size_t>(to)].site)] &&
+                         sim.fleet.deploys[static_cast<std::size_t>(to)].up > 0 &&
+                         sim.net.route(src.site, sim.fleet.deploys[static_cast<std::size_t>(to)].site).ok;
+  if (!reachable) {
+    ++sim.res.pd_local;
+    ++sim.fleet.deploys[static_cast<std::size_t>(from)].outstanding;
+    pd_decode(slot, from, now);
+    return;
+  }
+  ++sim.res.pd_handoffs;
+  Deploy& dst = sim.fleet.deploys[static_cast<std::size_t>(to)];
+  r.deploy = to;
+  ++dst.outstanding;
+  const Route& rt = sim.net.route(src.site, dst.site);
+  const double bytes = src.llm->kv_bytes_per_token() * r.req.prompt_tokens;
+  sim.rec.count_kind("pd_kv", bytes, true);
+  r.stage = Stage::kPdTransfer;
+  r.step_start = now;
+  if (bytes >= sim.cfg.flow_threshold_bytes) {
+    sim.net.start_flow(rt.links, user_class(r.req.priority), bytes, FlowKind::kKv, static_cast<int>(slot), src.site, dst.site,
+                       now);
+    return;
+  }
+  sim.net.count_link_bytes(rt.links, bytes);
+  double xfer = 0;
+  for (int dl : rt.links) xfer = std::max(xfer, bytes / sim.net.fn.capacity(dl));
+  step_at(slot, now + core::from_seconds(2 * rt.one_way_ms / 1000 + xfer));
+}
+
+// Joins the least-loaded ready replica of `deploy` with its prompt's KV in place: the engine
+// computes the last prompt token and decodes the rest of the output (the prefill sampled the first).
+void PlanetSim::Impl::Demand::pd_decode(std::uint32_t slot, int deploy, Ns now) {
+  Req& r = reqs[slot];
+  Deploy& dep = sim.fleet.deploys[static_cast<std::size_t>(deploy)];
+  if (!sim.fleet.site_up[static_cast<std::size_t>(dep.site)] || dep.up == 0) {
+    const int back = r.pd_prefill_deploy;
+    const Deploy& pre = sim.fleet.deploys[static_cast<std::size_t>(back)];
+    if (deploy != back && sim.fleet.site_up[static_cast<std::size_t>(pre.site)] && pre.up > 0) {
+      --dep.outstanding;  // the KV is still at the prefill site: decode there
+      r.deploy = back;
+      ++sim.fleet.deploys[static_cast<std::size_t>(back)].outstanding;
+      ++sim.res.pd_local;
+      pd_decode(slot, back, now);
+      return;
+    }
+    r.pd = 0;
+    retry(slot, now, "site outage");
+    return;
+  }
+  const auto k = static_cast<std::size_t>(dep.first);
+  const int best = dep.first + static_cast<int>(*control::least_loaded(
+                                   static_cast<std::size_t>(dep.count), [&](std::size_t i) { return sim.fleet.replica_up[k + i] != 0; },
+                                   [&](std::size_t i) { return sim.fleet.replicas[k + i].outstanding(); }));
+  workload::Request handed;
+  handed.id = slot;
+  handed.arrival = now;
+  handed.priority = r.req.priority;
+  handed.prompt_tokens = r.req.prompt_tokens;
+  handed.output_tokens = r.req.output_tokens - 1;
+  handed.kv_ready_tokens = r.req.prompt_tokens;
+  handed.block_hashes = std::move(r.pd_hashes);
+  handed.hash_block_tokens = r.req.hash_block_tokens;
+  r.pd_hashes = {};
+  r.stage = Stage::kEngine;
+  if (deploy != r.pd_prefill_deploy) ++sim.res.sites[static_cast<std::size_t>(dep.site)].pd_decoded;
   sim.fleet.replicas[static_cast<std::size_t>(best)].enqueue(std::move(handed), now);
   sim.fleet.sync(static_cast<std::size_t>(best));
 }
@@ -441,6 +527,13 @@ void PlanetSim::Impl::Demand::step(std::uint32_t slot, Ns now) {
       r.stage = Stage::kAtSite;
       at_site(slot, now);
       break;
+    case Stage::kPdHandoff:
+      pd_handoff(slot, now);
+      break;
+    case Stage::kPdTransfer:
+      r.net_ns += now - r.step_start;
+      pd_decode(slot, r.deploy, now);
+      break;
     default:
       break;
   }
@@ -457,21 +550,44 @@ void PlanetSim::Impl::Demand::complete(const engine::Completion& c) {
   }
   const auto& tc = sim.w.workload.classes[static_cast<std::size_t>(r.cls)];
   const Ns back = core::from_seconds(r.one_way_ms / 1000);
-  const double ttft = core::to_ms(c.first_token + back - r.t_arrive);
-  const double e2e = core::to_ms(c.finish + back - r.t_arrive);
-  const double tpot = c.output_tokens > 1 ? core::to_ms(c.finish - c.first_token) / (c.output_tokens - 1) : 0;
+  if (r.pd == 1) {  // prefilled: the first token is on its way to the user; the KV moves on
+    r.pd_first_user = c.first_token + back;
+    r.pd_first_sched = c.first_scheduled;
+    r.pd_cached = c.cached_tokens;
+    r.stage = Stage::kPdHandoff;
+    step_at(slot, c.finish);  // not from within the replica's completions
+    return;
+  }
+  // As the user sees it: the first token, then the last (from the decode site when disaggregated).
+  Ns first_user = c.first_token + back, first_sched = c.first_scheduled, finish_user = c.finish + back;
+  int out_tokens = c.output_tokens;
+  std::int32_t cached = c.cached_tokens;
+  int stream_site = r.site;  // where the output streams from
+  if (r.pd == 2) {
+    stream_site = sim.fleet.deploys[static_cast<std::size_t>(r.deploy)].site;
+    const std::size_t S = sim.w.sites.size();
+    first_user = r.pd_first_user;
+    first_sched = r.pd_first_sched;
+    finish_user = c.finish + core::from_seconds(
+                                 sim.net.user_rtt_ms[static_cast<std::size_t>(r.metro) * S + static_cast<std::size_t>(stream_site)] / 2000);
+    out_tokens = c.output_tokens + 1;
+    cached = r.pd_cached;
+  }
+  const double ttft = core::to_ms(first_user - r.t_arrive);
+  const double e2e = core::to_ms(finish_user - r.t_arrive);
+  const double tpot = out_tokens > 1 ? core::to_ms(finish_user - first_user) / (out_tokens - 1) : 0;
   ++sim.res.completed;
   ++cs.completed;
-  cs.output_tokens += static_cast<std::uint64_t>(c.output_tokens);
+  cs.output_tokens += static_cast<std::uint64_t>(out_tokens);
   cs.prompt_tokens += static_cast<std::uint64_t>(c.prompt_tokens);
-  cs.cached_tokens += static_cast<std::uint64_t>(c.cached_tokens);
+  cs.cached_tokens += static_cast<std::uint64_t>(cached);
   cs.ttft.add(ttft);
   cs.e2e.add(e2e);
-  if (c.output_tokens > 1) cs.tpot.add(tpot);
+  if (out_tokens > 1) cs.tpot.add(tpot);
   cs.network.add(core::to_ms(r.net_ns + back));
   if (r.retrieval_ns > 0) cs.retrieval.add(core::to_ms(r.retrieval_ns));
-  cs.queue.add(core::to_ms(c.first_scheduled - r.t_enqueue));
-  cs.compute.add(core::to_ms(c.finish - c.first_scheduled));
+  cs.queue.add(core::to_ms(first_sched - r.t_enqueue));
+  cs.compute.add(core::to_ms(c.finish - first_sched));
   const bool met = (tc.slo_ttft_ms <= 0 || ttft <= tc.slo_ttft_ms) && (tc.slo_tpot_ms <= 0 || tpot <= tc.slo_tpot_ms);
   if (met) {
     ++cs.met_slo;
@@ -488,15 +604,15 @@ void PlanetSim::Impl::Demand::complete(const engine::Completion& c) {
   ++sim.res.sites[static_cast<std::size_t>(r.site)].completed;
   ++sim.rec.bucket.completed;
   sim.rec.bucket.ttft.add(ttft);
-  const double response = c.output_tokens * sim.cfg.response_bytes_per_token;
+  const double response = out_tokens * sim.cfg.response_bytes_per_token;
   sim.rec.count_kind("response", response, false);
   const int entry = sim.net.metro_entry[static_cast<std::size_t>(r.metro)];
-  if (entry != r.site && sim.net.route(r.site, entry).ok) {  // streamed back across the DCI to the entry site
-    sim.net.count_link_bytes(sim.net.route(r.site, entry).links, response);
+  if (entry != stream_site && sim.net.route(stream_site, entry).ok) {  // streamed back across the DCI to the entry site
+    sim.net.count_link_bytes(sim.net.route(stream_site, entry).links, response);
     sim.rec.count_kind("remote_response", response, true);
   }
-  sim.rec.row(r, "completed", met ? "" : "missed SLO", ttft, tpot, e2e, core::to_ms(c.first_scheduled - r.t_enqueue),
-      core::to_ms(c.finish - c.first_scheduled), c.output_tokens);
+  sim.rec.row(r, "completed", met ? "" : "missed SLO", ttft, tpot, e2e, core::to_ms(first_sched - r.t_enqueue),
+      core::to_ms(c.finish - first_sched), out_tokens);
   free_req(slot);
 }
 

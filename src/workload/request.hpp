@@ -21,6 +21,9 @@ struct Request {
   // hash_ids): equal hashes at equal positions mean equal prefixes.
   std::vector<std::uint64_t> block_hashes;
   std::int32_t hash_block_tokens = 0;
+  // Prompt tokens whose KV arrives with the request (prefilled elsewhere: disaggregated serving);
+  // the engine allocates their blocks and computes only what is left (at least the last token).
+  std::int32_t kv_ready_tokens = 0;
 };
 
 // A stream of requests in arrival order; traces and generators both are one.

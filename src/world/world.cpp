@@ -113,7 +113,9 @@ void read_site(const std::string& file, const YAML::Node& n, const model::Catalo
     dep.tp = g.integer("tp", 1, false, 1);
     dep.ep = g.integer("ep", 1, false, 1);
     dep.replicas = g.integer("replicas", 1, false, 0);
+    dep.decode_at = g.str("decode_at", "");
     const auto line = Fields::line(d);
+    dep.line = static_cast<int>(line);
     const auto names = catalog.model_names();
     if (std::find(names.begin(), names.end(), dep.model) == names.end())
       fail_input(file, line, "model", fmt::format("unknown model '{}'", dep.model));
@@ -319,6 +321,26 @@ static void set_demand_weights(const std::string& path, Fields& f, World& w) {
     for (auto& m : w.metros) m.demand_weight /= total;
 }
 
+// A prefill deployment's decode site: another site with a deployment of the same model that
+// decodes where it is (no chains).
+static void resolve_decode_sites(const std::string& file, World& w) {
+  for (auto& s : w.sites)
+    for (auto& d : s.deployments) {
+      if (d.decode_at.empty()) continue;
+      const int k = w.site_index(d.decode_at);
+      if (k < 0) fail_input(file, d.line, "decode_at", fmt::format("unknown site '{}'", d.decode_at));
+      if (w.sites[static_cast<std::size_t>(k)].id == s.id)
+        fail_input(file, d.line, "decode_at", "names its own site: prefill and decode at one site need no decode_at");
+      bool serves = false;
+      for (const auto& o : w.sites[static_cast<std::size_t>(k)].deployments)
+        serves |= o.model == d.model && o.decode_at.empty();
+      if (!serves)
+        fail_input(file, d.line, "decode_at",
+                   fmt::format("site '{}' has no deployment of {} that decodes there", d.decode_at, d.model));
+      d.decode_site = k;
+    }
+}
+
 World load_world(const std::string& path, const model::Catalog& catalog) {
   const YAML::Node root = load_yaml_file(path);
   World w;
@@ -331,6 +353,7 @@ World load_world(const std::string& path, const model::Catalog& catalog) {
     w.scale = f.num("scale", 1, false, 1, 1e6);
     for (const auto& s : need_list(path, root, f, "sites", true)) read_site(path, s, catalog, w);
     if (w.sites.empty()) fail_input(path, Fields::line(root), "sites", "at least one site");
+    resolve_decode_sites(path, w);
     for (const auto& n : need_list(path, root, f, "links", false)) {
       Fields g(path, n, "links");
       Link l;

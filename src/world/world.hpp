@@ -27,6 +27,11 @@ struct Deployment {
   // in groups of tp (model/perf_model.hpp).
   int ep = 1;
   int replicas = 1;
+  // Disaggregated across sites: this deployment's replicas prefill, and each request's KV moves
+  // over the DCI to `decode_at`'s deployment of the same model, which decodes it (empty: both here).
+  std::string decode_at;
+  int decode_site = -1;  // its index, resolved once every site is read
+  int line = 0;          // where it was declared, for errors found later
   int gpus() const { return ep > 1 ? ep : tp; }  // accelerators one replica holds
 };
 

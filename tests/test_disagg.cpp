@@ -1,0 +1,139 @@
+// Prefill at one site, decode at another (world `decode_at`): the KV crosses the DCI, worked by
+// hand; a decode site that fails hands the decode back to the prefill site; the loader's errors.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.hpp"
+#include "model/catalog.hpp"
+#include "model/perf_model.hpp"
+#include "net/fiber.hpp"
+#include "twin/planet.hpp"
+#include "world/world.hpp"
+
+namespace ig = infergrid;
+
+namespace {
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const auto p = std::filesystem::temp_directory_path() / ("infergrid-test-" + name);
+  std::ofstream(p) << text;
+  return p.string();
+}
+
+// Paris prefills; Frankfurt decodes. One class, 6,000-token prompts and 64 output tokens on
+// Llama-3-8B (131,072 B of KV per token), 0.2 requests/s: one transfer at a time on the 400G link.
+std::string world_yaml(const std::string& decode_at, const std::string& events = "") {
+  return R"(name: pd
+route_factor: 1.68
+per_hop_ms: 0.1
+sites:
+  - {id: paris, lat: 48.85, lon: 2.35, accelerators: {h100-80gb: 1}, power_cap_kw: 50,
+     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1)" +
+         (decode_at.empty() ? "" : ", decode_at: " + decode_at) + R"(}]}
+  - {id: frankfurt, lat: 50.11, lon: 8.68, accelerators: {h100-80gb: 1}, power_cap_kw: 50,
+     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1}]}
+links:
+  - {a: paris, b: frankfurt, gbps: 400}
+metros:
+  - {name: Paris, country: France, lat: 48.86, lon: 2.35, population: 11000000, utc_offset: 1, last_mile_ms: 5}
+workload:
+  requests_per_day: 17280
+  classes:
+    - {name: chat, share: 1, priority: interactive, model: llama3-8b, prompt: "fixed:6000",
+       output: "fixed:64", slo_ttft_ms: 2000}
+)" + events;
+}
+
+ig::twin::PlanetResult run(const ig::world::World& w) {
+  ig::twin::PlanetConfig cfg;
+  cfg.router = "nearest";
+  cfg.hours = 1;
+  ig::twin::PlanetSim sim(w, ig::model::Catalog::builtin(), cfg);
+  return sim.run();
+}
+
+ig::world::World load(const std::string& name, const std::string& yaml) {
+  return ig::world::load_world(write_temp(name, yaml), ig::model::Catalog::builtin());
+}
+
+}  // namespace
+
+// Bytes = 131,072 B/token x 6,000 tokens = 786 MB per request; time = bytes / 50 GB/s (the 400G
+// link) + the link's round trip (the decode site pulls it). By hand, for a request alone: TTFT =
+// the user's round trip to Paris + the prefill of 6,000 tokens; E2E = one way to Paris + the
+// prefill + the move + 63 decode steps in Frankfurt + one way back from Frankfurt. The request's
+// network time grows by exactly the move; against serving both phases in Paris, the first token
+// comes no later, and nothing waits behind another request's prefill.
+TEST(Disaggregated, PrefillHereDecodeThereMovesTheKvOverTheLink) {
+  const auto w = load("pd.yaml", world_yaml("frankfurt"));
+  const auto base_w = load("pd-base.yaml", world_yaml(""));
+  ASSERT_EQ(w.sites[0].deployments[0].decode_site, 1);
+  const auto r = run(w);
+  const auto base = run(base_w);
+  const auto& c = r.classes[0];
+  const auto& b = base.classes[0];
+  ASSERT_GT(c.completed, 600u);
+  EXPECT_EQ(c.completed, b.completed);
+  EXPECT_EQ(r.arrived, r.completed + r.rejected + r.lost);
+  EXPECT_EQ(r.pd_handoffs, c.completed);
+  EXPECT_EQ(r.pd_local, 0u);
+  EXPECT_EQ(r.sites[1].pd_decoded, c.completed);
+  EXPECT_EQ(base.pd_handoffs, 0u);
+  const auto& cat = ig::model::Catalog::builtin();
+  const double bytes = cat.llm("llama3-8b").kv_bytes_per_token() * 6000;
+  EXPECT_DOUBLE_EQ(bytes, 131072.0 * 6000);
+  EXPECT_NEAR(r.bytes_by_kind.at("pd_kv"), bytes * static_cast<double>(r.pd_handoffs), 1e-6 * bytes * r.pd_handoffs);
+  EXPECT_NEAR(r.links[0].bytes_ab, bytes * static_cast<double>(r.pd_handoffs), 0.001 * bytes * r.pd_handoffs);
+  const double link_rtt_ms = 2 * (w.links[0].km * 0.005 + w.per_hop_ms);
+  const double move_ms = link_rtt_ms + bytes / 50e9 * 1000;
+  EXPECT_NEAR(c.network.mean() - b.network.mean(), move_ms, 0.01 * move_ms);
+
+  const auto& fiber = ig::net::FiberModel::builtin();
+  const double rtt_paris = w.metros[0].last_mile_ms + fiber.rtt_ms(w.metros[0].pos, w.sites[0].pos);
+  const double rtt_frankfurt = w.metros[0].last_mile_ms + fiber.rtt_ms(w.metros[0].pos, w.sites[1].pos);
+  const ig::model::PerfModel pm(cat.llm("llama3-8b"), cat.accelerator("h100-80gb"), 1);
+  const auto alone = ig::model::predict_isolated_batch(pm, 6000, 1, 64);
+  const double ttft = rtt_paris + alone.prompt_time_ms;
+  EXPECT_NEAR(c.ttft.mean(), ttft, 0.02 * ttft);
+  const double e2e = rtt_paris / 2 + alone.e2e_time_ms + move_ms + rtt_frankfurt / 2;
+  EXPECT_NEAR(c.e2e.mean(), e2e, 0.02 * e2e);
+  EXPECT_LE(c.ttft.mean(), b.ttft.mean());
+  // In Paris alone, a decode now and then waits out the next request's 6,000-token prefill.
+  EXPECT_GT(b.e2e.mean() - (rtt_paris + alone.e2e_time_ms), 0.05 * alone.prompt_time_ms);
+  EXPECT_EQ(c.output_tokens, b.output_tokens);
+}
+
+// Frankfurt is down from 00:20 for 20 minutes: what Paris prefills then decodes in Paris (its KV
+// is there); every request is accounted for.
+TEST(Disaggregated, ADecodeSiteDownHandsTheDecodeBackToThePrefillSite) {
+  const auto w = load("pd-outage.yaml", world_yaml("frankfurt", R"(events:
+  - {kind: outage, at: "00:20", duration: 20m, site: frankfurt}
+)"));
+  const auto r = run(w);
+  EXPECT_EQ(r.arrived, r.completed + r.rejected + r.lost);
+  EXPECT_GT(r.pd_local, 150u);     // about 20 minutes at 0.2/s
+  EXPECT_GT(r.pd_handoffs, 300u);  // the other 40
+  EXPECT_EQ(r.pd_local + r.pd_handoffs, r.classes[0].completed + r.classes[0].retried);
+}
+
+TEST(Disaggregated, DecodeAtIsCheckedWithFileLineAndField) {
+  const auto expect = [](const std::string& yaml, const std::string& needle) {
+    const auto path = write_temp("pd-bad.yaml", yaml);
+    try {
+      ig::world::load_world(path, ig::model::Catalog::builtin());
+      FAIL() << "expected " << needle;
+    } catch (const ig::core::InputError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(needle), std::string::npos) << what;
+      EXPECT_NE(what.find(path + ":6"), std::string::npos) << what;
+      EXPECT_NE(what.find("decode_at"), std::string::npos) << what;
+    }
+  };
+  expect(world_yaml("berlin"), "unknown site 'berlin'");
+  expect(world_yaml("paris"), "names its own site");
+  auto other_model = world_yaml("frankfurt");
+  other_model.replace(other_model.rfind("model: llama3-8b, accelerator"), 16, "model: llama2-7b ");
+  expect(other_model, "no deployment of llama3-8b");
+}
