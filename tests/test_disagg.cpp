@@ -137,3 +137,32 @@ TEST(Disaggregated, DecodeAtIsCheckedWithFileLineAndField) {
   other_model.replace(other_model.rfind("model: llama3-8b, accelerator"), 16, "model: llama2-7b ");
   expect(other_model, "no deployment of llama3-8b");
 }
+
+// A scenario disaggregates deployments of the world it runs on; its mistakes name its own file.
+TEST(Disaggregated, AScenarioSplitsAWorldsDeploymentAndNamesItsOwnErrors) {
+  auto w = load("pd-scn-base.yaml", world_yaml(""));
+  const auto good = write_temp("pd-scn.yaml", R"(name: split
+disaggregate:
+  - {site: paris, model: llama3-8b, decode_at: frankfurt}
+)");
+  ig::world::load_scenario(good, w);
+  EXPECT_EQ(w.sites[0].deployments[0].decode_site, 1);
+  EXPECT_TRUE(w.events.empty());
+  const auto expect = [&](const std::string& entry, const std::string& field, const std::string& needle) {
+    auto fresh = load("pd-scn-base.yaml", world_yaml(""));
+    const auto path = write_temp("pd-scn-bad.yaml", "name: bad\ndisaggregate:\n  - " + entry + "\n");
+    try {
+      ig::world::load_scenario(path, fresh);
+      FAIL() << "expected " << needle;
+    } catch (const ig::core::InputError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(path + ":3"), std::string::npos) << what;
+      EXPECT_NE(what.find(field), std::string::npos) << what;
+      EXPECT_NE(what.find(needle), std::string::npos) << what;
+    }
+  };
+  expect("{site: lyon, model: llama3-8b, decode_at: frankfurt}", "site", "unknown site 'lyon'");
+  expect("{site: paris, model: llama3-70b, decode_at: frankfurt}", "model", "deploys no llama3-70b");
+  expect("{site: paris, model: llama3-8b, decode_at: nowhere}", "decode_at", "unknown site 'nowhere'");
+  expect("{site: paris, model: llama3-8b}", "decode_at", "missing");
+}

@@ -493,7 +493,23 @@ void load_scenario(const std::string& path, World& w) {
     Fields f(path, root, "scenario");
     f.str("name", "");
     const std::size_t before = w.events.size();
-    read_events(path, need_list(path, root, f, "events", true), w);
+    // A scenario may disaggregate deployments across sites (a plan to try): for the whole run,
+    // {site, model, decode_at}; events are optional then.
+    const bool splits = f.has("disaggregate");
+    for (const auto& n : need_list(path, root, f, "disaggregate", false)) {
+      Fields g(path, n, "disaggregate");
+      const std::string site = g.str("site", "", true), model = g.str("model", "", true);
+      const int s = w.site_index(site);
+      if (s < 0) fail_input(path, Fields::line(n), "site", fmt::format("unknown site '{}'", site));
+      world::Deployment* dep = nullptr;
+      for (auto& d : w.sites[static_cast<std::size_t>(s)].deployments)
+        if (d.model == model) dep = &d;
+      if (!dep) fail_input(path, Fields::line(n), "model", fmt::format("site '{}' deploys no {}", site, model));
+      dep->decode_at = g.str("decode_at", "", true);
+      dep->line = static_cast<int>(Fields::line(n));
+    }
+    if (splits) resolve_decode_sites(path, w);
+    if (!splits || f.has("events")) read_events(path, need_list(path, root, f, "events", !splits), w);
     for (std::size_t i = before; i < w.events.size(); ++i) w.events[i].from_scenario = true;
   } catch (const YAML::Exception& e) {
     fail_input(path, e.mark.line + 1, "", e.msg);

@@ -51,17 +51,31 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } else if (fmt == "world" || fmt == "scenario") {
       static const auto catalog = ig::model::Catalog::builtin();
       static const auto base = ig::world::load_world(FUZZ_SEED_WORLD, catalog);
+      // A prefill deployment's decode site is another site that deploys its model.
+      const auto check_splits = [](const ig::world::World& w) {
+        for (std::size_t s = 0; s < w.sites.size(); ++s)
+          for (const auto& d : w.sites[s].deployments) {
+            if (d.decode_site < 0) continue;
+            if (static_cast<std::size_t>(d.decode_site) >= w.sites.size() || static_cast<std::size_t>(d.decode_site) == s)
+              __builtin_trap();
+            bool serves = false;
+            for (const auto& o : w.sites[static_cast<std::size_t>(d.decode_site)].deployments) serves |= o.model == d.model;
+            if (!serves) __builtin_trap();
+          }
+      };
       if (fmt == "world") {
         const auto w = ig::world::load_world(path, catalog);
         for (const auto& l : w.links)
           if (l.a < 0 || l.b < 0 || static_cast<std::size_t>(l.a) >= w.sites.size() ||
               static_cast<std::size_t>(l.b) >= w.sites.size())
             __builtin_trap();
+        check_splits(w);
       } else {
         auto w = base;
         ig::world::load_scenario(path, w);
         for (const auto& e : w.events)
           if (e.site >= static_cast<int>(w.sites.size()) || e.link >= static_cast<int>(w.links.size())) __builtin_trap();
+        check_splits(w);
       }
     } else if (fmt == "demand") {
       for (const auto& s : ig::control::read_demand_csv(path))
