@@ -2,6 +2,7 @@
 // hand; a decode site that fails hands the decode back to the prefill site; the loader's errors.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -165,4 +166,54 @@ disaggregate:
   expect("{site: paris, model: llama3-70b, decode_at: frankfurt}", "model", "deploys no llama3-70b");
   expect("{site: paris, model: llama3-8b, decode_at: nowhere}", "decode_at", "unknown site 'nowhere'");
   expect("{site: paris, model: llama3-8b}", "decode_at", "missing");
+}
+
+// The host-memory KV tier by hand: one replica whose GPU prefix cache holds one 6,000-token prompt
+// (24 blocks of 256), 16 conversations per metro continued at random (half the turns): a continuing
+// turn finds its 23 shared blocks (5,888 tokens) evicted to host memory, and loads them at 64 GB/s:
+// 5,888 x 131,072 B = 772 MB in 12 ms, against some 0.4 s to recompute them. Without the tier,
+// those turns recompute.
+TEST(KvHostTier, AContinuingTurnLoadsItsEvictedPrefixFromHostMemory) {
+  const std::string yaml = R"(name: host-tier
+sites:
+  - {id: paris, lat: 48.85, lon: 2.35, accelerators: {h100-80gb: 1}, power_cap_kw: 50,
+     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1}]}
+metros:
+  - {name: Paris, country: France, lat: 48.86, lon: 2.35, population: 11000000, utc_offset: 1, last_mile_ms: 5}
+workload:
+  requests_per_day: 17280
+  classes:
+    - {name: chat, share: 1, priority: interactive, model: llama3-8b, prompt: "fixed:6000",
+       output: "fixed:64", session_continue: 0.5, slo_ttft_ms: 2000}
+)";
+  const auto w = load("host-tier.yaml", yaml);
+  ig::twin::PlanetConfig cfg;
+  cfg.hours = 1;
+  cfg.engine.prefix_cache_tokens = 24 * 256;
+  cfg.kv_host_gb_per_gpu = 256;
+  ig::twin::PlanetSim with(w, ig::model::Catalog::builtin(), cfg);
+  const auto r = with.run();
+  cfg.kv_host_gb_per_gpu = 0;
+  ig::twin::PlanetSim without(w, ig::model::Catalog::builtin(), cfg);
+  const auto base = without.run();
+  const auto& c = r.classes[0];
+  const auto& b = base.classes[0];
+  ASSERT_GT(c.completed, 600u);
+  EXPECT_EQ(c.completed, b.completed);
+  EXPECT_EQ(base.kv_host_loads, 0u);
+  EXPECT_GT(r.kv_host_loads, c.completed * 4 / 10);  // about half the turns continue, nearly all of another conversation
+  EXPECT_LT(r.kv_host_loads, c.completed * 6 / 10);
+  // Whole 256-token blocks of 32 MiB; at most the 23 shared, fewer when the GPU kept the first.
+  const double block = 256.0 * 131072;
+  EXPECT_DOUBLE_EQ(r.kv_host_bytes / block, std::round(r.kv_host_bytes / block));
+  EXPECT_LE(r.kv_host_bytes, static_cast<double>(r.kv_host_loads) * 23 * block);
+  EXPECT_GT(r.kv_host_bytes, 0.98 * static_cast<double>(r.kv_host_loads) * 23 * block);
+  const double with_frac = static_cast<double>(c.cached_tokens) / static_cast<double>(c.prompt_tokens);
+  const double without_frac = static_cast<double>(b.cached_tokens) / static_cast<double>(b.prompt_tokens);
+  EXPECT_NEAR(with_frac, static_cast<double>(r.kv_host_loads + (c.completed / 32)) * 5888 / 6000 / c.completed, 0.05);
+  EXPECT_LT(without_frac, 0.1);
+  // A loaded turn waits 12 ms for its copy instead of computing 5,888 tokens.
+  const double load_ms = 5888.0 * 131072 / 64e9 * 1000;
+  EXPECT_NEAR(load_ms, 12.06, 0.01);
+  EXPECT_LT(c.ttft.mean(), b.ttft.mean() - 0.3 * static_cast<double>(r.kv_host_loads) / c.completed * 300);
 }

@@ -315,3 +315,35 @@ TEST(Replica, KvThatCameWithTheRequestIsNotPrefilledAgain) {
   EXPECT_NEAR(core::to_ms(c.finish - c.first_token), full.e2e_time_ms - full.prompt_time_ms, 0.01 * full.e2e_time_ms);
   EXPECT_EQ(c.output_tokens, 64);
 }
+
+// The host-memory tier under the prefix cache: blocks the GPU's cache evicts (LRU) land there; a
+// lookup reports the GPU's leading run and the host's run after it; warming a prefix brings its
+// blocks back to the GPU's cache and pushes the least recent out to the host in turn.
+TEST(Replica, TheHostTierKeepsWhatTheGpuCacheEvicts) {
+  const auto c = model::Catalog::builtin();
+  auto pm = std::make_shared<model::PerfModel>(c.llm("llama3-8b"), c.accelerator("h100-80gb"), 1);
+  engine::EngineConfig cfg;
+  cfg.enable_prefix_caching = true;
+  cfg.prefix_cache_tokens = 16 * 256;  // 16 blocks of 256 tokens on the GPU
+  cfg.host_kv_tokens = 64 * 256;       // 64 in host memory
+  engine::Replica rep(0, pm, cfg, 1'000'000);
+  ASSERT_TRUE(rep.has_host_tier());
+  std::vector<std::uint64_t> a, b;
+  for (std::uint64_t i = 0; i < 16; ++i) a.push_back(1000 + i), b.push_back(2000 + i);
+  rep.warm_prefix(a, 256);
+  EXPECT_EQ(rep.cached_blocks(a), std::make_pair(std::size_t{16}, std::size_t{0}));
+  rep.warm_prefix(b, 256);  // the GPU holds 16 blocks: all of a goes to the host tier
+  EXPECT_EQ(rep.cached_blocks(b), std::make_pair(std::size_t{16}, std::size_t{0}));
+  EXPECT_EQ(rep.cached_blocks(a), std::make_pair(std::size_t{0}, std::size_t{16}));
+  // Half of a back on the GPU: its first 8 blocks there, the other 8 still in host memory.
+  rep.warm_prefix(std::span<const std::uint64_t>(a.data(), 8), 256);
+  EXPECT_EQ(rep.cached_blocks(a), std::make_pair(std::size_t{8}, std::size_t{8}));
+  EXPECT_EQ(rep.cached_blocks(b), std::make_pair(std::size_t{0}, std::size_t{8}));  // b's first 8 went down
+  // Without the tier, evicted blocks are gone.
+  cfg.host_kv_tokens = 0;
+  engine::Replica plain(1, pm, cfg, 1'000'000);
+  EXPECT_FALSE(plain.has_host_tier());
+  plain.warm_prefix(a, 256);
+  plain.warm_prefix(b, 256);
+  EXPECT_EQ(plain.cached_blocks(a), std::make_pair(std::size_t{0}, std::size_t{0}));
+}

@@ -512,6 +512,11 @@ int main(int argc, char** argv) {
                   "section; repeatable)");
   bool planet_csv = false, no_prefix = false;
   sim->add_flag("--no-prefix-caching", no_prefix, "planet mode: engines without prefix caching");
+  double kv_host_gb = -1;
+  sim->add_option("--kv-host-gb", kv_host_gb,
+                  "planet mode: GB of host memory per accelerator for the engines' KV tier (blocks evicted from the GPU's "
+                  "prefix cache, loaded back at the world's fleet.kv_host_gb_s); default: the world's fleet.kv_host_gb_per_gpu")
+      ->check(CLI::Range(0.0, 1e5));
   sim->add_flag("--requests-csv", planet_csv, "planet mode: also write DIR/requests.csv, a row per request (large)");
   bool step_by_step = false;
   sim->add_flag("--step-by-step", step_by_step, "one event per decode iteration (the baseline the closed form is measured against)");
@@ -629,7 +634,7 @@ int main(int argc, char** argv) {
     if (*sim && site_mode) {
       for (const char* f : {"--world", "--scenario", "--hours", "--scale", "--flow-threshold-bytes", "--max-attempts",
                             "--arrival-trace", "--bandwidth", "--te-interval-s", "--requests-csv", "--controller", "--control",
-                            "--no-prefix-caching"})
+                            "--no-prefix-caching", "--kv-host-gb"})
         if (sim->count(f) > 0)
           ig::core::fail_flag(std::string(f).substr(2), "planet mode only; --trace, --generate, --model, --gpu, --tp "
                                                         "and --replicas select the single-site twin");
@@ -647,6 +652,7 @@ int main(int argc, char** argv) {
       pa.cfg.engine.gpu_memory_utilization = site.engine.gpu_memory_utilization;
       pa.cfg.engine.priority_scheduling = policy == "priority";
       pa.cfg.prefix_caching = !no_prefix;
+      pa.cfg.kv_host_gb_per_gpu = kv_host_gb;
       for (const auto& kv : control_kv) {
         const auto eq = kv.find('=');
         double v = 0;

@@ -80,7 +80,8 @@ std::size_t PrefixCache::match(std::span<const std::uint64_t> hashes) const {
   return n;
 }
 
-void PrefixCache::insert(std::span<const std::uint64_t> hashes, std::int64_t block_tokens) {
+void PrefixCache::insert(std::span<const std::uint64_t> hashes, std::int64_t block_tokens,
+                         std::vector<std::uint64_t>* evicted) {
   const std::int64_t max_blocks = capacity_ < 0 ? -1 : capacity_ / std::max<std::int64_t>(block_tokens, 1);
   if (max_blocks == 0) return;
   for (std::uint64_t h : hashes) {
@@ -95,6 +96,7 @@ void PrefixCache::insert(std::span<const std::uint64_t> hashes, std::int64_t blo
     std::uint32_t n;
     if (max_blocks > 0 && static_cast<std::int64_t>(size_) >= max_blocks) {
       n = tail_;  // full: the least recent block's node takes the new hash
+      if (evicted) evicted->push_back(nodes_[n].key);
       table_erase(nodes_[n].key);
       unlink(n);
     } else {
@@ -115,6 +117,7 @@ void PrefixCache::insert(std::span<const std::uint64_t> hashes, std::int64_t blo
   // A smaller capacity in blocks (a larger block size than before): the least recent go.
   while (max_blocks > 0 && static_cast<std::int64_t>(size_) > max_blocks) {
     const std::uint32_t lru = tail_;
+    if (evicted) evicted->push_back(nodes_[lru].key);
     table_erase(nodes_[lru].key);
     unlink(lru);
     free_.push_back(lru);

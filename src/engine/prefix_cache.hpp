@@ -19,8 +19,10 @@ class PrefixCache {
   explicit PrefixCache(std::int64_t capacity_tokens) : capacity_(capacity_tokens) {}
   // Leading hashes present, without touching them.
   std::size_t match(std::span<const std::uint64_t> hashes) const;
-  // Marks every hash most recently used (inserting the missing ones) and evicts beyond capacity.
-  void insert(std::span<const std::uint64_t> hashes, std::int64_t block_tokens);
+  // Marks every hash most recently used (inserting the missing ones) and evicts beyond capacity;
+  // what it evicts is appended to `evicted` when given (a lower tier takes it).
+  void insert(std::span<const std::uint64_t> hashes, std::int64_t block_tokens,
+              std::vector<std::uint64_t>* evicted = nullptr);
   std::size_t size() const { return size_; }
 
  private:

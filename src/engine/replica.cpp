@@ -98,7 +98,18 @@ Replica::Replica(int id, std::shared_ptr<const model::StepModel> step, const Eng
   if (cfg_.enable_prefix_caching) {
     cache_.emplace(cfg_.prefix_cache_tokens != 0 ? cfg_.prefix_cache_tokens
                                                  : total_blocks_ * cfg_.block_size);
+    if (cfg_.host_kv_tokens > 0) host_cache_.emplace(cfg_.host_kv_tokens);
   }
+}
+
+void Replica::cache_insert(std::span<const std::uint64_t> hashes, std::int64_t block_tokens) {
+  if (!host_cache_) {
+    cache_->insert(hashes, block_tokens);
+    return;
+  }
+  evicted_.clear();
+  cache_->insert(hashes, block_tokens, &evicted_);
+  if (!evicted_.empty()) host_cache_->insert(evicted_, block_tokens);
 }
 
 int Replica::alloc_seq(workload::Request&& r) {
@@ -262,7 +273,7 @@ bool Replica::build_batch() {
         if (!s.looked_up) s.cached = static_cast<std::int32_t>(cached);
         s.computed = std::max<std::int64_t>(s.computed, cached);
         // Blocks enter the cache when first computed; a recompute after preemption rereads them.
-        if (!s.looked_up) cache_->insert(s.req.block_hashes, s.req.hash_block_tokens);
+        if (!s.looked_up) cache_insert(s.req.block_hashes, s.req.hash_block_tokens);
       }
       if (!s.looked_up) {
         stats_.prompt_tokens += static_cast<std::uint64_t>(s.req.prompt_tokens);

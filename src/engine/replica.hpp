@@ -41,6 +41,10 @@ struct EngineConfig {
   bool fast_forward = true;  // closed-form decode; off only to cross-check it in tests
   // KV capacity in tokens; 0 = derived from the performance model's memory budget.
   std::int64_t kv_capacity_tokens = 0;
+  // A host-memory tier for the prefix cache (vLLM's OffloadingConnector, LMCache's CPU backend):
+  // blocks evicted from the GPU's cache go to an LRU of this many tokens (0: none), where a later
+  // request finds them and loads them back instead of recomputing.
+  std::int64_t host_kv_tokens = 0;
   // Throws InputError naming the flag when a knob is out of range.
   void validate() const;
 };
@@ -117,8 +121,15 @@ class Replica {
   // A prefix's KV arrives from elsewhere (a peer site's cache): its blocks enter this replica's
   // prefix cache as if computed here (no-op without prefix caching).
   void warm_prefix(std::span<const std::uint64_t> hashes, std::int64_t block_tokens) {
-    if (cache_ && !hashes.empty()) cache_->insert(hashes, block_tokens);
+    if (cache_ && !hashes.empty()) cache_insert(hashes, block_tokens);
   }
+  // Leading blocks of `hashes` in the GPU's cache, and the run after them in the host tier.
+  std::pair<std::size_t, std::size_t> cached_blocks(std::span<const std::uint64_t> hashes) const {
+    if (!cache_) return {0, 0};
+    const std::size_t gpu = cache_->match(hashes);
+    return {gpu, host_cache_ ? host_cache_->match(hashes.subspan(gpu)) : 0};
+  }
+  bool has_host_tier() const { return host_cache_.has_value(); }
   int id() const { return id_; }
   int running() const { return static_cast<int>(running_.size()); }
   int waiting() const { return static_cast<int>(waiting_.size()); }
@@ -174,6 +185,7 @@ class Replica {
     return {static_cast<int>(r.priority), r.id};
   }
   std::int64_t kv_limited_steps(std::int64_t k_max) const;
+  void cache_insert(std::span<const std::uint64_t> hashes, std::int64_t block_tokens);
   double segment_seconds(std::int64_t k) const;
   void complete(int seq, core::Ns t);
   void reject_head(core::Ns now);
@@ -185,6 +197,8 @@ class Replica {
   EngineConfig cfg_;
   std::int64_t total_blocks_ = 0, used_blocks_ = 0;
   std::optional<PrefixCache> cache_;
+  std::optional<PrefixCache> host_cache_;  // the host-memory tier under it
+  std::vector<std::uint64_t> evicted_;
 
   std::vector<Seq> pool_;
   std::vector<int> free_;

@@ -297,6 +297,10 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
   net["retrieval_failures"] = r.retrieval_failures;
   net["kv_moves"] = r.kv_moves;
   net["kv_recomputed"] = r.kv_recomputed;
+  if (r.kv_host_loads > 0) {  // only fleets with a host-memory KV tier
+    net["kv_host_loads"] = r.kv_host_loads;
+    net["kv_host_bytes"] = r.kv_host_bytes;
+  }
   if (r.pd_handoffs + r.pd_local > 0) {  // only worlds with disaggregated deployments
     net["pd_handoffs"] = r.pd_handoffs;
     net["pd_local"] = r.pd_local;

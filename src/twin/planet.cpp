@@ -63,8 +63,12 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
       dep.weight_bytes = dep.llm->params() * dep.llm->weight_bytes_per_param;
       dep.by_cap[kCapSteps] = pm;
       dep.decode_site = d.decode_site;
+      engine::EngineConfig ecfg = cfg.engine;
+      const double host_gb = cfg.kv_host_gb_per_gpu >= 0 ? cfg.kv_host_gb_per_gpu : w.fleet.kv_host_gb_per_gpu;
+      if (host_gb > 0 && ecfg.enable_prefix_caching)
+        ecfg.host_kv_tokens = static_cast<std::int64_t>(host_gb * 1e9 * d.gpus() / catalog.llm(d.model).kv_bytes_per_token());
       for (int r = 0; r < dep.count; ++r) {
-        fleet.replicas.emplace_back(static_cast<int>(fleet.replicas.size()), pm, cfg.engine, kv);
+        fleet.replicas.emplace_back(static_cast<int>(fleet.replicas.size()), pm, ecfg, kv);
         fleet.replica_deploy.push_back(static_cast<int>(fleet.deploys.size()));
         Slot sl;
         if (r >= d.replicas) {
@@ -87,6 +91,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   fleet.replica_up.assign(fleet.replicas.size(), 1);
   for (std::size_t i = 0; i < fleet.replicas.size(); ++i) fleet.replica_up[i] = fleet.slots[i].phase == Phase::kReady;
   fleet.scheduled.assign(fleet.replicas.size(), core::kNever);
+  fleet.host_load_free.assign(fleet.replicas.size(), 0);
   fleet.generation.assign(fleet.replicas.size(), 0);
   fleet.replica_energy_seen.assign(fleet.replicas.size(), 0);
   fleet.replica_busy_seen.assign(fleet.replicas.size(), 0);

@@ -55,6 +55,8 @@ struct PlanetConfig {
   engine::EngineConfig engine;
   // Engines cache prompt prefixes (vLLM --enable-prefix-caching); conversations share them.
   bool prefix_caching = true;
+  // GB of host memory per accelerator for the engines' KV tier; < 0: the world's fleet.kv_host_gb_per_gpu.
+  double kv_host_gb_per_gpu = -1;
   // One CSV row per request (completed, rejected or lost) to this path; empty: none.
   std::string requests_csv;
 };
@@ -169,6 +171,9 @@ struct PlanetResult {
   // Disaggregated deployments (world decode_at): prefills whose KV moved to their decode site, and
   // those decoded where they were prefilled because the decode site was down or cut off.
   std::uint64_t pd_handoffs = 0, pd_local = 0;
+  // The host-memory KV tier: requests that loaded prefix blocks from it, and the bytes loaded.
+  std::uint64_t kv_host_loads = 0;
+  double kv_host_bytes = 0;
   std::uint64_t te_solves = 0;
   double te_solve_ms = 0;
   core::Ns end = 0;

@@ -57,7 +57,8 @@ constexpr Ns kDrainNs = 2 * 3600 * core::kNsPerSec;
 
 // kPdHandoff, kPdTransfer: a disaggregated deployment's request between its prefill and its
 // decode (world::Deployment::decode_at; Demand::pd_handoff).
-enum class Stage : std::uint8_t { kRoute, kUpload, kAtSite, kRetrieval, kKvFetch, kEngine, kPdHandoff, kPdTransfer };
+// kHostLoad: its prefix's blocks load from the chosen replica's host-memory KV tier.
+enum class Stage : std::uint8_t { kRoute, kUpload, kAtSite, kRetrieval, kKvFetch, kEngine, kPdHandoff, kPdTransfer, kHostLoad };
 enum class FlowKind : std::uint8_t { kUpload, kRetrieval, kSync, kWeights, kKv };
 // A replica's lifecycle: off -> pulling weights -> loading (and warm-up) -> ready -> draining -> off.
 enum class Phase : std::uint8_t { kOff, kPulling, kLoading, kReady, kDraining };
@@ -161,6 +162,8 @@ struct PlanetSim::Impl {
     std::int32_t pd_cached = 0;
     int pd_prefill_deploy = -1;
     std::vector<std::uint64_t> pd_hashes;  // its prompt's block hashes, for the decode site's engine
+    int load_replica = -1;        // the replica whose host tier it loads from
+    std::int32_t load_blocks = 0; // leading blocks it finds there (GPU and host), warmed when loaded
   };
   struct Flow {
     double remaining = 0, rate = 0;
@@ -213,6 +216,7 @@ struct PlanetSim::Impl {
     std::vector<int> replica_deploy;
     std::vector<char> replica_up;                 // ready and its site up: takes requests
     std::vector<Ns> scheduled;                    // each replica's pending event
+    std::vector<Ns> host_load_free;               // when each replica's host-to-GPU copies are done
     std::vector<std::uint32_t> generation;
     std::vector<double> replica_energy_seen;
     std::vector<double> replica_busy_seen;     // busy seconds as of the last bucket
@@ -377,6 +381,9 @@ struct PlanetSim::Impl {
     // decodes where it was prefilled, when that site cannot take it); then it joins a replica there.
     void pd_handoff(std::uint32_t slot, Ns now);
     void pd_decode(std::uint32_t slot, int deploy, Ns now);
+    // Hands the request to replica `best`: the prefix fetched from a peer or loaded from the host
+    // tier enters its cache first; a disaggregated deployment's request prefills only.
+    void enqueue_on(std::uint32_t slot, int best, Ns now);
     // A replica finished (or failed) a request.
     void complete(const engine::Completion& c);
     void recompute_demand(Ns t);

@@ -53,6 +53,8 @@ void PlanetSim::Impl::Demand::retry(std::uint32_t slot, Ns now, const char* reas
   Req& r = reqs[slot];
   if (r.deploy >= 0) --sim.fleet.deploys[static_cast<std::size_t>(r.deploy)].outstanding;
   r.deploy = -1;
+  r.load_replica = -1;
+  r.load_blocks = 0;
   ++r.attempts;
   ++sim.res.classes[static_cast<std::size_t>(r.cls)].retried;
   if (r.attempts >= sim.cfg.max_attempts) {
@@ -327,6 +329,43 @@ void PlanetSim::Impl::Demand::at_site(std::uint32_t slot, Ns now) {
                            [&](std::size_t i) { return sim.fleet.replicas[k + i].outstanding(); }));
   }
   if (sr) sr->replica = best;
+  // Blocks of its prefix that the replica moved to host memory load back (host-to-GPU at the
+  // fleet's kv_host_gb_s per accelerator, one copy at a time per replica), when that is faster
+  // than computing them; the request waits for its copy, the batch does not (vLLM's
+  // OffloadingConnector loads asynchronously).
+  auto& rep = sim.fleet.replicas[static_cast<std::size_t>(best)];
+  if (rep.has_host_tier() && !r.req.block_hashes.empty() && r.load_replica < 0 && dep.prefill_tok_s > 0) {
+    const auto [gpu, host] = rep.cached_blocks(r.req.block_hashes);
+    const double tokens = static_cast<double>(host) * r.req.hash_block_tokens;
+    const double bytes = tokens * dep.llm->kv_bytes_per_token();
+    const double load_s = bytes / (sim.w.fleet.kv_host_gb_s * 1e9 * dep.tp);
+    auto& free = sim.fleet.host_load_free[static_cast<std::size_t>(best)];
+    const Ns done = std::max(free, now) + core::from_seconds(load_s);
+    if (host > 0 && core::to_seconds(done - now) < tokens / dep.prefill_tok_s) {
+      free = done;
+      ++sim.res.kv_host_loads;
+      sim.res.kv_host_bytes += bytes;
+      r.load_replica = best;
+      r.load_blocks = static_cast<std::int32_t>(gpu + host);
+      r.stage = Stage::kHostLoad;
+      r.step_start = now;
+      step_at(slot, done);
+      return;
+    }
+  }
+  enqueue_on(slot, best, now);
+}
+
+void PlanetSim::Impl::Demand::enqueue_on(std::uint32_t slot, int best, Ns now) {
+  Req& r = reqs[slot];
+  const auto& dep = sim.fleet.deploys[static_cast<std::size_t>(r.deploy)];
+  if (r.load_blocks > 0) {  // loaded from the host tier: in the GPU's cache now
+    sim.fleet.replicas[static_cast<std::size_t>(best)].warm_prefix(
+        std::span<const std::uint64_t>(r.req.block_hashes.data(),
+                                       std::min<std::size_t>(r.req.block_hashes.size(), static_cast<std::size_t>(r.load_blocks))),
+        r.req.hash_block_tokens);
+    r.load_blocks = 0;
+  }
   if (r.kv_moved)  // the fetched prefix is in this replica's cache before it looks
     sim.fleet.replicas[static_cast<std::size_t>(best)].warm_prefix(
         std::span<const std::uint64_t>(r.req.block_hashes.data(),
@@ -533,6 +572,17 @@ void PlanetSim::Impl::Demand::step(std::uint32_t slot, Ns now) {
     case Stage::kPdTransfer:
       r.net_ns += now - r.step_start;
       pd_decode(slot, r.deploy, now);
+      break;
+    case Stage::kHostLoad:
+      // The replica may have gone down or drained while it copied: choose again (no second load).
+      if (sim.fleet.replica_up[static_cast<std::size_t>(r.load_replica)] &&
+          sim.fleet.replica_deploy[static_cast<std::size_t>(r.load_replica)] == r.deploy && sim.fleet.site_up[static_cast<std::size_t>(r.site)]) {
+        enqueue_on(slot, r.load_replica, now);
+      } else {
+        r.load_blocks = 0;
+        r.stage = Stage::kAtSite;
+        at_site(slot, now);
+      }
       break;
     default:
       break;

@@ -459,6 +459,8 @@ World load_world(const std::string& path, const model::Catalog& catalog) {
       w.fleet.warmup_s = g.num("warmup_s", w.fleet.warmup_s, false, 0, 86400);
       if (g.has("host_w_per_gpu")) w.fleet.host_w_per_gpu = g.num("host_w_per_gpu", 0, true, 0, 1e5);
       w.fleet.power_window_s = g.num("power_window_s", w.fleet.power_window_s, false, 1, 3600);
+      w.fleet.kv_host_gb_per_gpu = g.num("kv_host_gb_per_gpu", w.fleet.kv_host_gb_per_gpu, false, 0, 1e5);
+      w.fleet.kv_host_gb_s = g.num("kv_host_gb_s", w.fleet.kv_host_gb_s, false, 0.001, 1e4);
     }
     if (f.has("control")) {
       const YAML::Node c = f.node("control");

@@ -129,6 +129,11 @@ struct FleetParams {
   double warmup_s = 30;
   double host_w_per_gpu = -1;
   double power_window_s = 5;
+  // The engines' host-memory KV tier (engine::EngineConfig::host_kv_tokens): GB of host memory
+  // per accelerator held for it (0: none), and the host-to-GPU rate per accelerator (PCIe Gen5
+  // x16: 64 GB/s each way, NVIDIA H100 datasheet) at which a request's blocks found there load.
+  double kv_host_gb_per_gpu = 0;
+  double kv_host_gb_s = 64;
 };
 
 struct World {
