@@ -171,7 +171,7 @@ disaggregate:
 // The host-memory KV tier by hand: one replica whose GPU prefix cache holds one 6,000-token prompt
 // (24 blocks of 256), 16 conversations per metro continued at random (half the turns): a continuing
 // turn finds its 23 shared blocks (5,888 tokens) evicted to host memory, and loads them at 64 GB/s:
-// 5,888 x 131,072 B = 772 MB in 12 ms, against some 0.4 s to recompute them. Without the tier,
+// 5,888 x 131,072 B = 772 MB in 12 ms, against 176 ms to recompute them. Without the tier,
 // those turns recompute.
 TEST(KvHostTier, AContinuingTurnLoadsItsEvictedPrefixFromHostMemory) {
   const std::string yaml = R"(name: host-tier
