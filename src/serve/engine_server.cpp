@@ -63,11 +63,13 @@ class Engine {
   }
 
   void handle(Request&& req, std::shared_ptr<Reply> reply) {
-    if (!o_.api_key.empty() && req.target().substr(0, 4) == "/v1/") {
+    const bool admin = req.target() == "/admin/schedule";
+    if (!o_.api_key.empty() && (req.target().substr(0, 4) == "/v1/" || admin)) {
       const auto h = req.find(http::field::authorization);
       if (h == req.end() || h->value() != "Bearer " + o_.api_key)
         return send_error(*reply, 401, "invalid_request_error", "Unauthorized: a valid API key is required", "", "invalid_api_key");
     }
+    if (admin) return set_schedule(req, *reply);
     ApiRequest ar;
     if (!openai_front(req, *reply, o_.refuse ? 503 : 200, [this] { return metrics(); }, {served_}, ar)) return;
     if (o_.refuse) return send_error(*reply, 503, "service_unavailable", "the engine refuses requests (fault knob)");
@@ -91,6 +93,44 @@ class Engine {
   }
 
  private:
+  // POST /admin/schedule {"step_target_s": s, "prefill_reserve": f, "priority": b}: the scheduler's
+  // settings a controller sets (control::Decisions::Schedule), on the running engine; each field
+  // optional, what is left out stays. Answers the settings now in force.
+  void set_schedule(const Request& req, Reply& reply) {
+    if (req.method() != http::verb::post)
+      return send_error(reply, 405, "invalid_request_error", "POST /admin/schedule with a JSON body");
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(req.body());
+    } catch (const std::exception&) {
+      return send_error(reply, 400, "invalid_request_error", "the body is not JSON");
+    }
+    if (!j.is_object()) return send_error(reply, 400, "invalid_request_error", "the body must be a JSON object");
+    double step = step_target_s_, reserve = prefill_reserve_;
+    bool priority = priority_;
+    for (const auto& [k, v] : j.items()) {
+      if (k == "step_target_s" || k == "prefill_reserve") {
+        const double hi = k == "step_target_s" ? 10.0 : 0.95;
+        if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0 || v.get<double>() > hi)
+          return send_error(reply, 400, "invalid_request_error", fmt::format("'{}' must be a number in [0, {}]", k, hi), k);
+        (k == "step_target_s" ? step : reserve) = v.get<double>();
+      } else if (k == "priority") {
+        if (!v.is_boolean()) return send_error(reply, 400, "invalid_request_error", "'priority' must be true or false", k);
+        priority = v.get<bool>();
+      } else {
+        return send_error(reply, 400, "invalid_request_error",
+                          fmt::format("unknown field '{}' (expected step_target_s, prefill_reserve, priority)", k), k);
+      }
+    }
+    step_target_s_ = step;
+    prefill_reserve_ = reserve;
+    priority_ = priority;
+    replica_->set_schedule(step, reserve, priority, std::max(now_ns(), last_event_));
+    schedule();
+    reply.send(200, "application/json",
+               nlohmann::json{{"step_target_s", step}, {"prefill_reserve", reserve}, {"priority", priority}}.dump());
+  }
+
   struct Live {
     std::shared_ptr<Reply> reply;
     ApiRequest req;
@@ -258,6 +298,12 @@ class Engine {
     write_gauge(out, "vllm:request_success_total", "Count of successfully processed requests.", labels_, success_total_, "counter");
     write_gauge(out, "infergrid_engine_requests_aborted_total", "Requests aborted because their client went away.", labels_,
                 aborted_total_, "counter");
+    write_gauge(out, "infergrid_engine_step_target_seconds",
+                "The iteration time the scheduler fits prefill within (POST /admin/schedule; 0: the token budget alone).", labels_,
+                step_target_s_);
+    write_gauge(out, "infergrid_engine_step_prefill_reserve", "Share of the step target kept for prefill.", labels_, prefill_reserve_);
+    write_gauge(out, "infergrid_engine_priority_scheduling", "1 when the scheduler serves by priority (critical first).", labels_,
+                priority_ ? 1.0 : 0.0);
     iteration_tokens_.write(out, "vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", labels_);
     ttft_.write(out, "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", labels_);
     itl_.write(out, "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", labels_);
@@ -272,6 +318,8 @@ class Engine {
   core::Rng rng_;
   Clock::time_point start_;
   std::optional<engine::Replica> replica_;
+  double step_target_s_ = 0, prefill_reserve_ = 0;  // the schedule in force (POST /admin/schedule)
+  bool priority_ = true;
   workload::LengthDist output_;
   std::string served_, labels_;
   std::unordered_map<std::uint64_t, Live> live_;

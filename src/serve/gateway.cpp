@@ -314,6 +314,13 @@ void Gateway::scrape(std::size_t i) {
         o.progress = p + g;
       if (double steps = 0; scrape_value(t, "vllm:iteration_tokens_total_count", steps))  // moves during a long prefill too
         o.progress = std::max(0.0, o.progress) + steps;
+      if (double step = 0, reserve = 0, prio = 0; scrape_value(t, "infergrid_engine_step_target_seconds", step) &&
+                                                  scrape_value(t, "infergrid_engine_step_prefill_reserve", reserve) &&
+                                                  scrape_value(t, "infergrid_engine_priority_scheduling", prio)) {
+        o.step_target_s = step;
+        o.prefill_reserve = reserve;
+        o.priority = prio;
+      }
       o.rtt_ms = std::chrono::duration<double, std::milli>(Clock::now() - sc->t0).count();
     }
     {
@@ -348,6 +355,47 @@ void Gateway::scrape(std::size_t i) {
           beast::http::async_read(s2, sc->buf, sc->res, [finish](beast::error_code ec, std::size_t) {
             finish(!ec, ec ? "read: " + ec.message() : std::string());
           });
+        });
+      });
+    });
+  });
+}
+
+struct Post {
+  std::shared_ptr<Upstream> up;
+  beast::flat_buffer buf;
+  beast::http::request<beast::http::string_body> req;
+  beast::http::response_parser<beast::http::string_body> res;
+};
+
+// One JSON POST to backend i (a controller's setting carried to an engine); `done` gets the HTTP
+// status, or 0 when nothing came back within the deadline.
+void Gateway::post_json(std::size_t i, const std::string& target, std::string body, std::function<void(int)> done) {
+  auto self = shared_from_this();
+  auto p = std::make_shared<Post>();
+  const auto& b = backend(i);
+  p->up = std::make_shared<Upstream>(net::make_strand(ioc_), b, tls_[i].get());
+  p->res.body_limit(1 << 16);
+  const int deadline = std::max(1000, 10 * cfg_.scrape_interval_ms);
+  auto finish = [self, p, done = std::move(done)](bool ok) {
+    p->up->close();
+    done(ok ? p->res.get().result_int() : 0);
+  };
+  p->up->connect(deadline, [p, finish, &b, deadline, target, body = std::move(body)](beast::error_code ec, const char*) mutable {
+    if (ec) return finish(false);
+    p->req = {beast::http::verb::post, target, 11};
+    p->req.set(beast::http::field::host, b.host);
+    p->req.set(beast::http::field::content_type, "application/json");
+    if (!b.api_key.empty()) p->req.set(beast::http::field::authorization, "Bearer " + b.api_key);
+    p->req.keep_alive(false);
+    p->req.body() = std::move(body);
+    p->req.prepare_payload();
+    p->up->tcp().expires_after(std::chrono::milliseconds(deadline));
+    p->up->visit([&](auto& s) {
+      beast::http::async_write(s, p->req, [p, finish](beast::error_code ec, std::size_t) {
+        if (ec) return finish(false);
+        p->up->visit([&](auto& s2) {
+          beast::http::async_read(s2, p->buf, p->res, [finish](beast::error_code ec, std::size_t) { finish(!ec); });
         });
       });
     });

@@ -85,6 +85,9 @@ struct GatewayConfig {
   // power and bandwidth decisions are counted, not carried out (docs/control.md).
   std::string controller = "static";
   std::map<std::string, double> control;
+  // Per model, the tightest TPOT SLO of what it serves, in ms (`tpot_slo_ms: {llama3-8b: 50}`): a
+  // controller that schedules engines keeps their iterations within it (control::DeploymentState).
+  std::map<std::string, double> tpot_slo_ms;
   int queue_timeout_ms = 2000;     // over its threshold a request waits this long for a slot, then 429
   int max_queued = 1024;           // waiting per model and class at most (0: shed at once)
   int breaker_failures = 3;        // consecutive failed requests that eject a backend ...

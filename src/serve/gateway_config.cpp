@@ -211,6 +211,15 @@ GatewayConfig load_gateway_config(const std::string& path) {
         if (g.has(k)) c.control[k] = g.num(k, 0, false, 0, 1e12);
       }
     }
+    if (f.has("tpot_slo_ms")) {
+      const YAML::Node tn = f.node("tpot_slo_ms");
+      if (!tn.IsMap()) core::fail_input(path, Fields::line(tn), "tpot_slo_ms", "expected a map of model -> milliseconds");
+      Fields g(path, tn, "tpot_slo_ms");
+      for (auto it = tn.begin(); it != tn.end(); ++it) {
+        const std::string m = it->first.Scalar();
+        c.tpot_slo_ms[m] = g.num(m, 0, true, 1, 1e6);
+      }
+    }
     try {
       control::make_controller(c.controller, c.control, 1);
     } catch (const core::InputError& e) {

@@ -41,6 +41,10 @@ void GatewayControl::tick() {
       control::Decisions d;
       controller_->decide(observe(), d);
       apply(d);
+      if (d.schedules.empty()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        reconcile_schedules();
+      }
       ticks_.fetch_add(1);
     } catch (const std::exception& e) {
       fmt::print(stderr, "gateway: controller {}: {}\n", controller_->name(), e.what());
@@ -112,6 +116,13 @@ control::FleetView GatewayControl::observe() {
       d.cold_start_s = c.last_cold_start_s;
     }
     d.arrivals_per_s = static_cast<double>(routed_[k].exchange(0)) / v.window_s;
+    if (const auto it = cfg.tpot_slo_ms.find(model); it != cfg.tpot_slo_ms.end()) d.slo_tpot_s = it->second / 1000;
+    // The schedule its engines report (the first that does), as the twin reports its replicas'.
+    for (std::size_t i = 0; i < gw_.backends(); ++i)
+      if (gw_.site_of(i) == site && gw_.serves(i, model) && gw_.available(i) && snap->backends[i].step_target_s >= 0) {
+        d.step_target_s = snap->backends[i].step_target_s;
+        break;
+      }
     v.deployments.push_back(std::move(d));
   }
   return v;
@@ -146,15 +157,58 @@ void GatewayControl::apply(const control::Decisions& d) {
     weight_[static_cast<std::size_t>(deps_[static_cast<std::size_t>(r.deployment)].first)] = std::max(0.0, r.weight);
     count(4, true, 1);
   }
-  // An engine takes its scheduler's settings when it starts (vLLM --scheduling-policy); a gateway
-  // cannot change them on a running one.
-  count(5, false, d.schedules.size());
+  for (const auto& s : d.schedules) {
+    if (s.deployment < 0 || static_cast<std::size_t>(s.deployment) >= deps_.size()) {
+      count(5, false, 1);
+      continue;
+    }
+    auto& w = schedules_[static_cast<std::size_t>(s.deployment)];
+    const bool same = w.counted && w.s.step_target_s == s.step_target_s && w.s.prefill_reserve == s.prefill_reserve &&
+                      w.s.priority == s.priority;
+    if (!same) w = Wanted{s, false};  // a repeated decision is not counted again
+  }
+  reconcile_schedules();
+}
+
+void GatewayControl::reconcile_schedules() {
+  const auto snap = gw_.snapshot();
+  const auto now = std::chrono::steady_clock::now();
+  for (auto& [k, want] : schedules_) {
+    const auto& [site, model] = deps_[k];
+    const auto& s = want.s;
+    std::size_t cannot = 0;
+    for (std::size_t i = 0; i < gw_.backends(); ++i) {
+      if (gw_.site_of(i) != site || !gw_.serves(i, model) || !gw_.available(i)) continue;
+      const auto& o = snap->backends[i];
+      if (o.step_target_s < 0) {  // an engine that does not report its scheduler's settings
+        ++cannot;
+        continue;
+      }
+      const bool same = std::abs(o.step_target_s - s.step_target_s) < 1e-9 && std::abs(o.prefill_reserve - s.prefill_reserve) < 1e-9 &&
+                        (o.priority > 0.5) == s.priority;
+      if (same) continue;
+      const auto it = posting_.find(i);
+      if (it != posting_.end() && now - it->second < std::chrono::seconds(5)) continue;  // one at a time
+      posting_[i] = now;
+      const std::string body = fmt::format(R"({{"step_target_s": {}, "prefill_reserve": {}, "priority": {}}})", s.step_target_s,
+                                           s.prefill_reserve, s.priority ? "true" : "false");
+      gw_.post_json(i, "/admin/schedule", body, [this, i](int status) {
+        std::lock_guard<std::mutex> lock(mu_);
+        posting_.erase(i);
+        (status == 200 ? applied_ : unapplied_)[5].fetch_add(1);
+      });
+    }
+    if (!want.counted) {
+      unapplied_[5].fetch_add(cannot);
+      want.counted = true;
+    }
+  }
 }
 
 std::string GatewayControl::metrics() const {
   std::string out =
       "# HELP infergrid_gateway_control_decisions_total Controller decisions by kind: carried out here, or not "
-      "(scale needs a pool at the site; power, bandwidth and engine schedules are not carried out by a gateway).\n# TYPE infergrid_gateway_control_decisions_total counter\n";
+      "(scale needs a pool at the site; a schedule, an infergrid engine: counted per engine that took it or not; power and bandwidth are not carried out by a gateway).\n# TYPE infergrid_gateway_control_decisions_total counter\n";
   for (std::size_t k = 0; k < std::size(kKinds); ++k)
     for (int a = 0; a < 2; ++a)
       out += fmt::format("infergrid_gateway_control_decisions_total{{kind=\"{}\",applied=\"{}\"}} {}\n", kKinds[k],

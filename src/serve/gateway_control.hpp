@@ -36,6 +36,17 @@ class GatewayControl final : public control::ControlHost {
 
  private:
   void tick();
+  // Carries the controller's schedules to the engines that take them (infergrid engines report
+  // theirs in /metrics; POST /admin/schedule sets them): every tick, each available backend of a
+  // deployment whose scraped settings differ from the last decision gets them, so replicas started
+  // later and engines restarted converge too. vLLM and SGLang report none: counted not applied.
+  void reconcile_schedules();
+  struct Wanted {
+    control::Decisions::Schedule s;
+    bool counted = false;  // its backends that cannot take it were counted once
+  };
+  std::map<std::size_t, Wanted> schedules_;  // per deployment, the last decision
+  std::map<std::size_t, std::chrono::steady_clock::time_point> posting_;  // backend -> POST under way since
   Gateway& gw_;
   std::unique_ptr<control::Controller> controller_;
   std::unique_ptr<boost::asio::steady_timer> timer_;

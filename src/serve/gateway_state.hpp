@@ -41,6 +41,9 @@ inline constexpr const char* kClassNames[3] = {"critical", "interactive", "batch
 struct Observed {  // one backend, as last scraped
   double running = 0, waiting = 0, kv = 0, rtt_ms = 0;
   double progress = -1;  // prompt + generation tokens processed, from its counters; -1: unknown
+  // The scheduler settings an infergrid engine reports (POST /admin/schedule sets them); -1: the
+  // backend does not report them (vLLM, SGLang), so a controller's schedule cannot reach it.
+  double step_target_s = -1, prefill_reserve = -1, priority = -1;
   bool up = false;
   std::string error;     // why the last scrape failed
 };
@@ -145,6 +148,8 @@ class Gateway : public std::enable_shared_from_this<Gateway> {
   void settle_tokens(const CallSpec& s, std::int64_t prompt, std::int64_t completion, std::int64_t charged_output);
   void charge_tokens(const CallSpec& s, std::int64_t tokens);
   AccessLog& log() { return log_; }
+  // One JSON POST to backend i; `done` gets the HTTP status (0: no answer within the deadline).
+  void post_json(std::size_t i, const std::string& target, std::string body, std::function<void(int)> done);
   std::string tenant_name(int t) const { return t < 0 ? std::string() : cfg_.tenants[static_cast<std::size_t>(t)].name; }
 
  private:
