@@ -283,3 +283,31 @@ TEST(Control, InferGridSchedulesWithinTheTpotSloByPriority) {
   EXPECT_EQ(d3.schedules[0].step_target_s, 0);
   EXPECT_TRUE(d3.schedules[0].priority);
 }
+
+// Power where the fleet has slack (slack_cap < 1; off by default): a deployment whose forecast
+// load is under slack_cap_below of its ready replicas is capped at slack_cap; a load past
+// slack_uncap_above (or a queue) uncaps it at once; its own cap does not count as power-bound.
+TEST(Control, InferGridCapsWhereItHasSlackAndUncapsUnderLoad) {
+  auto c = ig::control::make_controller("infergrid", {{"slack_cap", 0.65}, {"min_replicas", 4}}, 1);
+  auto at = [](double t, double qps, double cap, int waiting = 0) {
+    auto v = view(t, 4, waiting, 0.3, qps);
+    v.deployments[0].capacity_rps = 5;
+    v.deployments[0].power_cap = cap;
+    return v;
+  };
+  Decisions d;
+  c->decide(at(10, 2, 1), d);  // 2 req/s against 4 replicas of 5: 10% loaded
+  ASSERT_EQ(d.power_caps.size(), 1u);
+  EXPECT_DOUBLE_EQ(d.power_caps[0].cap, 0.65);
+  Decisions again;
+  c->decide(at(20, 2, 0.65), again);  // capped: nothing new, nothing shed
+  EXPECT_TRUE(again.power_caps.empty());
+  EXPECT_TRUE(again.shed.empty());
+  Decisions busy;
+  c->decide(at(30, 2, 0.65, 40), busy);  // a queue forms: uncapped at once
+  ASSERT_EQ(busy.power_caps.size(), 1u);
+  EXPECT_DOUBLE_EQ(busy.power_caps[0].cap, 1.0);
+  Decisions off;
+  ig::control::make_controller("infergrid", {}, 1)->decide(at(10, 2, 1), off);
+  EXPECT_TRUE(off.power_caps.empty());  // slack_cap 1: the default never caps
+}

@@ -46,7 +46,8 @@ const std::vector<Spec>& specs() {
        {{"period_s", 10}, {"target_utilization", 0.95}, {"cold_start_s", 120}, {"downscale_delay_s", 300},
         {"downscale_margin", 0.1}, {"min_replicas", 1}, {"shed_batch_at", 0.3}, {"forecast_window_s", 60},
         {"forecast_alpha", 0.3}, {"forecast_beta", 0.2}, {"forecast_phi", 0.9}, {"surge_window_s", 30}, {"surge_z", 3.5},
-        {"power_bound_at", 0.9}, {"shed_queue_s", 0.5}, {"shed_hold_s", 60}, {"step_margin", 1.0}, {"step_reserve", 0}}},
+        {"power_bound_at", 0.9}, {"shed_queue_s", 0.5}, {"shed_hold_s", 60}, {"step_margin", 1.0}, {"step_reserve", 0},
+        {"slack_cap", 1.0}, {"slack_cap_below", 0.6}, {"slack_uncap_above", 0.85}}},
   };
   return s;
 }

@@ -121,8 +121,10 @@ class InferGrid final : public Controller {
       // replicas are only starting it waits instead: they will be ready within its SLO.
       const int current = d.ready + d.starting;
       const auto& site = v.sites[static_cast<std::size_t>(d.site)];
-      const bool power_bound =
-          site.budget_kw > 0 && (site.power_kw >= param(p_, "power_bound_at", d) * site.budget_kw || d.power_cap < 0.999);
+      // Capped below what this controller set: the site's budget holds it.
+      const double own_cap = st.capped ? param(p_, "slack_cap", d) : 1.0;
+      const bool power_bound = site.budget_kw > 0 && (site.power_kw >= param(p_, "power_bound_at", d) * site.budget_kw ||
+                                                      d.power_cap < own_cap - 1e-3);
       // Short: more wanted than the pool holds, or than the power there lets start.
       const bool short_now = std::ceil(want - 1e-9) > d.max_replicas || (power_bound && std::ceil(want - 1e-9) > current);
       short_of_pool |= short_now && d.waiting > 0;
@@ -144,6 +146,24 @@ class InferGrid final : public Controller {
       budget_seen = std::max(budget_seen, site.budget_kw);
       const bool emergency = site.budget_kw > 0 && site.budget_kw < 0.95 * budget_seen;
       const bool fits_fewer = !emergency && want * (1 + param(p_, "downscale_margin", d)) <= current - 1;
+      // Power where the fleet has slack (slack_cap < 1): cap the GPUs of a deployment whose load
+      // is well inside its ready replicas. A cap near the decode draw costs memory-bound decode
+      // nothing and prefill its clock (perf_model: compute clock ~ ((cap - idle) / (p - idle))^(1/3));
+      // uncapped again, at once, when the load nears its width, a surge shows, a queue forms, or
+      // power binds (the budget's caps take over there).
+      const double slack_cap = param(p_, "slack_cap", d);
+      if (slack_cap < 1 && !power_bound) {
+        const double load = current > 0 ? want / current : 1e300;
+        const bool tight = load > param(p_, "slack_uncap_above", d) || surge > 0 || d.waiting > d.ready;
+        const bool slack = load < param(p_, "slack_cap_below", d) && d.starting == 0;
+        if (st.capped && tight) {
+          out.power_caps.push_back({d.id, 1.0});
+          st.capped = false;
+        } else if (!st.capped && slack) {
+          out.power_caps.push_back({d.id, slack_cap});
+          st.capped = true;
+        }
+      }
       if (target > current) {
         out.scale.push_back({d.id, target});
         st.below_s = 0;
@@ -187,6 +207,7 @@ class InferGrid final : public Controller {
     double last_mean = 0;      // the last whole window's mean rate
     std::deque<double> recent;  // the last periods' rates, for the surge check
     bool scheduled = false;     // its schedule has been sent
+    bool capped = false;        // at slack_cap
   };
   Params p_;
   std::map<int, State> state_;
