@@ -168,24 +168,16 @@ disaggregate:
   expect("{site: paris, model: llama3-8b}", "decode_at", "missing");
 }
 
-// The host-memory KV tier by hand: one replica whose GPU prefix cache holds one 6,000-token prompt
+// The host-memory KV tier by hand: one replica (Paris) whose GPU prefix cache holds one 6,000-token prompt
 // (24 blocks of 256), 16 conversations per metro continued at random (half the turns): a continuing
 // turn finds its 23 shared blocks (5,888 tokens) evicted to host memory, and loads them at 64 GB/s:
 // 5,888 x 131,072 B = 772 MB in 12 ms, against 176 ms to recompute them. Without the tier,
 // those turns recompute.
 TEST(KvHostTier, AContinuingTurnLoadsItsEvictedPrefixFromHostMemory) {
-  const std::string yaml = R"(name: host-tier
-sites:
-  - {id: paris, lat: 48.85, lon: 2.35, accelerators: {h100-80gb: 1}, power_cap_kw: 50,
-     deployments: [{model: llama3-8b, accelerator: h100-80gb, tp: 1, replicas: 1}]}
-metros:
-  - {name: Paris, country: France, lat: 48.86, lon: 2.35, population: 11000000, utc_offset: 1, last_mile_ms: 5}
-workload:
-  requests_per_day: 17280
-  classes:
-    - {name: chat, share: 1, priority: interactive, model: llama3-8b, prompt: "fixed:6000",
-       output: "fixed:64", session_continue: 0.5, slo_ttft_ms: 2000}
-)";
+  // The two-site world above, without disaggregation: nearest sends every request to Paris.
+  std::string yaml = world_yaml("");
+  const std::string out = R"(output: "fixed:64",)";
+  yaml.replace(yaml.find(out), out.size(), out + " session_continue: 0.5,");
   const auto w = load("host-tier.yaml", yaml);
   ig::twin::PlanetConfig cfg;
   cfg.hours = 1;

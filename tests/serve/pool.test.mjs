@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { startListening } from './procs.mjs';
+import { startListening, until } from './procs.mjs';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const OpenAI = require('openai').default ?? require('openai');
@@ -48,14 +48,6 @@ const metric = async (name, labels = '') => {
   return m ? Number(m[1]) : NaN;
 };
 const ready = () => metric('infergrid_gateway_pool_replicas', 'phase="ready"');
-async function until(what, pred, ms) {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await pred()) return Date.now() - t0;
-    await sleep(50);
-  }
-  assert.fail(`${what}: not within ${ms} ms`);
-}
 const client = () => new OpenAI({ baseURL: `http://127.0.0.1:${gw.port}/v1`, apiKey: 'none', maxRetries: 0, timeout: 30000 });
 const results = { ok: 0, failed: [] };
 async function ask(i, maxTokens = 8, stream = false) {

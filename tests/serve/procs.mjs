@@ -19,3 +19,13 @@ export function startListening(procs, cmd, args) {
     p.on('exit', (code) => { clearTimeout(timer); if (!h.port) reject(new Error(`exited ${code}: ${err}`)); });
   });
 }
+
+// Polls `pred` every 50 ms until it holds; fails with `what` after `ms`. Resolves to the wait in ms.
+export async function until(what, pred, ms) {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    if (await pred()) return Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${what}: not within ${ms} ms`);
+}

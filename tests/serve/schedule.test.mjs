@@ -10,7 +10,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { startListening } from './procs.mjs';
+import { startListening, until } from './procs.mjs';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const OpenAI = require('openai').default ?? require('openai');
@@ -26,14 +26,6 @@ const value = (text, name) => {
   return m ? Number(m[2]) : NaN;
 };
 const scrape = async (port) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-async function until(what, pred, ms) {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await pred()) return Date.now() - t0;
-    await sleep(50);
-  }
-  assert.fail(`${what}: not within ${ms} ms`);
-}
 const decisions = async (applied) =>
   value(await scrape(gw.port), `infergrid_gateway_control_decisions_total\\{kind="schedule",applied="${applied}"\\}`);
 const stepOf = async (port) => value(await scrape(port), 'infergrid_engine_step_target_seconds');
