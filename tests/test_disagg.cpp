@@ -12,16 +12,12 @@
 #include "net/fiber.hpp"
 #include "twin/planet.hpp"
 #include "world/world.hpp"
+#include "temp_file.hpp"
 
 namespace ig = infergrid;
+using infergrid::testing_util::write_temp;
 
 namespace {
-
-std::string write_temp(const std::string& name, const std::string& text) {
-  const auto p = std::filesystem::temp_directory_path() / ("infergrid-test-" + name);
-  std::ofstream(p) << text;
-  return p.string();
-}
 
 // Paris prefills; Frankfurt decodes. One class, 6,000-token prompts and 64 output tokens on
 // Llama-3-8B (131,072 B of KV per token), 0.2 requests/s: one transfer at a time on the 400G link.

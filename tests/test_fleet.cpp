@@ -15,16 +15,12 @@
 #include "model/perf_model.hpp"
 #include "twin/planet.hpp"
 #include "world/world.hpp"
+#include "temp_file.hpp"
 
 namespace ig = infergrid;
+using infergrid::testing_util::write_temp;
 
 namespace {
-
-std::string write_temp(const std::string& name, const std::string& text) {
-  const auto p = std::filesystem::temp_directory_path() / ("infergrid-fleet-" + name);
-  std::ofstream(p) << text;
-  return p.string();
-}
 
 ig::world::World world(const std::string& name, const std::string& yaml) {
   return ig::world::load_world(write_temp(name + ".yaml", yaml), ig::model::Catalog::builtin());

@@ -13,16 +13,12 @@
 #include "serve/gateway_state.hpp"
 #include "twin/planet.hpp"
 #include "world/world.hpp"
+#include "temp_file.hpp"
 
 namespace ig = infergrid;
+using infergrid::testing_util::write_temp;
 
 namespace {
-
-std::string write_temp(const std::string& name, const std::string& text) {
-  const auto p = std::filesystem::temp_directory_path() / ("infergrid-parity-" + name);
-  std::ofstream(p) << text;
-  return p.string();
-}
 
 class Capture final : public ig::control::Controller {
  public:

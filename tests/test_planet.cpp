@@ -23,8 +23,10 @@
 #include "twin/output.hpp"
 #include "twin/planet.hpp"
 #include "world/world.hpp"
+#include "temp_file.hpp"
 
 namespace ig = infergrid;
+using infergrid::testing_util::write_temp;
 
 namespace {
 
@@ -50,12 +52,6 @@ double user_rtt(const ig::world::World& w, int metro, int site) {
 
 double link_rtt(const ig::world::World& w, int link) {
   return 2 * (w.links[link].km * 0.005 + w.per_hop_ms);
-}
-
-std::string write_temp(const std::string& name, const std::string& text) {
-  const auto p = std::filesystem::temp_directory_path() / ("infergrid-test-" + name);
-  std::ofstream(p) << text;
-  return p.string();
 }
 
 void expect_error(const std::string& yaml, const std::string& needle) {
