@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "control/fleet.hpp"
+#include "control/site_router.hpp"
 #include "core/error.hpp"
 
 namespace ig = infergrid;
@@ -310,4 +311,29 @@ TEST(Control, InferGridCapsWhereItHasSlackAndUncapsUnderLoad) {
   Decisions off;
   ig::control::make_controller("infergrid", {}, 1)->decide(at(10, 2, 1), off);
   EXPECT_TRUE(off.power_caps.empty());  // slack_cap 1: the default never caps
+}
+
+// infergrid-green: batch goes to the lowest-carbon site whose expected TTFT is within 60 s; the
+// other classes pick by the one cost; without carbon figures, or with every green site too slow,
+// batch picks by the one cost too.
+TEST(SiteRouter, InferGridGreenSendsBatchToTheCleanestSiteThatCanTakeIt) {
+  using ig::control::SiteView;
+  std::vector<SiteView> v(3);
+  // Near and coal-fired; far and hydro; farther and windy, but with 400 requests queued per
+  // replica at 4 req/s (100 s ahead).
+  v[0] = {0, 10, 0, 0, 2, 0.1, 0, 4, 8, 10000, 700};
+  v[1] = {1, 120, 0, 0, 2, 0.1, 0, 4, 8, 10000, 30};
+  v[2] = {2, 200, 800, 800, 2, 0.1, 0, 4, 8, 10000, 10};
+  auto r = ig::control::make_site_router("infergrid-green", 1);
+  const ig::control::GeoRequest batch{1, 2000, 2, 7}, chat{2, 2000, 1, 8}, critical{3, 2000, 0, 9};
+  EXPECT_EQ(*r->pick(batch, v), 1u);  // 10 g cheaper at site 2, but 100 s of queue there
+  EXPECT_EQ(*r->pick(chat, v), 0u);
+  EXPECT_EQ(*r->pick(critical, v), 0u);
+  v[2].waiting = v[2].outstanding = 0;  // the windy site's queue drains
+  EXPECT_EQ(*r->pick(batch, v), 2u);
+  for (auto& s : v) s.carbon_g_per_kwh = 0;  // the gateway: no carbon figures
+  EXPECT_EQ(*r->pick(batch, v), 0u);
+  v[1].carbon_g_per_kwh = 30;
+  v[1].waiting = v[1].outstanding = 600;  // 150 s ahead: too slow even for batch
+  EXPECT_EQ(*r->pick(batch, v), 0u);
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "core/priority.hpp"
 #include "core/rng.hpp"
 
 namespace infergrid::control {
@@ -166,10 +167,37 @@ class InferGrid final : public SiteRouter {
   const char* score_name() const override { return "expected TTFT ms of a 1k-token prompt (lowest wins)"; }
 };
 
+// infergrid-green: the one cost for critical and interactive; batch, whose SLO is minutes, is
+// deferrable work: it goes to the lowest-carbon site whose expected TTFT stays within
+// kBatchBudgetMs (the nearest-cost site when none does, or when no site's carbon is known).
+class InferGridGreen final : public SiteRouter {
+ public:
+  static constexpr double kBatchBudgetMs = 60'000;  // a tenth of the default world's 10-minute batch SLO
+  std::optional<std::size_t> pick(const GeoRequest& r, std::span<const SiteView> s) override {
+    std::size_t best = 0;
+    double best_ms = expected_ttft_ms(r.prompt_tokens, s[0]);
+    for (std::size_t i = 1; i < s.size(); ++i) {
+      const double ms = expected_ttft_ms(r.prompt_tokens, s[i]);
+      if (ms < best_ms || (ms == best_ms && s[i].rtt_ms < s[best].rtt_ms)) best = i, best_ms = ms;
+    }
+    if (r.priority != static_cast<int>(core::Priority::kBatch)) return best;
+    std::size_t green = best;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      if (s[i].carbon_g_per_kwh <= 0 || expected_ttft_ms(r.prompt_tokens, s[i]) > kBatchBudgetMs) continue;
+      if (s[green].carbon_g_per_kwh <= 0 || s[i].carbon_g_per_kwh < s[green].carbon_g_per_kwh) green = i;
+    }
+    return expected_ttft_ms(r.prompt_tokens, s[green]) <= kBatchBudgetMs ? green : best;
+  }
+  std::vector<double> scores(std::span<const SiteView> s) const override {
+    return each(s, [](const SiteView& x) { return x.carbon_g_per_kwh; });
+  }
+  const char* score_name() const override { return "batch: gCO2/kWh among sites within 60 s expected TTFT (lowest wins); else expected TTFT"; }
+};
+
 }  // namespace
 
 std::vector<std::string> site_router_names() {
-  return {"nearest", "round-robin", "least-outstanding", "power-of-two", "skyserve", "llm-d", "infergrid"};
+  return {"nearest", "round-robin", "least-outstanding", "power-of-two", "skyserve", "llm-d", "infergrid", "infergrid-green"};
 }
 
 std::unique_ptr<SiteRouter> make_site_router(const std::string& name, std::uint64_t seed) {
@@ -180,6 +208,7 @@ std::unique_ptr<SiteRouter> make_site_router(const std::string& name, std::uint6
   if (name == "skyserve") return std::make_unique<SkyServe>();
   if (name == "llm-d") return std::make_unique<LlmD>();
   if (name == "infergrid") return std::make_unique<InferGrid>();
+  if (name == "infergrid-green") return std::make_unique<InferGridGreen>();
   std::string all;
   for (const auto& n : site_router_names()) all += (all.empty() ? "" : ", ") + n;
   core::fail_flag("router", fmt::format("unknown router '{}' (planet mode: one of {})", name, all));

@@ -36,6 +36,7 @@ struct SiteView {
   double service_rps = 0;
   int batch_slots = 0;
   double prefill_tok_s = 0;
+  double carbon_g_per_kwh = 0;  // the site's grid intensity (operator data; 0: unknown)
 };
 
 struct GeoRequest {

@@ -16,7 +16,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   net.te_mode = cfg.bandwidth == "te";
   if (net.te_mode && !(cfg.te_interval_s > 0 && cfg.te_horizon_s > 0 && cfg.te_paths >= 1))
     core::fail_flag("bandwidth", "te needs a positive interval, horizon and path count");
-  demand.router_needs_detail = cfg.router == "llm-d" || cfg.router == "infergrid";
+  demand.router_needs_detail = cfg.router == "llm-d" || cfg.router == "infergrid" || cfg.router == "infergrid-green";
   demand.router_picks_pods = cfg.router == "llm-d";
   const std::size_t S = w.sites.size();
   // Models and deployments.

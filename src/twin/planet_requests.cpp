@@ -192,6 +192,7 @@ void PlanetSim::Impl::Demand::route_req(std::uint32_t slot, Ns now) {
     v.service_rps = dep.service_rps;
     v.batch_slots = dep.batch_slots;
     v.prefill_tok_s = dep.prefill_tok_s;
+    v.carbon_g_per_kwh = sim.w.sites[static_cast<std::size_t>(dep.site)].carbon_g_per_kwh;
     if (router_needs_detail) {
       double kv = 0;
       int waiting = 0;
