@@ -313,7 +313,8 @@ TEST(Control, InferGridCapsWhereItHasSlackAndUncapsUnderLoad) {
   EXPECT_TRUE(off.power_caps.empty());  // slack_cap 1: the default never caps
 }
 
-// infergrid-green: batch goes to the lowest-carbon site whose expected TTFT is within 60 s; the
+// infergrid-green: batch goes to the lowest-carbon site with headroom (nothing waiting, its
+// requests within half its batches) whose expected TTFT is within 60 s; the
 // other classes pick by the one cost; without carbon figures, or with every green site too slow,
 // batch picks by the one cost too.
 TEST(SiteRouter, InferGridGreenSendsBatchToTheCleanestSiteThatCanTakeIt) {
@@ -331,6 +332,9 @@ TEST(SiteRouter, InferGridGreenSendsBatchToTheCleanestSiteThatCanTakeIt) {
   EXPECT_EQ(*r->pick(critical, v), 0u);
   v[2].waiting = v[2].outstanding = 0;  // the windy site's queue drains
   EXPECT_EQ(*r->pick(batch, v), 2u);
+  v[2].outstanding = 8;  // nothing waits, but its batches are half full (2 x 8 slots): no headroom
+  EXPECT_EQ(*r->pick(batch, v), 1u);
+  v[2].outstanding = 0;
   for (auto& s : v) s.carbon_g_per_kwh = 0;  // the gateway: no carbon figures
   EXPECT_EQ(*r->pick(batch, v), 0u);
   v[1].carbon_g_per_kwh = 30;

@@ -168,11 +168,18 @@ class InferGrid final : public SiteRouter {
 };
 
 // infergrid-green: the one cost for critical and interactive; batch, whose SLO is minutes, is
-// deferrable work: it goes to the lowest-carbon site whose expected TTFT stays within
-// kBatchBudgetMs (the nearest-cost site when none does, or when no site's carbon is known).
+// deferrable work: it goes to the lowest-carbon site with headroom (nothing waiting, and its
+// requests within kHeadroom of its replicas' batches at the SLO, so that it does not queue or
+// shed there) whose expected TTFT stays within kBatchBudgetMs; else by the one cost (also when no
+// site's carbon is known).
 class InferGridGreen final : public SiteRouter {
  public:
   static constexpr double kBatchBudgetMs = 60'000;  // a tenth of the default world's 10-minute batch SLO
+  static constexpr double kHeadroom = 0.5;
+  static bool has_headroom(const SiteView& v) {
+    if (v.batch_slots <= 0) return v.waiting == 0;  // no engine model: an empty queue
+    return v.waiting == 0 && v.outstanding + 1.0 <= kHeadroom * v.replicas * v.batch_slots;
+  }
   std::optional<std::size_t> pick(const GeoRequest& r, std::span<const SiteView> s) override {
     std::size_t best = 0;
     double best_ms = expected_ttft_ms(r.prompt_tokens, s[0]);
@@ -181,17 +188,19 @@ class InferGridGreen final : public SiteRouter {
       if (ms < best_ms || (ms == best_ms && s[i].rtt_ms < s[best].rtt_ms)) best = i, best_ms = ms;
     }
     if (r.priority != static_cast<int>(core::Priority::kBatch)) return best;
-    std::size_t green = best;
+    std::optional<std::size_t> green;
     for (std::size_t i = 0; i < s.size(); ++i) {
-      if (s[i].carbon_g_per_kwh <= 0 || expected_ttft_ms(r.prompt_tokens, s[i]) > kBatchBudgetMs) continue;
-      if (s[green].carbon_g_per_kwh <= 0 || s[i].carbon_g_per_kwh < s[green].carbon_g_per_kwh) green = i;
+      if (s[i].carbon_g_per_kwh <= 0 || !has_headroom(s[i]) || expected_ttft_ms(r.prompt_tokens, s[i]) > kBatchBudgetMs) continue;
+      if (!green || s[i].carbon_g_per_kwh < s[*green].carbon_g_per_kwh) green = i;
     }
-    return expected_ttft_ms(r.prompt_tokens, s[green]) <= kBatchBudgetMs ? green : best;
+    return green.value_or(best);
   }
   std::vector<double> scores(std::span<const SiteView> s) const override {
     return each(s, [](const SiteView& x) { return x.carbon_g_per_kwh; });
   }
-  const char* score_name() const override { return "batch: gCO2/kWh among sites within 60 s expected TTFT (lowest wins); else expected TTFT"; }
+  const char* score_name() const override {
+    return "batch: gCO2/kWh among sites with headroom within 60 s expected TTFT (lowest wins); else expected TTFT";
+  }
 };
 
 }  // namespace
