@@ -467,7 +467,8 @@ int main(int argc, char** argv) {
   sim->add_option("--replicas", site.replicas, "model-server replicas");
   sim->add_option("--router", site.router,
                   "site mode: round-robin | least-outstanding | power-of-two | central-queue; planet mode: nearest "
-                  "(default) | round-robin | least-outstanding | power-of-two | skyserve | llm-d");
+                  "(default) | round-robin | least-outstanding | power-of-two | skyserve | llm-d | infergrid (expected TTFT) | "
+                  "infergrid-green (and batch to the cleanest site with headroom)");
   sim->add_option("--slo-ttft-ms", s["slo_ttft"], "TTFT bound of the SLO (0: none)");
   sim->add_option("--slo-tpot-ms", s["slo_tpot"], "TPOT bound of the SLO (0: none)");
   sim->add_option("--seed", site.seed, "seed of every random stream");
