@@ -10,7 +10,7 @@ build=$(cd "${1:?usage: run_fuzz.sh BUILD_DIR [SECONDS]}" && pwd) || exit 2
 secs=${2:-15}
 root=$(cd "$(dirname "$0")/.." && pwd)
 targets=(fuzz_azure fuzz_azure_mm fuzz_burstgpt fuzz_mooncake fuzz_catalog fuzz_gml fuzz_nodelink
-         fuzz_world fuzz_scenario fuzz_openai fuzz_gateway fuzz_sweep fuzz_demand fuzz_http)
+         fuzz_world fuzz_scenario fuzz_openai fuzz_schedule fuzz_gateway fuzz_sweep fuzz_demand fuzz_http)
 # Sanitizer and libFuzzer reports; with -fno-sanitize-recover they also end the run, but a
 # report is a failure even if something swallowed the exit status.
 reports='ERROR: AddressSanitizer|ERROR: LeakSanitizer|ERROR: libFuzzer|runtime error:|SUMMARY: (Address|Undefined|Leak)Sanitizer'

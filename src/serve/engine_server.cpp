@@ -99,29 +99,10 @@ class Engine {
   void set_schedule(const Request& req, Reply& reply) {
     if (req.method() != http::verb::post)
       return send_error(reply, 405, "invalid_request_error", "POST /admin/schedule with a JSON body");
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(req.body());
-    } catch (const std::exception&) {
-      return send_error(reply, 400, "invalid_request_error", "the body is not JSON");
-    }
-    if (!j.is_object()) return send_error(reply, 400, "invalid_request_error", "the body must be a JSON object");
-    double step = step_target_s_, reserve = prefill_reserve_;
-    bool priority = priority_;
-    for (const auto& [k, v] : j.items()) {
-      if (k == "step_target_s" || k == "prefill_reserve") {
-        const double hi = k == "step_target_s" ? 10.0 : 0.95;
-        if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0 || v.get<double>() > hi)
-          return send_error(reply, 400, "invalid_request_error", fmt::format("'{}' must be a number in [0, {}]", k, hi), k);
-        (k == "step_target_s" ? step : reserve) = v.get<double>();
-      } else if (k == "priority") {
-        if (!v.is_boolean()) return send_error(reply, 400, "invalid_request_error", "'priority' must be true or false", k);
-        priority = v.get<bool>();
-      } else {
-        return send_error(reply, 400, "invalid_request_error",
-                          fmt::format("unknown field '{}' (expected step_target_s, prefill_reserve, priority)", k), k);
-      }
-    }
+    EngineSchedule sc{step_target_s_, prefill_reserve_, priority_};
+    if (auto e = parse_schedule(req.body(), sc)) return send_error(reply, e->status, e->type, e->message, e->param, e->code);
+    const double step = sc.step_target_s, reserve = sc.prefill_reserve;
+    const bool priority = sc.priority;
     step_target_s_ = step;
     prefill_reserve_ = reserve;
     priority_ = priority;

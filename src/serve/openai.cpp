@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 namespace infergrid::serve {
@@ -278,6 +279,38 @@ std::string full_response(Endpoint ep, const std::string& id, const std::string&
   j["choices"] = json::array({choice});
   j["usage"] = {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::optional<ApiError> parse_schedule(std::string_view body, EngineSchedule& inout) {
+  const auto fail = [](std::string message, std::string param = {}) {
+    ApiError e;
+    e.message = std::move(message);
+    e.param = std::move(param);
+    return std::optional<ApiError>(std::move(e));
+  };
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(body);
+  } catch (const std::exception&) {
+    return fail("the body is not JSON");
+  }
+  if (!j.is_object()) return fail("the body must be a JSON object");
+  EngineSchedule s = inout;
+  for (const auto& [k, v] : j.items()) {
+    if (k == "step_target_s" || k == "prefill_reserve") {
+      const double hi = k == "step_target_s" ? 10.0 : 0.95;
+      if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0 || v.get<double>() > hi)
+        return fail(fmt::format("'{}' must be a number in [0, {}]", k, hi), k);
+      (k == "step_target_s" ? s.step_target_s : s.prefill_reserve) = v.get<double>();
+    } else if (k == "priority") {
+      if (!v.is_boolean()) return fail("'priority' must be true or false", k);
+      s.priority = v.get<bool>();
+    } else {
+      return fail(fmt::format("unknown field '{}' (expected step_target_s, prefill_reserve, priority)", k), k);
+    }
+  }
+  inout = s;
+  return std::nullopt;
 }
 
 }  // namespace infergrid::serve

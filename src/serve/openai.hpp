@@ -40,6 +40,16 @@ struct ApiRequest {
 // stop a string or up to 4 strings, tools a list of functions, ...). Returns the error otherwise.
 std::optional<ApiError> parse_request(std::string_view body, Endpoint ep, ApiRequest& out);
 
+// An engine's scheduler settings, as a controller's Schedule sets them (POST /admin/schedule).
+struct EngineSchedule {
+  double step_target_s = 0;    // [0, 10]
+  double prefill_reserve = 0;  // [0, 0.95]
+  bool priority = true;
+};
+// A body {"step_target_s", "prefill_reserve", "priority"} (each optional) over `inout`; on an
+// error `inout` is left as it was and the error names the field.
+std::optional<ApiError> parse_schedule(std::string_view body, EngineSchedule& inout);
+
 // The documented rule (docs/serve.md): one token per 4 bytes of text, rounded up, plus 4 per
 // chat message for its role and separators, plus 3 for the assistant's reply priming.
 std::int32_t count_text_tokens(std::string_view text);

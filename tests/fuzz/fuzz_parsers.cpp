@@ -40,6 +40,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     return 0;
   }
+  if (fmt == "schedule") {  // an engine's POST /admin/schedule body: settings in range, or an error
+    ig::serve::EngineSchedule s;
+    const ig::serve::EngineSchedule before = s;
+    const auto err = ig::serve::parse_schedule(std::string_view(reinterpret_cast<const char*>(data), size), s);
+    if (err && (err->status != 400 || err->message.empty() || s.step_target_s != before.step_target_s ||
+                s.prefill_reserve != before.prefill_reserve || s.priority != before.priority))
+      __builtin_trap();
+    if (!err && !(s.step_target_s >= 0 && s.step_target_s <= 10 && s.prefill_reserve >= 0 && s.prefill_reserve <= 0.95))
+      __builtin_trap();
+    return 0;
+  }
   try {
     if (fmt == "gml" || fmt == "nodelink") {
       const std::string text(reinterpret_cast<const char*>(data), size);
