@@ -149,16 +149,21 @@ double expected_ttft_ms(int prompt_tokens, const SiteView& v) {
   return v.rtt_ms + 1000 * (wait_s + prefill_s);
 }
 
+// The site of the lowest expected TTFT; the nearer on a tie.
+std::size_t lowest_ttft(const GeoRequest& r, std::span<const SiteView> s) {
+  std::size_t best = 0;
+  double best_ms = expected_ttft_ms(r.prompt_tokens, s[0]);
+  for (std::size_t i = 1; i < s.size(); ++i) {
+    const double ms = expected_ttft_ms(r.prompt_tokens, s[i]);
+    if (ms < best_ms || (ms == best_ms && s[i].rtt_ms < s[best].rtt_ms)) best = i, best_ms = ms;
+  }
+  return best;
+}
+
 class InferGrid final : public SiteRouter {
  public:
   std::optional<std::size_t> pick(const GeoRequest& r, std::span<const SiteView> s) override {
-    std::size_t best = 0;
-    double best_ms = expected_ttft_ms(r.prompt_tokens, s[0]);
-    for (std::size_t i = 1; i < s.size(); ++i) {
-      const double ms = expected_ttft_ms(r.prompt_tokens, s[i]);
-      if (ms < best_ms || (ms == best_ms && s[i].rtt_ms < s[best].rtt_ms)) best = i, best_ms = ms;
-    }
-    return best;
+    return lowest_ttft(r, s);
   }
   std::vector<double> scores(std::span<const SiteView> s) const override {
     // The request's own prompt is not known here: the cost of a 1,000-token prompt.
@@ -181,12 +186,7 @@ class InferGridGreen final : public SiteRouter {
     return v.waiting == 0 && v.outstanding + 1.0 <= kHeadroom * v.replicas * v.batch_slots;
   }
   std::optional<std::size_t> pick(const GeoRequest& r, std::span<const SiteView> s) override {
-    std::size_t best = 0;
-    double best_ms = expected_ttft_ms(r.prompt_tokens, s[0]);
-    for (std::size_t i = 1; i < s.size(); ++i) {
-      const double ms = expected_ttft_ms(r.prompt_tokens, s[i]);
-      if (ms < best_ms || (ms == best_ms && s[i].rtt_ms < s[best].rtt_ms)) best = i, best_ms = ms;
-    }
+    const std::size_t best = lowest_ttft(r, s);
     if (r.priority != static_cast<int>(core::Priority::kBatch)) return best;
     std::optional<std::size_t> green;
     for (std::size_t i = 0; i < s.size(); ++i) {
