@@ -99,17 +99,13 @@ class Engine {
   void set_schedule(const Request& req, Reply& reply) {
     if (req.method() != http::verb::post)
       return send_error(reply, 405, "invalid_request_error", "POST /admin/schedule with a JSON body");
-    EngineSchedule sc{step_target_s_, prefill_reserve_, priority_};
-    if (auto e = parse_schedule(req.body(), sc)) return send_error(reply, e->status, e->type, e->message, e->param, e->code);
-    const double step = sc.step_target_s, reserve = sc.prefill_reserve;
-    const bool priority = sc.priority;
-    step_target_s_ = step;
-    prefill_reserve_ = reserve;
-    priority_ = priority;
-    replica_->set_schedule(step, reserve, priority, std::max(now_ns(), last_event_));
+    if (auto e = parse_schedule(req.body(), sched_)) return send_error(reply, e->status, e->type, e->message, e->param, e->code);
+    replica_->set_schedule(sched_.step_target_s, sched_.prefill_reserve, sched_.priority, std::max(now_ns(), last_event_));
     schedule();
     reply.send(200, "application/json",
-               nlohmann::json{{"step_target_s", step}, {"prefill_reserve", reserve}, {"priority", priority}}.dump());
+               nlohmann::json{{"step_target_s", sched_.step_target_s}, {"prefill_reserve", sched_.prefill_reserve},
+                              {"priority", sched_.priority}}
+                   .dump());
   }
 
   struct Live {
@@ -281,10 +277,11 @@ class Engine {
                 aborted_total_, "counter");
     write_gauge(out, "infergrid_engine_step_target_seconds",
                 "The iteration time the scheduler fits prefill within (POST /admin/schedule; 0: the token budget alone).", labels_,
-                step_target_s_);
-    write_gauge(out, "infergrid_engine_step_prefill_reserve", "Share of the step target kept for prefill.", labels_, prefill_reserve_);
+                sched_.step_target_s);
+    write_gauge(out, "infergrid_engine_step_prefill_reserve", "Share of the step target kept for prefill.", labels_,
+                sched_.prefill_reserve);
     write_gauge(out, "infergrid_engine_priority_scheduling", "1 when the scheduler serves by priority (critical first).", labels_,
-                priority_ ? 1.0 : 0.0);
+                sched_.priority ? 1.0 : 0.0);
     iteration_tokens_.write(out, "vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", labels_);
     ttft_.write(out, "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", labels_);
     itl_.write(out, "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", labels_);
@@ -299,8 +296,7 @@ class Engine {
   core::Rng rng_;
   Clock::time_point start_;
   std::optional<engine::Replica> replica_;
-  double step_target_s_ = 0, prefill_reserve_ = 0;  // the schedule in force (POST /admin/schedule)
-  bool priority_ = true;
+  EngineSchedule sched_;  // the schedule in force (POST /admin/schedule); starts as the engine's config
   workload::LengthDist output_;
   std::string served_, labels_;
   std::unordered_map<std::uint64_t, Live> live_;

@@ -19,13 +19,40 @@ namespace beast = boost::beast;
 
 // ---- scraping -----------------------------------------------------------------------------------
 
-struct Scrape {
+namespace {
+// One request to a backend and its answer, on a connection of its own.
+struct Exchange {
   std::shared_ptr<Upstream> up;
   beast::flat_buffer buf;
-  beast::http::request<beast::http::empty_body> req;
+  beast::http::request<beast::http::string_body> req;
   beast::http::response_parser<beast::http::string_body> res;
   Clock::time_point t0;
 };
+
+// Connects to `b`, sends x->req (its method, target and body set by the caller; host, key and
+// Connection: close here) and reads the answer, all within deadline_ms; `finish` gets whether an
+// answer came and, if not, the failing stage.
+void exchange(const std::shared_ptr<Exchange>& x, const BackendConfig& b, int deadline_ms,
+              std::function<void(bool, std::string)> finish) {
+  x->up->connect(deadline_ms, [x, finish, &b, deadline_ms](beast::error_code ec, const char* stage) {
+    if (ec) return finish(false, fmt::format("{}: {}", stage, ec.message()));
+    x->req.set(beast::http::field::host, b.host);
+    if (!b.api_key.empty()) x->req.set(beast::http::field::authorization, "Bearer " + b.api_key);
+    x->req.keep_alive(false);
+    x->up->tcp().expires_after(std::chrono::milliseconds(deadline_ms));
+    x->up->visit([&](auto& s) {
+      beast::http::async_write(s, x->req, [x, finish](beast::error_code ec, std::size_t) {
+        if (ec) return finish(false, "write: " + ec.message());
+        x->up->visit([&](auto& s2) {
+          beast::http::async_read(s2, x->buf, x->res, [finish](beast::error_code ec, std::size_t) {
+            finish(!ec, ec ? "read: " + ec.message() : std::string());
+          });
+        });
+      });
+    });
+  });
+}
+}  // namespace
 
 void Gateway::scrape(std::size_t i) {
   auto self = shared_from_this();
@@ -42,7 +69,7 @@ void Gateway::scrape(std::size_t i) {
     t->async_wait([self, t, i](const boost::system::error_code&) { self->scrape(i); });
     return;
   }
-  auto sc = std::make_shared<Scrape>();
+  auto sc = std::make_shared<Exchange>();
   const auto& b = backend(i);
   sc->up = std::make_shared<Upstream>(net::make_strand(ioc_), b, tls_[i].get());
   sc->t0 = Clock::now();
@@ -91,64 +118,25 @@ void Gateway::scrape(std::size_t i) {
     auto t = std::make_shared<net::steady_timer>(self->ioc_, std::chrono::milliseconds(self->cfg_.scrape_interval_ms));
     t->async_wait([self, t, i](const boost::system::error_code&) { self->scrape(i); });
   };
-  sc->up->connect(deadline, [sc, finish, &b, deadline](beast::error_code ec, const char* stage) {
-    if (ec) return finish(false, fmt::format("{}: {}", stage, ec.message()));
-    sc->req = {beast::http::verb::get, "/metrics", 11};
-    sc->req.set(beast::http::field::host, b.host);
-    if (!b.api_key.empty()) sc->req.set(beast::http::field::authorization, "Bearer " + b.api_key);
-    sc->req.keep_alive(false);
-    sc->up->tcp().expires_after(std::chrono::milliseconds(deadline));
-    sc->up->visit([&](auto& s) {
-      beast::http::async_write(s, sc->req, [sc, finish](beast::error_code ec, std::size_t) {
-        if (ec) return finish(false, "write: " + ec.message());
-        sc->up->visit([&](auto& s2) {
-          beast::http::async_read(s2, sc->buf, sc->res, [finish](beast::error_code ec, std::size_t) {
-            finish(!ec, ec ? "read: " + ec.message() : std::string());
-          });
-        });
-      });
-    });
-  });
+  sc->req = {beast::http::verb::get, "/metrics", 11};
+  exchange(sc, b, deadline, finish);
 }
-
-struct Post {
-  std::shared_ptr<Upstream> up;
-  beast::flat_buffer buf;
-  beast::http::request<beast::http::string_body> req;
-  beast::http::response_parser<beast::http::string_body> res;
-};
 
 // One JSON POST to backend i (a controller's setting carried to an engine); `done` gets the HTTP
 // status, or 0 when nothing came back within the deadline.
 void Gateway::post_json(std::size_t i, const std::string& target, std::string body, std::function<void(int)> done) {
   auto self = shared_from_this();
-  auto p = std::make_shared<Post>();
+  auto p = std::make_shared<Exchange>();
   const auto& b = backend(i);
   p->up = std::make_shared<Upstream>(net::make_strand(ioc_), b, tls_[i].get());
   p->res.body_limit(1 << 16);
-  const int deadline = std::max(1000, 10 * cfg_.scrape_interval_ms);
-  auto finish = [self, p, done = std::move(done)](bool ok) {
+  p->req = {beast::http::verb::post, target, 11};
+  p->req.set(beast::http::field::content_type, "application/json");
+  p->req.body() = std::move(body);
+  p->req.prepare_payload();
+  exchange(p, b, std::max(1000, 10 * cfg_.scrape_interval_ms), [self, p, done = std::move(done)](bool ok, const std::string&) {
     p->up->close();
     done(ok ? p->res.get().result_int() : 0);
-  };
-  p->up->connect(deadline, [p, finish, &b, deadline, target, body = std::move(body)](beast::error_code ec, const char*) mutable {
-    if (ec) return finish(false);
-    p->req = {beast::http::verb::post, target, 11};
-    p->req.set(beast::http::field::host, b.host);
-    p->req.set(beast::http::field::content_type, "application/json");
-    if (!b.api_key.empty()) p->req.set(beast::http::field::authorization, "Bearer " + b.api_key);
-    p->req.keep_alive(false);
-    p->req.body() = std::move(body);
-    p->req.prepare_payload();
-    p->up->tcp().expires_after(std::chrono::milliseconds(deadline));
-    p->up->visit([&](auto& s) {
-      beast::http::async_write(s, p->req, [p, finish](beast::error_code ec, std::size_t) {
-        if (ec) return finish(false);
-        p->up->visit([&](auto& s2) {
-          beast::http::async_read(s2, p->buf, p->res, [finish](beast::error_code ec, std::size_t) { finish(!ec); });
-        });
-      });
-    });
   });
 }
 

@@ -233,6 +233,13 @@ struct PlanetSim::Impl {
     void sync(std::size_t i);
     // The replica's finished requests, handed to the demand.
     void drain(std::size_t i);
+    // The site's balancer: the ready replica of the deployment with the fewest outstanding requests.
+    int least_loaded_replica(const Deploy& d) const {
+      const auto k = static_cast<std::size_t>(d.first);
+      return d.first + static_cast<int>(*control::least_loaded(
+                           static_cast<std::size_t>(d.count), [&](std::size_t i) { return replica_up[k + i] != 0; },
+                           [&](std::size_t i) { return replicas[k + i].outstanding(); }));
+    }
     void init_fleet(const model::Catalog& catalog);
     std::shared_ptr<const model::PerfModel> model_at(Deploy& d, int steps);
     // Starts one replica of deployment d (pulls weights when its site holds none); false, with the
@@ -299,6 +306,9 @@ struct PlanetSim::Impl {
 
     // Lowest-latency routes between all sites over the links still up (Dijkstra from each site).
     void compute_routes();
+    double user_rtt(int metro, int site) const {
+      return user_rtt_ms[static_cast<std::size_t>(metro) * sim.w.sites.size() + static_cast<std::size_t>(site)];
+    }
     const Route& route(int src, int dst) const {
       return routes[static_cast<std::size_t>(src) * sim.w.sites.size() + static_cast<std::size_t>(dst)];
     }
@@ -376,6 +386,10 @@ struct PlanetSim::Impl {
     // shared prefix's KV from there when that beats recomputing it (docs/planet.md "KV moves").
     // True: the fetch is under way (the request waits for it).
     bool fetch_kv(std::uint32_t slot, Ns now);
+    // `bytes` of KV that the site `to` pulls from `from` for the request: a flow of its class when
+    // large enough (its end steps the request one round trip later), else counted on the route and
+    // the request stepped after the round trip + bytes over the route's narrowest link.
+    void pull_kv(std::uint32_t slot, int from, int to, double bytes, Ns now);
     void step(std::uint32_t slot, Ns now);
     // Disaggregated serving: the prefill is done; its KV moves to the decode site (or the request
     // decodes where it was prefilled, when that site cannot take it); then it joins a replica there.

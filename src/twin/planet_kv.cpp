@@ -36,15 +36,20 @@ bool PlanetSim::Impl::Demand::fetch_kv(std::uint32_t slot, Ns now) {
   r.stage = Stage::kKvFetch;
   r.step_start = now;
   sim.rec.count_kind("kv", bytes, true);
+  pull_kv(slot, from, r.site, bytes, now);
+  return true;
+}
+
+void PlanetSim::Impl::Demand::pull_kv(std::uint32_t slot, int from, int to, double bytes, Ns now) {
+  const Route& rt = sim.net.route(from, to);
   if (bytes >= sim.cfg.flow_threshold_bytes) {
-    sim.net.start_flow(rt.links, user_class(r.req.priority), bytes, FlowKind::kKv, static_cast<int>(slot), from, r.site, now);
-    return true;
+    sim.net.start_flow(rt.links, user_class(reqs[slot].req.priority), bytes, FlowKind::kKv, static_cast<int>(slot), from, to, now);
+    return;
   }
   sim.net.count_link_bytes(rt.links, bytes);
   double xfer = 0;
   for (int dl : rt.links) xfer = std::max(xfer, bytes / sim.net.fn.capacity(dl));
-  step_at(slot, now + core::from_seconds(rtt_s + xfer));
-  return true;
+  step_at(slot, now + core::from_seconds(2 * rt.one_way_ms / 1000 + xfer));
 }
 
 // The KV of the prompt (KV bytes per token x prompt tokens, retrieved context included) moves as
@@ -58,33 +63,21 @@ void PlanetSim::Impl::Demand::pd_handoff(std::uint32_t slot, Ns now) {
   r.pd = 2;
   r.pd_prefill_deploy = from;
   const int to = src.decode_deploy;
-  const bool reachable = to >= 0 && sim.fleet.site_up[static_cast<std::size_t>(sim.fleet.deploys[static_cast<std::size_t>(to)].site)] &&
-                         sim.fleet.deploys[static_cast<std::size_t>(to)].up > 0 &&
-                         sim.net.route(src.site, sim.fleet.deploys[static_cast<std::size_t>(to)].site).ok;
-  if (!reachable) {
+  const Deploy* dst = to >= 0 ? &sim.fleet.deploys[static_cast<std::size_t>(to)] : nullptr;
+  if (!dst || !sim.fleet.site_up[static_cast<std::size_t>(dst->site)] || dst->up == 0 || !sim.net.route(src.site, dst->site).ok) {
     ++sim.res.pd_local;
     ++sim.fleet.deploys[static_cast<std::size_t>(from)].outstanding;
     pd_decode(slot, from, now);
     return;
   }
   ++sim.res.pd_handoffs;
-  Deploy& dst = sim.fleet.deploys[static_cast<std::size_t>(to)];
   r.deploy = to;
-  ++dst.outstanding;
-  const Route& rt = sim.net.route(src.site, dst.site);
+  ++sim.fleet.deploys[static_cast<std::size_t>(to)].outstanding;
   const double bytes = src.llm->kv_bytes_per_token() * r.req.prompt_tokens;
   sim.rec.count_kind("pd_kv", bytes, true);
   r.stage = Stage::kPdTransfer;
   r.step_start = now;
-  if (bytes >= sim.cfg.flow_threshold_bytes) {
-    sim.net.start_flow(rt.links, user_class(r.req.priority), bytes, FlowKind::kKv, static_cast<int>(slot), src.site, dst.site,
-                       now);
-    return;
-  }
-  sim.net.count_link_bytes(rt.links, bytes);
-  double xfer = 0;
-  for (int dl : rt.links) xfer = std::max(xfer, bytes / sim.net.fn.capacity(dl));
-  step_at(slot, now + core::from_seconds(2 * rt.one_way_ms / 1000 + xfer));
+  pull_kv(slot, src.site, dst->site, bytes, now);
 }
 
 // Joins the least-loaded ready replica of `deploy` with its prompt's KV in place: the engine
@@ -107,10 +100,7 @@ void PlanetSim::Impl::Demand::pd_decode(std::uint32_t slot, int deploy, Ns now) 
     retry(slot, now, "site outage");
     return;
   }
-  const auto k = static_cast<std::size_t>(dep.first);
-  const int best = dep.first + static_cast<int>(*control::least_loaded(
-                                   static_cast<std::size_t>(dep.count), [&](std::size_t i) { return sim.fleet.replica_up[k + i] != 0; },
-                                   [&](std::size_t i) { return sim.fleet.replicas[k + i].outstanding(); }));
+  const int best = sim.fleet.least_loaded_replica(dep);
   workload::Request handed;
   handed.id = slot;
   handed.arrival = now;

@@ -169,7 +169,6 @@ void PlanetSim::Impl::Demand::arrive(Ns now) {
 void PlanetSim::Impl::Demand::route_req(std::uint32_t slot, Ns now) {
   Req& r = reqs[slot];
   const int model = sim.class_model[static_cast<std::size_t>(r.cls)];
-  const std::size_t S = sim.w.sites.size();
   views.clear();
   view_deploy.clear();
   // A sim.controller's routing table may take a deployment out of the candidates (weight 0); it
@@ -186,7 +185,7 @@ void PlanetSim::Impl::Demand::route_req(std::uint32_t slot, Ns now) {
     if (pass == 0 && dep.route_weight <= 0) continue;
     control::SiteView v;
     v.site = dep.site;
-    v.rtt_ms = sim.net.user_rtt_ms[static_cast<std::size_t>(r.metro) * S + static_cast<std::size_t>(dep.site)];
+    v.rtt_ms = sim.net.user_rtt(r.metro, dep.site);
     v.outstanding = static_cast<int>(dep.outstanding);
     v.replicas = dep.up;
     v.service_rps = dep.service_rps;
@@ -324,10 +323,7 @@ void PlanetSim::Impl::Demand::at_site(std::uint32_t slot, Ns now) {
     const control::GeoRequest gr{r.gid, r.req.prompt_tokens, static_cast<int>(r.req.priority), r.session};
     best = pod_views[router->pick(gr, pod_views).value_or(0)].site;
   } else {
-    const auto k = static_cast<std::size_t>(dep.first);
-    best = dep.first + static_cast<int>(*control::least_loaded(
-                           static_cast<std::size_t>(dep.count), [&](std::size_t i) { return sim.fleet.replica_up[k + i] != 0; },
-                           [&](std::size_t i) { return sim.fleet.replicas[k + i].outstanding(); }));
+    best = sim.fleet.least_loaded_replica(dep);
   }
   if (sr) sr->replica = best;
   // Blocks of its prefix that the replica moved to host memory load back (host-to-GPU at the
@@ -360,19 +356,17 @@ void PlanetSim::Impl::Demand::at_site(std::uint32_t slot, Ns now) {
 void PlanetSim::Impl::Demand::enqueue_on(std::uint32_t slot, int best, Ns now) {
   Req& r = reqs[slot];
   const auto& dep = sim.fleet.deploys[static_cast<std::size_t>(r.deploy)];
-  if (r.load_blocks > 0) {  // loaded from the host tier: in the GPU's cache now
+  // The first `blocks` of the prompt's blocks are in the replica's cache before it looks.
+  const auto warm = [&](std::size_t blocks) {
     sim.fleet.replicas[static_cast<std::size_t>(best)].warm_prefix(
-        std::span<const std::uint64_t>(r.req.block_hashes.data(),
-                                       std::min<std::size_t>(r.req.block_hashes.size(), static_cast<std::size_t>(r.load_blocks))),
+        std::span<const std::uint64_t>(r.req.block_hashes.data(), std::min(r.req.block_hashes.size(), blocks)),
         r.req.hash_block_tokens);
+  };
+  if (r.load_blocks > 0) {  // loaded from the host tier
+    warm(static_cast<std::size_t>(r.load_blocks));
     r.load_blocks = 0;
   }
-  if (r.kv_moved)  // the fetched prefix is in this replica's cache before it looks
-    sim.fleet.replicas[static_cast<std::size_t>(best)].warm_prefix(
-        std::span<const std::uint64_t>(r.req.block_hashes.data(),
-                                       std::min<std::size_t>(r.req.block_hashes.size(),
-                                                             static_cast<std::size_t>(r.shared_tokens / kHashBlock))),
-        r.req.hash_block_tokens);
+  if (r.kv_moved) warm(static_cast<std::size_t>(r.shared_tokens / kHashBlock));  // fetched from the peer site
   r.stage = Stage::kEngine;
   r.t_enqueue = now;
   // The engine takes the request's block hashes; its scalars stay here for the records, and an
@@ -494,11 +488,9 @@ void PlanetSim::Impl::Demand::complete(const engine::Completion& c) {
   int stream_site = r.site;  // where the output streams from
   if (r.pd == 2) {
     stream_site = sim.fleet.deploys[static_cast<std::size_t>(r.deploy)].site;
-    const std::size_t S = sim.w.sites.size();
     first_user = r.pd_first_user;
     first_sched = r.pd_first_sched;
-    finish_user = c.finish + core::from_seconds(
-                                 sim.net.user_rtt_ms[static_cast<std::size_t>(r.metro) * S + static_cast<std::size_t>(stream_site)] / 2000);
+    finish_user = c.finish + core::from_seconds(sim.net.user_rtt(r.metro, stream_site) / 2000);
     out_tokens = c.output_tokens + 1;
     cached = r.pd_cached;
   }
