@@ -266,6 +266,12 @@ w("route_factor: 1.68     # fiber path over great circle, fitted by `infergrid g
 w("per_hop_ms: 0.1        # switching and amplification per traversed site")
 w(f"scale: {SCALE}             # a 1:{SCALE} model: requests, accelerators, power, link and uplink Gbit/s as written")
 w(f"                       # are 1/{SCALE} of the real; weights and artifacts cross the DCI as size / scale")
+# Background bulk copies (storage replication, backups, datasets, checkpoints) between neighbouring
+# sites, below every class of traffic: B4's and SWAN's bulk class. The load is assumed (no provider
+# publishes its copy volume per link); docs/planet.md "Bulk copies".
+w("bulk:                  # background copies on every link, each way, below every class (docs/planet.md)")
+w("  load: 0.5            # offered, as a share of the link's capacity (assumed)")
+w("  copy_gb: 100         # one copy's mean size at full scale (exponential); crosses as size / scale")
 w("markets:")
 w("  shares: {" + ", ".join(f"{c}: {v}" for c, v in MARKETS.items()) + "}")
 w("  exclude: [" + ", ".join(EXCLUDED) + "]")

@@ -518,6 +518,11 @@ int main(int argc, char** argv) {
                   "planet mode: GB of host memory per accelerator for the engines' KV tier (blocks evicted from the GPU's "
                   "prefix cache, loaded back at the world's fleet.kv_host_gb_s); default: the world's fleet.kv_host_gb_per_gpu")
       ->check(CLI::Range(0.0, 1e5));
+  double bulk_load = -1;
+  sim->add_option("--bulk-load", bulk_load,
+                  "planet mode: background bulk copies offered on every DCI link each way, as a share of its capacity "
+                  "(0: none); default: the world's bulk.load and links' bulk_load")
+      ->check(CLI::Range(0.0, 1.0));
   sim->add_flag("--requests-csv", planet_csv, "planet mode: also write DIR/requests.csv, a row per request (large)");
   bool step_by_step = false;
   sim->add_flag("--step-by-step", step_by_step, "one event per decode iteration (the baseline the closed form is measured against)");
@@ -654,6 +659,7 @@ int main(int argc, char** argv) {
       pa.cfg.engine.priority_scheduling = policy == "priority";
       pa.cfg.prefix_caching = !no_prefix;
       pa.cfg.kv_host_gb_per_gpu = kv_host_gb;
+      pa.cfg.bulk_load = bulk_load;
       for (const auto& kv : control_kv) {
         const auto eq = kv.find('=');
         double v = 0;

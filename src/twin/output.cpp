@@ -305,6 +305,23 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
     net["pd_handoffs"] = r.pd_handoffs;
     net["pd_local"] = r.pd_local;
   }
+  if (r.bulk_offered > 0) {  // only worlds with background bulk copies
+    json b;
+    b["offered_bytes"] = r.bulk_offered;
+    b["carried_bytes"] = r.bulk_carried;
+    b["backlog_bytes"] = r.bulk_backlog;
+    const double inference = r.inter_site_bytes - r.bulk_carried;
+    b["inference_inter_site_bytes"] = inference;
+    b["inference_inter_site_to_user_ratio"] = r.user_bytes > 0 ? inference / r.user_bytes : 0.0;
+    std::size_t worst = 0;
+    for (std::size_t l = 1; l < r.links.size(); ++l)
+      if (r.links[l].bulk_peak_backlog_s > r.links[worst].bulk_peak_backlog_s) worst = l;
+    if (!r.links.empty())
+      b["worst_backlog"] = {{"a", w.sites[static_cast<std::size_t>(w.links[worst].a)].id},
+                            {"b", w.sites[static_cast<std::size_t>(w.links[worst].b)].id},
+                            {"drain_s", r.links[worst].bulk_peak_backlog_s}};
+    net["bulk"] = b;
+  }
   net["te_solves"] = r.te_solves;
   json busiest = json::array();
   for (const std::size_t li : busiest_links(r, 5)) {

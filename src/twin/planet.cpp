@@ -13,6 +13,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   horizon = core::from_seconds(cfg.hours * 3600);
   demand.router = control::make_site_router(cfg.router, cfg.seed);
   if (cfg.bandwidth != "fair" && cfg.bandwidth != "te") core::fail_flag("bandwidth", "must be fair or te");
+  if (cfg.bulk_load > 1) core::fail_flag("bulk-load", "must be a share of capacity, at most 1");
   net.te_mode = cfg.bandwidth == "te";
   if (net.te_mode && !(cfg.te_interval_s > 0 && cfg.te_horizon_s > 0 && cfg.te_paths >= 1))
     core::fail_flag("bandwidth", "te needs a positive interval, horizon and path count");
@@ -139,6 +140,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
   res.classes.resize(w.workload.classes.size());
   res.sites.resize(S);
   res.links.resize(w.links.size());
+  bulk.init();
   res.metro_requests.assign(w.metros.size(), 0);
   res.metro_ttft_sum.assign(w.metros.size(), 0);
   res.metro_met_slo.assign(w.metros.size(), 0);
@@ -260,6 +262,7 @@ PlanetResult PlanetSim::Impl::run(const std::function<void(double, std::uint64_t
     if (!is_free[slot]) demand.lose(slot, "unfinished at end of run");
   res.end = now;
   fleet.finish_fleet(std::max(now, horizon));
+  bulk.finish();
   for (auto& rep : fleet.replicas) rep.finish(std::max(now, horizon));
   if (rec.bucket_start < now) rec.close_bucket(now);
   for (std::size_t r = 0; r < fleet.replicas.size(); ++r)

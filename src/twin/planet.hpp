@@ -57,6 +57,9 @@ struct PlanetConfig {
   bool prefix_caching = true;
   // GB of host memory per accelerator for the engines' KV tier; < 0: the world's fleet.kv_host_gb_per_gpu.
   double kv_host_gb_per_gpu = -1;
+  // Background bulk copies offered on every link, as a share of its capacity; < 0: the world's
+  // (bulk.load and each link's bulk_load).
+  double bulk_load = -1;
   // One CSV row per request (completed, rejected or lost) to this path; empty: none.
   std::string requests_csv;
 };
@@ -83,7 +86,9 @@ struct SiteStats {
 };
 
 struct LinkStats {
-  double bytes_ab = 0, bytes_ba = 0;
+  double bytes_ab = 0, bytes_ba = 0;  // every byte, bulk copies included
+  double bulk_ab = 0, bulk_ba = 0;    // of which background bulk copies
+  double bulk_peak_backlog_s = 0;     // the longest its bulk backlog would take to drain at full capacity
   double peak_util = 0;  // highest bucket average, either direction
   double peak_p99_1s = 0;  // highest per-bucket p99 of 1-second utilization
 };
@@ -176,6 +181,8 @@ struct PlanetResult {
   double kv_host_bytes = 0;
   std::uint64_t te_solves = 0;
   double te_solve_ms = 0;
+  // Background bulk copies (world bulk:): bytes offered over the run, carried, and still waiting at its end.
+  double bulk_offered = 0, bulk_carried = 0, bulk_backlog = 0;
   core::Ns end = 0;
   // The scenario's event window: from its first event to the last one's end plus
   // PlanetConfig::window_recovery_s (an event without a duration: to the end of the run), within

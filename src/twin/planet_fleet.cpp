@@ -393,7 +393,9 @@ void PlanetSim::Impl::Fleet::fleet_clock(Ns now) {
         const double carried = bytes - sim.net.dlink_seen[static_cast<std::size_t>(dl)];
         sim.net.dlink_seen[static_cast<std::size_t>(dl)] = bytes;
         const double cap = sim.net.fn.capacity(dl);
-        if (cap > 0) u = std::max(u, carried / cap);
+        // Background bulk copies take what the flows left of the second (planet_bulk.cpp).
+        const double bulk = sim.bulk.on ? sim.bulk.second(dl, core::to_seconds(sim.rec.next_second), carried, cap) : 0;
+        if (cap > 0) u = std::max(u, (carried + bulk) / cap);
       }
       ++sim.rec.link_hist[l][static_cast<std::size_t>(std::clamp(std::lround(u * 100), 0L, 100L))];
     }

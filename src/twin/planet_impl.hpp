@@ -443,6 +443,23 @@ struct PlanetSim::Impl {
     void count_kind(const char* kind, double bytes, bool inter_site);
   } rec{*this};
 
+  // Background bulk copies (world bulk:, planet_bulk.cpp): per directed DCI link a backlog fed by
+  // Poisson copy arrivals and drained, each second the link sampler closes, by what the flows left
+  // of that second. Below every class of the flow network (strict priority, as B4 and SWAN carry
+  // them), so draining it never slows a flow and it needs no flow of its own.
+  struct Bulk {
+    Bulk(Impl& s, std::uint64_t seed) : sim(s), rng(seed, "planet-bulk") {}
+    Impl& sim;
+    core::Rng rng;
+    std::vector<double> rate, mean_bytes, next_s, backlog;  // per directed link: copies/s, bytes, s, bytes
+    bool on = false;
+    void init();
+    // The second ending at t_s on directed link dl, whose flows carried `carried` of the `cap`
+    // bytes it could; returns the bulk bytes it moved in what was left (and counts them).
+    double second(int dl, double t_s, double carried, double cap);
+    void finish();
+  } bulk{*this, cfg.seed};
+
   std::shared_ptr<control::Controller> controller;
 
   Impl(const world::World& world, const model::Catalog& catalog, const PlanetConfig& c);

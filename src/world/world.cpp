@@ -372,6 +372,7 @@ World load_world(const std::string& path, const model::Catalog& catalog) {
       // pluggable, whose power counts at the model's scale like every other watt.
       const double real_gbps = l.gbps * w.scale;
       l.transceiver_w = g.num("transceiver_w", (real_gbps <= 400 ? 20 : real_gbps <= 800 ? 30 : 45) / w.scale);
+      if (g.has("bulk_load")) l.bulk_load = g.num("bulk_load", 0, true, 0, 1);
       w.links.push_back(l);
     }
     for (const auto& n : need_list(path, root, f, "metros", true)) {
@@ -461,6 +462,11 @@ World load_world(const std::string& path, const model::Catalog& catalog) {
       w.fleet.power_window_s = g.num("power_window_s", w.fleet.power_window_s, false, 1, 3600);
       w.fleet.kv_host_gb_per_gpu = g.num("kv_host_gb_per_gpu", w.fleet.kv_host_gb_per_gpu, false, 0, 1e5);
       w.fleet.kv_host_gb_s = g.num("kv_host_gb_s", w.fleet.kv_host_gb_s, false, 0.001, 1e4);
+    }
+    if (f.has("bulk")) {
+      Fields g(path, f.node("bulk"), "bulk");
+      w.bulk.load = g.num("load", w.bulk.load, false, 0, 1);
+      w.bulk.copy_gb = g.num("copy_gb", w.bulk.copy_gb, false, 1e-6, 1e6);
     }
     if (f.has("control")) {
       const YAML::Node c = f.node("control");

@@ -52,6 +52,7 @@ struct Link {
   double gbps = 400;
   double km = 0;      // fiber length
   double transceiver_w = 0;  // per end
+  double bulk_load = -1;     // background copies offered each way, share of capacity (< 0: the world's bulk.load)
 };
 
 struct Metro {
@@ -136,9 +137,21 @@ struct FleetParams {
   double kv_host_gb_s = 64;
 };
 
+// Background bulk copies between neighbouring sites (docs/planet.md "Bulk copies"): storage
+// replication, backups, dataset and checkpoint moves, the large site-to-site copies that B4 and
+// SWAN carry below every other class and that take what the link leaves. On each link, each way,
+// copies arrive as a Poisson process offering `load` x the link's capacity over the run, each of
+// copy_gb at full scale on average (exponential; at a 1:scale model it crosses as copy_gb / scale,
+// like every once-per-site object, so that a copy takes its real time).
+struct BulkParams {
+  double load = 0;  // 0: none
+  double copy_gb = 100;
+};
+
 struct World {
   std::string name;
   FleetParams fleet;
+  BulkParams bulk;
   // Per controller, its parameters (the `control:` section: {reactive: {target_waiting: 5}}).
   std::map<std::string, std::map<std::string, double>> control;
   std::map<std::string, int> control_line;  // where each controller's section is

@@ -78,8 +78,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const auto w = ig::world::load_world(path, catalog);
         for (const auto& l : w.links)
           if (l.a < 0 || l.b < 0 || static_cast<std::size_t>(l.a) >= w.sites.size() ||
-              static_cast<std::size_t>(l.b) >= w.sites.size())
+              static_cast<std::size_t>(l.b) >= w.sites.size() || l.bulk_load > 1)
             __builtin_trap();
+        if (!(w.bulk.load >= 0 && w.bulk.load <= 1 && w.bulk.copy_gb > 0)) __builtin_trap();
         check_splits(w);
       } else {
         auto w = base;
