@@ -1,9 +1,10 @@
 // Background bulk copies (world `bulk:`): the bytes they carry and the utilization they give a
 // link, worked by hand; strict priority (no flow is slower for them); a cut link's backlog and its
-// drain; the loader's errors.
+// drain; the loader's errors; planet-full, the default world at 1:1.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <string>
 
 #include "core/error.hpp"
@@ -135,4 +136,44 @@ TEST(Bulk, TheLoaderNamesTheFieldItRejects) {
   own.replace(own.find("gbps: 8}"), 8, "gbps: 8, bulk_load: 0}");
   const auto w = load("bulk-own.yaml", own);
   EXPECT_EQ(run(w).bulk_offered, 0);
+}
+
+// planet-full (scripts/build_world.py --full) is the default world with every count the 1:100
+// model writes at the real platform's: requests, accelerators, replicas, power budgets, link and
+// uplink Gbit/s x 100, at scale 1; what is not a count (places, PUE, carbon, classes) is the same.
+TEST(PlanetFull, IsTheDefaultWorldWithEveryCountAtOneToOne) {
+  const auto& cat = ig::model::Catalog::builtin();
+  const auto model = ig::world::load_world(ig::world::default_world_path(), cat);
+  const auto full = ig::world::load_world(
+      (std::filesystem::path(ig::world::default_world_path()).parent_path() / "planet-full.yaml").string(), cat);
+  ASSERT_DOUBLE_EQ(model.scale, 100);
+  EXPECT_DOUBLE_EQ(full.scale, 1);
+  const double k = model.scale;
+  EXPECT_DOUBLE_EQ(full.workload.requests_per_day, k * model.workload.requests_per_day);
+  ASSERT_EQ(full.sites.size(), model.sites.size());
+  for (std::size_t s = 0; s < model.sites.size(); ++s) {
+    const auto &a = model.sites[s], &b = full.sites[s];
+    EXPECT_EQ(a.id, b.id);
+    EXPECT_DOUBLE_EQ(b.power_cap_kw, k * a.power_cap_kw) << a.id;
+    EXPECT_DOUBLE_EQ(b.pue, a.pue);
+    EXPECT_DOUBLE_EQ(b.carbon_g_per_kwh, a.carbon_g_per_kwh);
+    for (const auto& [g, n] : a.accelerators) EXPECT_EQ(b.accelerators.at(g), k * n) << a.id << " " << g;
+    ASSERT_EQ(b.deployments.size(), a.deployments.size());
+    for (std::size_t d = 0; d < a.deployments.size(); ++d) EXPECT_EQ(b.deployments[d].replicas, k * a.deployments[d].replicas);
+  }
+  ASSERT_EQ(full.links.size(), model.links.size());
+  for (std::size_t l = 0; l < model.links.size(); ++l) {
+    EXPECT_DOUBLE_EQ(full.links[l].gbps, k * model.links[l].gbps);
+    EXPECT_DOUBLE_EQ(full.links[l].km, model.links[l].km);
+    // Transceivers are per real link: the model's watts are the full world's over the scale.
+    EXPECT_NEAR(full.links[l].transceiver_w, k * model.links[l].transceiver_w, 1e-9);
+  }
+  ASSERT_EQ(full.metros.size(), model.metros.size());
+  for (std::size_t m = 0; m < model.metros.size(); ++m) {
+    EXPECT_DOUBLE_EQ(full.metros[m].uplink_gbps, k * model.metros[m].uplink_gbps);
+    EXPECT_DOUBLE_EQ(full.metros[m].demand_weight, model.metros[m].demand_weight);
+  }
+  EXPECT_DOUBLE_EQ(full.bulk.load, model.bulk.load);
+  EXPECT_DOUBLE_EQ(full.bulk.copy_gb, model.bulk.copy_gb);
+  EXPECT_EQ(full.events.size(), model.events.size());
 }

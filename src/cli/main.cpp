@@ -89,6 +89,9 @@ struct PlanetArgs {
 int cmd_planet(const Common& common, PlanetArgs a, const std::string& out, bool progress_on) {
   const auto catalog = common.catalog();
   if (a.world.empty()) a.world = ig::world::default_world_path();
+  // A shipped world by name (planet-full: data/world/planet-full.yaml).
+  if (a.world.find('/') == std::string::npos && a.world.find('.') == std::string::npos)
+    a.world = ig::core::data_dir() + "/world/" + a.world + ".yaml";
   auto world = ig::world::load_world(a.world, catalog);
   if (!a.scenario.empty()) ig::world::load_scenario(a.scenario, world);
   if (!a.arrival_trace.empty()) {
@@ -490,7 +493,8 @@ int main(int argc, char** argv) {
   sim->add_flag("--no-requests-csv", no_csv, "skip DIR/requests.csv");
   sim->add_flag("--no-progress", no_progress, "no progress bar");
   PlanetArgs pa;
-  sim->add_option("--world", pa.world, "planet mode: world YAML (default: the embedded data/world/default.yaml)");
+  sim->add_option("--world", pa.world, "planet mode: world YAML, or a shipped world by name (planet-full: the default at 1:1); default: the "
+                  "embedded data/world/default.yaml (1:100)");
   sim->add_option("--scenario", pa.scenario, "planet mode: events YAML (outages, link cuts, capacity loss, surges, publications)");
   sim->add_option("--hours", pa.cfg.hours, "planet mode: simulated hours");
   sim->add_option("--arrival-trace", pa.arrival_trace,
