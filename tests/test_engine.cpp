@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <algorithm>
 
 #include "core/paths.hpp"
@@ -319,6 +321,13 @@ TEST(Replica, KvThatCameWithTheRequestIsNotPrefilledAgain) {
 // The host-memory tier under the prefix cache: blocks the GPU's cache evicts (LRU) land there; a
 // lookup reports the GPU's leading run and the host's run after it; warming a prefix brings its
 // blocks back to the GPU's cache and pushes the least recent out to the host in turn.
+namespace {
+// A replica's cached blocks, tier by tier: (GPU, host memory, SSD).
+std::tuple<std::size_t, std::size_t, std::size_t> tiers(const engine::Replica::CachedBlocks& c) {
+  return {c.gpu, c.host, c.ssd};
+}
+}  // namespace
+
 TEST(Replica, TheHostTierKeepsWhatTheGpuCacheEvicts) {
   const auto c = model::Catalog::builtin();
   auto pm = std::make_shared<model::PerfModel>(c.llm("llama3-8b"), c.accelerator("h100-80gb"), 1);
@@ -331,19 +340,55 @@ TEST(Replica, TheHostTierKeepsWhatTheGpuCacheEvicts) {
   std::vector<std::uint64_t> a, b;
   for (std::uint64_t i = 0; i < 16; ++i) a.push_back(1000 + i), b.push_back(2000 + i);
   rep.warm_prefix(a, 256);
-  EXPECT_EQ(rep.cached_blocks(a), std::make_pair(std::size_t{16}, std::size_t{0}));
+  EXPECT_EQ(tiers(rep.cached_blocks(a)), std::make_tuple(std::size_t{16}, std::size_t{0}, std::size_t{0}));
   rep.warm_prefix(b, 256);  // the GPU holds 16 blocks: all of a goes to the host tier
-  EXPECT_EQ(rep.cached_blocks(b), std::make_pair(std::size_t{16}, std::size_t{0}));
-  EXPECT_EQ(rep.cached_blocks(a), std::make_pair(std::size_t{0}, std::size_t{16}));
+  EXPECT_EQ(tiers(rep.cached_blocks(b)), std::make_tuple(std::size_t{16}, std::size_t{0}, std::size_t{0}));
+  EXPECT_EQ(tiers(rep.cached_blocks(a)), std::make_tuple(std::size_t{0}, std::size_t{16}, std::size_t{0}));
   // Half of a back on the GPU: its first 8 blocks there, the other 8 still in host memory.
   rep.warm_prefix(std::span<const std::uint64_t>(a.data(), 8), 256);
-  EXPECT_EQ(rep.cached_blocks(a), std::make_pair(std::size_t{8}, std::size_t{8}));
-  EXPECT_EQ(rep.cached_blocks(b), std::make_pair(std::size_t{0}, std::size_t{8}));  // b's first 8 went down
+  EXPECT_EQ(tiers(rep.cached_blocks(a)), std::make_tuple(std::size_t{8}, std::size_t{8}, std::size_t{0}));
+  EXPECT_EQ(tiers(rep.cached_blocks(b)), std::make_tuple(std::size_t{0}, std::size_t{8}, std::size_t{0}));  // b's first 8 went down
   // Without the tier, evicted blocks are gone.
   cfg.host_kv_tokens = 0;
   engine::Replica plain(1, pm, cfg, 1'000'000);
   EXPECT_FALSE(plain.has_host_tier());
   plain.warm_prefix(a, 256);
   plain.warm_prefix(b, 256);
-  EXPECT_EQ(plain.cached_blocks(a), std::make_pair(std::size_t{0}, std::size_t{0}));
+  EXPECT_EQ(tiers(plain.cached_blocks(a)), std::make_tuple(std::size_t{0}, std::size_t{0}, std::size_t{0}));
+}
+
+// Down the tiers: what the GPU evicts goes to host memory, what host memory evicts to the SSD,
+// and a prompt's run of blocks is read across them in that order; without a host tier the GPU's
+// evictions go straight to the SSD.
+TEST(Replica, TheSsdTierKeepsWhatHostMemoryEvicts) {
+  const auto c = model::Catalog::builtin();
+  auto pm = std::make_shared<model::PerfModel>(c.llm("llama3-8b"), c.accelerator("h100-80gb"), 1);
+  engine::EngineConfig cfg;
+  cfg.enable_prefix_caching = true;
+  cfg.prefix_cache_tokens = 16 * 256;  // 16 blocks on the GPU
+  cfg.host_kv_tokens = 16 * 256;       // 16 in host memory
+  cfg.ssd_kv_tokens = 64 * 256;        // 64 on the SSD
+  engine::Replica rep(0, pm, cfg, 1'000'000);
+  ASSERT_TRUE(rep.has_offload_tier());
+  std::vector<std::uint64_t> a, b, d;
+  for (std::uint64_t i = 0; i < 16; ++i) a.push_back(1000 + i), b.push_back(2000 + i), d.push_back(3000 + i);
+  rep.warm_prefix(a, 256);
+  rep.warm_prefix(b, 256);  // a to host memory
+  rep.warm_prefix(d, 256);  // b to host memory, a on to the SSD
+  EXPECT_EQ(tiers(rep.cached_blocks(d)), std::make_tuple(std::size_t{16}, std::size_t{0}, std::size_t{0}));
+  EXPECT_EQ(tiers(rep.cached_blocks(b)), std::make_tuple(std::size_t{0}, std::size_t{16}, std::size_t{0}));
+  EXPECT_EQ(tiers(rep.cached_blocks(a)), std::make_tuple(std::size_t{0}, std::size_t{0}, std::size_t{16}));
+  // a's first 8 back on the GPU push d's first 8 to host memory, and b's first 8 on to the SSD.
+  rep.warm_prefix(std::span<const std::uint64_t>(a.data(), 8), 256);
+  EXPECT_EQ(tiers(rep.cached_blocks(a)), std::make_tuple(std::size_t{8}, std::size_t{0}, std::size_t{8}));
+  EXPECT_EQ(tiers(rep.cached_blocks(d)), std::make_tuple(std::size_t{0}, std::size_t{8}, std::size_t{0}));
+  EXPECT_EQ(tiers(rep.cached_blocks(b)), std::make_tuple(std::size_t{0}, std::size_t{0}, std::size_t{8}));
+  // No host tier: the GPU's evictions land on the SSD.
+  cfg.host_kv_tokens = 0;
+  engine::Replica ssd_only(1, pm, cfg, 1'000'000);
+  EXPECT_FALSE(ssd_only.has_host_tier());
+  ASSERT_TRUE(ssd_only.has_offload_tier());
+  ssd_only.warm_prefix(a, 256);
+  ssd_only.warm_prefix(b, 256);
+  EXPECT_EQ(tiers(ssd_only.cached_blocks(a)), std::make_tuple(std::size_t{0}, std::size_t{0}, std::size_t{16}));
 }

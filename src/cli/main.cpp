@@ -527,6 +527,12 @@ int main(int argc, char** argv) {
                   "planet mode: background bulk copies offered on every DCI link each way, as a share of its capacity "
                   "(0: none); default: the world's bulk.load and links' bulk_load")
       ->check(CLI::Range(0.0, 1.0));
+  double kv_ssd_gb = -1;
+  sim->add_option("--kv-ssd-gb", kv_ssd_gb,
+                  "planet mode: GB of local SSD per accelerator for a KV tier under host memory (what the host tier, or "
+                  "without one the GPU's prefix cache, evicts; read at the world's fleet.kv_ssd_gb_s); default: the "
+                  "world's fleet.kv_ssd_gb_per_gpu")
+      ->check(CLI::Range(0.0, 1e6));
   sim->add_flag("--requests-csv", planet_csv, "planet mode: also write DIR/requests.csv, a row per request (large)");
   bool step_by_step = false;
   sim->add_flag("--step-by-step", step_by_step, "one event per decode iteration (the baseline the closed form is measured against)");
@@ -663,6 +669,7 @@ int main(int argc, char** argv) {
       pa.cfg.engine.priority_scheduling = policy == "priority";
       pa.cfg.prefix_caching = !no_prefix;
       pa.cfg.kv_host_gb_per_gpu = kv_host_gb;
+      pa.cfg.kv_ssd_gb_per_gpu = kv_ssd_gb;
       pa.cfg.bulk_load = bulk_load;
       for (const auto& kv : control_kv) {
         const auto eq = kv.find('=');

@@ -99,17 +99,31 @@ Replica::Replica(int id, std::shared_ptr<const model::StepModel> step, const Eng
     cache_.emplace(cfg_.prefix_cache_tokens != 0 ? cfg_.prefix_cache_tokens
                                                  : total_blocks_ * cfg_.block_size);
     if (cfg_.host_kv_tokens > 0) host_cache_.emplace(cfg_.host_kv_tokens);
+    if (cfg_.ssd_kv_tokens > 0) ssd_cache_.emplace(cfg_.ssd_kv_tokens);
   }
 }
 
+// Into the GPU's cache; what it evicts goes down a tier (host memory, then SSD), and what the
+// host tier evicts goes to the SSD.
 void Replica::cache_insert(std::span<const std::uint64_t> hashes, std::int64_t block_tokens) {
-  if (!host_cache_) {
+  if (!host_cache_ && !ssd_cache_) {
     cache_->insert(hashes, block_tokens);
     return;
   }
   evicted_.clear();
   cache_->insert(hashes, block_tokens, &evicted_);
-  if (!evicted_.empty()) host_cache_->insert(evicted_, block_tokens);
+  if (evicted_.empty()) return;
+  if (!host_cache_) {
+    ssd_cache_->insert(evicted_, block_tokens);
+    return;
+  }
+  if (!ssd_cache_) {
+    host_cache_->insert(evicted_, block_tokens);
+    return;
+  }
+  evicted_host_.clear();
+  host_cache_->insert(evicted_, block_tokens, &evicted_host_);
+  if (!evicted_host_.empty()) ssd_cache_->insert(evicted_host_, block_tokens);
 }
 
 int Replica::alloc_seq(workload::Request&& r) {

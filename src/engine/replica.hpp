@@ -45,6 +45,9 @@ struct EngineConfig {
   // blocks evicted from the GPU's cache go to an LRU of this many tokens (0: none), where a later
   // request finds them and loads them back instead of recomputing.
   std::int64_t host_kv_tokens = 0;
+  // A local-SSD tier under it (LMCache's local disk backend): blocks evicted from host memory (or
+  // from the GPU's cache, without a host tier) go to an LRU of this many tokens (0: none).
+  std::int64_t ssd_kv_tokens = 0;
   // Throws InputError naming the flag when a knob is out of range.
   void validate() const;
 };
@@ -123,13 +126,21 @@ class Replica {
   void warm_prefix(std::span<const std::uint64_t> hashes, std::int64_t block_tokens) {
     if (cache_ && !hashes.empty()) cache_insert(hashes, block_tokens);
   }
-  // Leading blocks of `hashes` in the GPU's cache, and the run after them in the host tier.
-  std::pair<std::size_t, std::size_t> cached_blocks(std::span<const std::uint64_t> hashes) const {
-    if (!cache_) return {0, 0};
-    const std::size_t gpu = cache_->match(hashes);
-    return {gpu, host_cache_ ? host_cache_->match(hashes.subspan(gpu)) : 0};
+  // Leading blocks of `hashes` in the GPU's cache, the run after them in the host tier, and the
+  // run after that on the SSD tier.
+  struct CachedBlocks {
+    std::size_t gpu = 0, host = 0, ssd = 0;
+  };
+  CachedBlocks cached_blocks(std::span<const std::uint64_t> hashes) const {
+    CachedBlocks c;
+    if (!cache_) return c;
+    c.gpu = cache_->match(hashes);
+    if (host_cache_) c.host = host_cache_->match(hashes.subspan(c.gpu));
+    if (ssd_cache_) c.ssd = ssd_cache_->match(hashes.subspan(c.gpu + c.host));
+    return c;
   }
   bool has_host_tier() const { return host_cache_.has_value(); }
+  bool has_offload_tier() const { return host_cache_.has_value() || ssd_cache_.has_value(); }
   int id() const { return id_; }
   int running() const { return static_cast<int>(running_.size()); }
   int waiting() const { return static_cast<int>(waiting_.size()); }
@@ -198,7 +209,8 @@ class Replica {
   std::int64_t total_blocks_ = 0, used_blocks_ = 0;
   std::optional<PrefixCache> cache_;
   std::optional<PrefixCache> host_cache_;  // the host-memory tier under it
-  std::vector<std::uint64_t> evicted_;
+  std::optional<PrefixCache> ssd_cache_;   // the local-SSD tier under that
+  std::vector<std::uint64_t> evicted_, evicted_host_;
 
   std::vector<Seq> pool_;
   std::vector<int> free_;

@@ -300,6 +300,10 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
   if (r.kv_host_loads > 0) {  // only fleets with a host-memory KV tier
     net["kv_host_loads"] = r.kv_host_loads;
     net["kv_host_bytes"] = r.kv_host_bytes;
+    if (r.kv_ssd_loads > 0) {
+      net["kv_ssd_loads"] = r.kv_ssd_loads;
+      net["kv_ssd_bytes"] = r.kv_ssd_bytes;
+    }
   }
   if (r.pd_handoffs + r.pd_local > 0) {  // only worlds with disaggregated deployments
     net["pd_handoffs"] = r.pd_handoffs;

@@ -68,6 +68,9 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
       const double host_gb = cfg.kv_host_gb_per_gpu >= 0 ? cfg.kv_host_gb_per_gpu : w.fleet.kv_host_gb_per_gpu;
       if (host_gb > 0 && ecfg.enable_prefix_caching)
         ecfg.host_kv_tokens = static_cast<std::int64_t>(host_gb * 1e9 * d.gpus() / catalog.llm(d.model).kv_bytes_per_token());
+      const double ssd_gb = cfg.kv_ssd_gb_per_gpu >= 0 ? cfg.kv_ssd_gb_per_gpu : w.fleet.kv_ssd_gb_per_gpu;
+      if (ssd_gb > 0 && ecfg.enable_prefix_caching)
+        ecfg.ssd_kv_tokens = static_cast<std::int64_t>(ssd_gb * 1e9 * d.gpus() / catalog.llm(d.model).kv_bytes_per_token());
       for (int r = 0; r < dep.count; ++r) {
         fleet.replicas.emplace_back(static_cast<int>(fleet.replicas.size()), pm, ecfg, kv);
         fleet.replica_deploy.push_back(static_cast<int>(fleet.deploys.size()));

@@ -57,6 +57,8 @@ struct PlanetConfig {
   bool prefix_caching = true;
   // GB of host memory per accelerator for the engines' KV tier; < 0: the world's fleet.kv_host_gb_per_gpu.
   double kv_host_gb_per_gpu = -1;
+  // GB of local SSD per accelerator for the tier under it; < 0: the world's fleet.kv_ssd_gb_per_gpu.
+  double kv_ssd_gb_per_gpu = -1;
   // Background bulk copies offered on every link, as a share of its capacity; < 0: the world's
   // (bulk.load and each link's bulk_load).
   double bulk_load = -1;
@@ -176,9 +178,12 @@ struct PlanetResult {
   // Disaggregated deployments (world decode_at): prefills whose KV moved to their decode site, and
   // those decoded where they were prefilled because the decode site was down or cut off.
   std::uint64_t pd_handoffs = 0, pd_local = 0;
-  // The host-memory KV tier: requests that loaded prefix blocks from it, and the bytes loaded.
+  // The offload KV tiers: requests that loaded prefix blocks from host memory or SSD, and the bytes loaded.
   std::uint64_t kv_host_loads = 0;
   double kv_host_bytes = 0;
+  // Of those, the loads that read blocks from the local-SSD tier, and the bytes read from it.
+  std::uint64_t kv_ssd_loads = 0;
+  double kv_ssd_bytes = 0;
   std::uint64_t te_solves = 0;
   double te_solve_ms = 0;
   // Background bulk copies (world bulk:): bytes offered over the run, carried, and still waiting at its end.

@@ -326,24 +326,29 @@ void PlanetSim::Impl::Demand::at_site(std::uint32_t slot, Ns now) {
     best = sim.fleet.least_loaded_replica(dep);
   }
   if (sr) sr->replica = best;
-  // Blocks of its prefix that the replica moved to host memory load back (host-to-GPU at the
-  // fleet's kv_host_gb_s per accelerator, one copy at a time per replica), when that is faster
-  // than computing them; the request waits for its copy, the batch does not (vLLM's
-  // OffloadingConnector loads asynchronously).
+  // Blocks of its prefix that the replica moved to host memory, or on down to its SSD, load back
+  // (at the fleet's kv_host_gb_s and kv_ssd_gb_s per accelerator, one copy at a time per replica),
+  // when that is faster than computing them; the request waits for its copy, the batch does not
+  // (vLLM's OffloadingConnector and LMCache load asynchronously).
   auto& rep = sim.fleet.replicas[static_cast<std::size_t>(best)];
-  if (rep.has_host_tier() && !r.req.block_hashes.empty() && r.load_replica < 0 && dep.prefill_tok_s > 0) {
-    const auto [gpu, host] = rep.cached_blocks(r.req.block_hashes);
-    const double tokens = static_cast<double>(host) * r.req.hash_block_tokens;
-    const double bytes = tokens * dep.llm->kv_bytes_per_token();
-    const double load_s = bytes / (sim.w.fleet.kv_host_gb_s * 1e9 * dep.tp);
+  if (rep.has_offload_tier() && !r.req.block_hashes.empty() && r.load_replica < 0 && dep.prefill_tok_s > 0) {
+    const auto c = rep.cached_blocks(r.req.block_hashes);
+    const double per_block = static_cast<double>(r.req.hash_block_tokens) * dep.llm->kv_bytes_per_token();
+    const double host_bytes = static_cast<double>(c.host) * per_block, ssd_bytes = static_cast<double>(c.ssd) * per_block;
+    const double tokens = static_cast<double>(c.host + c.ssd) * r.req.hash_block_tokens;
+    const double load_s = host_bytes / (sim.w.fleet.kv_host_gb_s * 1e9 * dep.tp) + ssd_bytes / (sim.w.fleet.kv_ssd_gb_s * 1e9 * dep.tp);
     auto& free = sim.fleet.host_load_free[static_cast<std::size_t>(best)];
     const Ns done = std::max(free, now) + core::from_seconds(load_s);
-    if (host > 0 && core::to_seconds(done - now) < tokens / dep.prefill_tok_s) {
+    if (c.host + c.ssd > 0 && core::to_seconds(done - now) < tokens / dep.prefill_tok_s) {
       free = done;
       ++sim.res.kv_host_loads;
-      sim.res.kv_host_bytes += bytes;
+      sim.res.kv_host_bytes += host_bytes + ssd_bytes;
+      if (c.ssd > 0) {
+        ++sim.res.kv_ssd_loads;
+        sim.res.kv_ssd_bytes += ssd_bytes;
+      }
       r.load_replica = best;
-      r.load_blocks = static_cast<std::int32_t>(gpu + host);
+      r.load_blocks = static_cast<std::int32_t>(c.gpu + c.host + c.ssd);
       r.stage = Stage::kHostLoad;
       r.step_start = now;
       step_at(slot, done);

@@ -462,6 +462,8 @@ World load_world(const std::string& path, const model::Catalog& catalog) {
       w.fleet.power_window_s = g.num("power_window_s", w.fleet.power_window_s, false, 1, 3600);
       w.fleet.kv_host_gb_per_gpu = g.num("kv_host_gb_per_gpu", w.fleet.kv_host_gb_per_gpu, false, 0, 1e5);
       w.fleet.kv_host_gb_s = g.num("kv_host_gb_s", w.fleet.kv_host_gb_s, false, 0.001, 1e4);
+      w.fleet.kv_ssd_gb_per_gpu = g.num("kv_ssd_gb_per_gpu", w.fleet.kv_ssd_gb_per_gpu, false, 0, 1e6);
+      w.fleet.kv_ssd_gb_s = g.num("kv_ssd_gb_s", w.fleet.kv_ssd_gb_s, false, 0.001, 1e4);
     }
     if (f.has("bulk")) {
       Fields g(path, f.node("bulk"), "bulk");

@@ -135,6 +135,11 @@ struct FleetParams {
   // x16: 64 GB/s each way, NVIDIA H100 datasheet) at which a request's blocks found there load.
   double kv_host_gb_per_gpu = 0;
   double kv_host_gb_s = 64;
+  // A local-SSD tier under host memory (engine::EngineConfig::ssd_kv_tokens): GB per accelerator
+  // (0: none) and its read rate per accelerator: one NVMe drive per GPU (NVIDIA DGX H100: 8 x 3.84 TB
+  // NVMe U.2 for 8 GPUs) on PCIe Gen4 x4, whose link bounds it at 7.9 GB/s.
+  double kv_ssd_gb_per_gpu = 0;
+  double kv_ssd_gb_s = 7.9;
 };
 
 // Background bulk copies between neighbouring sites (docs/planet.md "Bulk copies"): storage
