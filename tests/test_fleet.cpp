@@ -545,3 +545,59 @@ TEST(Fleet, InferGridKeepsCriticalWithinItsSloAtAPowerEmergency) {
   EXPECT_GT(ig_run.classes[0].rejected, 0u);  // interactive gave way
   EXPECT_GT(ig_run.classes[0].met_slo, fixed.classes[0].met_slo);
 }
+
+// The site balancer's min-tree (large deployments) picks what the scan picks: the fewest
+// outstanding requests, the lowest slot among equals, through outages, capacity loss and a
+// controller starting and draining replicas. The default world with four times its replicas, a
+// site down and another at half its replicas, under infergrid's controller: indexed everywhere and
+// nowhere, every count and quantile is the same.
+TEST(Fleet, TheIndexedBalancerPicksWhatTheScanPicks) {
+  auto w = ig::world::load_world(ig::world::default_world_path(), ig::model::Catalog::builtin());
+  for (auto& s : w.sites) {
+    for (auto& d : s.deployments) d.replicas *= 4;
+    for (auto& [g, n] : s.accelerators) n *= 4;
+    s.power_cap_kw *= 4;
+  }
+  w.events.clear();
+  const auto path = write_temp("balancer-events.yaml", R"(events:
+  - {kind: outage, at: "00:10", duration: 15m, site: eu-west-dublin}
+  - {kind: capacity, at: "00:05", duration: 20m, site: ap-tokyo, factor: 0.5}
+)");
+  ig::world::load_scenario(path, w);
+  ig::twin::PlanetConfig cfg;
+  cfg.hours = 0.5;
+  cfg.scale = 0.2;
+  cfg.controller = "infergrid";
+  cfg.router = "infergrid";
+  cfg.bulk_load = 0;
+  const auto run = [&](int from) {
+    cfg.index_replicas_from = from;
+    return ig::twin::PlanetSim(w, ig::model::Catalog::builtin(), cfg).run();
+  };
+  const auto tree = run(1), scan = run(1 << 30);
+  ASSERT_GT(tree.completed, 10000u);
+  EXPECT_EQ(tree.completed, scan.completed);
+  EXPECT_EQ(tree.rejected, scan.rejected);
+  EXPECT_EQ(tree.lost, scan.lost);
+  for (std::size_t c = 0; c < tree.classes.size(); ++c) {
+    EXPECT_EQ(tree.classes[c].met_slo, scan.classes[c].met_slo);
+    EXPECT_DOUBLE_EQ(tree.classes[c].ttft.quantile(0.99), scan.classes[c].ttft.quantile(0.99));
+    EXPECT_DOUBLE_EQ(tree.classes[c].e2e.quantile(0.5), scan.classes[c].e2e.quantile(0.5));
+  }
+  for (std::size_t s = 0; s < tree.sites.size(); ++s) {
+    EXPECT_EQ(tree.sites[s].routed, scan.sites[s].routed);
+    EXPECT_EQ(tree.sites[s].evacuated, scan.sites[s].evacuated);
+  }
+  ASSERT_EQ(tree.deployments.size(), scan.deployments.size());
+  std::uint64_t moves = 0, restarts = 0;
+  for (std::size_t d = 0; d < tree.deployments.size(); ++d) {
+    EXPECT_EQ(tree.deployments[d].starts, scan.deployments[d].starts);
+    EXPECT_EQ(tree.deployments[d].stops, scan.deployments[d].stops);
+    EXPECT_DOUBLE_EQ(tree.deployments[d].energy_j, scan.deployments[d].energy_j);
+    EXPECT_EQ(tree.deployments[d].restarts, scan.deployments[d].restarts);
+    moves += tree.deployments[d].starts + tree.deployments[d].stops;
+    restarts += tree.deployments[d].restarts;
+  }
+  EXPECT_GT(moves, 0u);     // the controller did change the fleet
+  EXPECT_GT(restarts, 0u);  // and replicas came back from the outage and the capacity loss
+}

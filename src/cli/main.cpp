@@ -533,6 +533,10 @@ int main(int argc, char** argv) {
                   "without one the GPU's prefix cache, evicts; read at the world's fleet.kv_ssd_gb_s); default: the "
                   "world's fleet.kv_ssd_gb_per_gpu")
       ->check(CLI::Range(0.0, 1e6));
+  sim->add_option("--index-replicas-from", pa.cfg.index_replicas_from,
+                  "planet mode: deployments of at least this many replica slots keep their ready replicas ordered by "
+                  "load for the site balancer instead of scanning them (the same pick; a benchmark knob)")
+      ->check(CLI::Range(1, 1 << 30));
   sim->add_flag("--requests-csv", planet_csv, "planet mode: also write DIR/requests.csv, a row per request (large)");
   bool step_by_step = false;
   sim->add_flag("--step-by-step", step_by_step, "one event per decode iteration (the baseline the closed form is measured against)");

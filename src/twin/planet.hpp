@@ -62,6 +62,9 @@ struct PlanetConfig {
   // Background bulk copies offered on every link, as a share of its capacity; < 0: the world's
   // (bulk.load and each link's bulk_load).
   double bulk_load = -1;
+  // Deployments of at least this many replica slots keep their ready replicas ordered by load for
+  // the site balancer (the same pick as a scan, in O(log n)); smaller ones are scanned.
+  int index_replicas_from = 32;
   // One CSV row per request (completed, rejected or lost) to this path; empty: none.
   std::string requests_csv;
 };

@@ -9,6 +9,7 @@ void PlanetSim::Impl::Scenario::set_site_capacity(int site, double factor, bool 
   const auto evacuate = [&](std::size_t i) {
     sim.fleet.drain(i);
     auto evacuated = sim.fleet.replicas[i].evacuate(now);
+    sim.fleet.reindex(i);
     ++sim.fleet.generation[i];
     sim.fleet.scheduled[i] = core::kNever;
     sim.res.sites[static_cast<std::size_t>(site)].evacuated += evacuated.size();

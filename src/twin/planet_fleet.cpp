@@ -234,6 +234,7 @@ void PlanetSim::Impl::Fleet::loaded(std::size_t i, Ns now) {
   if (site_up[static_cast<std::size_t>(d.site)]) {
     replica_up[i] = 1;
     ++d.up;
+    reindex(i);
     d.peak_ready = std::max(d.peak_ready, d.up);
   }
   if (d.version > 0) roll_step(replica_deploy[i], now);  // a rolling update goes on
@@ -322,6 +323,7 @@ void PlanetSim::Impl::Fleet::drain_replica(std::size_t i, Ns now) {
   if (replica_up[i]) {
     replica_up[i] = 0;
     --d.up;
+    reindex(i);
   }
   maybe_off(i, now);
 }
@@ -545,6 +547,21 @@ void PlanetSim::Impl::Fleet::drain(std::size_t i) {
   auto& done = replicas[i].completions();
   for (const auto& c : done) sim.demand.complete(c);
   done.clear();
+}
+
+void PlanetSim::Impl::Fleet::reindex(std::size_t i) {
+  const auto d = static_cast<std::size_t>(replica_deploy[i]);
+  if (!deploys[d].indexed) return;
+  auto& t = load_tree[d];
+  std::size_t n = t.size() / 2 + (i - static_cast<std::size_t>(deploys[d].first));
+  const int want = replica_up[i] ? replicas[i].outstanding() : kDown;
+  if (t[n].first == want) return;
+  t[n].first = want;
+  for (n /= 2; n >= 1; n /= 2) {
+    const auto m = std::min(t[2 * n], t[2 * n + 1]);
+    if (t[n] == m) break;  // nothing above changes
+    t[n] = m;
+  }
 }
 
 }  // namespace infergrid::twin

@@ -18,6 +18,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <queue>
 #include <tuple>
 
@@ -87,6 +88,7 @@ struct PlanetSim::Impl {
   struct Deploy {
     int site = 0, model = 0;
     int first = 0, count = 0, up = 0;  // replica slots [first, first + count); up: ready and serving
+    bool indexed = false;              // its balancer reads Fleet::load_tree (large deployments)
     std::int64_t outstanding = 0;
     // The fleet (planet_fleet.cpp).
     std::string accel;
@@ -233,13 +235,27 @@ struct PlanetSim::Impl {
     void sync(std::size_t i);
     // The replica's finished requests, handed to the demand.
     void drain(std::size_t i);
-    // The site's balancer: the ready replica of the deployment with the fewest outstanding requests.
+    // The site's balancer: the ready replica of the deployment with the fewest outstanding requests
+    // (the lowest index among equals). A deployment of PlanetConfig::index_replicas_from replicas or
+    // more keeps a min-tree over its slots of (outstanding, slot), a slot not ready counting as
+    // kDown, updated wherever a replica's count or readiness changes (reindex), so that the pick
+    // reads the root instead of growing with the fleet; a smaller one is scanned. Both give the
+    // same pick (Planet.TheIndexedBalancerPicksWhatTheScanPicks).
+    static constexpr int kDown = std::numeric_limits<int>::max();
     int least_loaded_replica(const Deploy& d) const {
       const auto k = static_cast<std::size_t>(d.first);
+      if (d.indexed) {
+        const auto& t = load_tree[static_cast<std::size_t>(replica_deploy[k])];
+        if (t[1].first != kDown) return d.first + t[1].second;
+      }
       return d.first + static_cast<int>(*control::least_loaded(
                            static_cast<std::size_t>(d.count), [&](std::size_t i) { return replica_up[k + i] != 0; },
                            [&](std::size_t i) { return replicas[k + i].outstanding(); }));
     }
+    // Per indexed deployment: the min-tree, leaves at [size + slot] (size a power of two >= count).
+    std::vector<std::vector<std::pair<int, int>>> load_tree;
+    // After a change to replica i's outstanding requests or readiness: its place in by_load.
+    void reindex(std::size_t i);
     void init_fleet(const model::Catalog& catalog);
     std::shared_ptr<const model::PerfModel> model_at(Deploy& d, int steps);
     // Starts one replica of deployment d (pulls weights when its site holds none); false, with the

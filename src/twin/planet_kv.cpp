@@ -114,6 +114,7 @@ void PlanetSim::Impl::Demand::pd_decode(std::uint32_t slot, int deploy, Ns now) 
   r.stage = Stage::kEngine;
   if (deploy != r.pd_prefill_deploy) ++sim.res.sites[static_cast<std::size_t>(dep.site)].pd_decoded;
   sim.fleet.replicas[static_cast<std::size_t>(best)].enqueue(std::move(handed), now);
+  sim.fleet.reindex(static_cast<std::size_t>(best));
   sim.fleet.sync(static_cast<std::size_t>(best));
 }
 

@@ -386,6 +386,7 @@ void PlanetSim::Impl::Demand::enqueue_on(std::uint32_t slot, int best, Ns now) {
     handed.output_tokens = 1;
   }
   sim.fleet.replicas[static_cast<std::size_t>(best)].enqueue(std::move(handed), now);
+  sim.fleet.reindex(static_cast<std::size_t>(best));
   sim.fleet.sync(static_cast<std::size_t>(best));
 }
 
