@@ -170,15 +170,27 @@ disaggregate:
 // turn finds its 23 shared blocks (5,888 tokens) evicted to host memory, and loads them at 64 GB/s:
 // 5,888 x 131,072 B = 772 MB in 12 ms, against 176 ms to recompute them. Without the tier,
 // those turns recompute.
-TEST(KvHostTier, AContinuingTurnLoadsItsEvictedPrefixFromHostMemory) {
-  // The two-site world above, without disaggregation: nearest sends every request to Paris.
+namespace {
+// The two-site world above, without disaggregation (nearest sends every request to Paris), half
+// its turns continuing a conversation; an hour's run with a GPU prefix cache of one 6,000-token
+// prompt (24 blocks of 256).
+ig::world::World conversation_world(const std::string& name) {
   std::string yaml = world_yaml("");
   const std::string out = R"(output: "fixed:64",)";
   yaml.replace(yaml.find(out), out.size(), out + " session_continue: 0.5,");
-  const auto w = load("host-tier.yaml", yaml);
+  return load(name, yaml);
+}
+ig::twin::PlanetConfig tier_config() {
   ig::twin::PlanetConfig cfg;
   cfg.hours = 1;
   cfg.engine.prefix_cache_tokens = 24 * 256;
+  return cfg;
+}
+}  // namespace
+
+TEST(KvHostTier, AContinuingTurnLoadsItsEvictedPrefixFromHostMemory) {
+  const auto w = conversation_world("host-tier.yaml");
+  auto cfg = tier_config();
   cfg.kv_host_gb_per_gpu = 256;
   ig::twin::PlanetSim with(w, ig::model::Catalog::builtin(), cfg);
   const auto r = with.run();
@@ -213,13 +225,8 @@ TEST(KvHostTier, AContinuingTurnLoadsItsEvictedPrefixFromHostMemory) {
 // host memory for one conversation above it, the latest-evicted conversation loads from memory,
 // the rest from the SSD.
 TEST(KvSsdTier, AContinuingTurnReadsItsEvictedPrefixFromTheSsd) {
-  std::string yaml = world_yaml("");
-  const std::string out = R"(output: "fixed:64",)";
-  yaml.replace(yaml.find(out), out.size(), out + " session_continue: 0.5,");
-  const auto w = load("ssd-tier.yaml", yaml);
-  ig::twin::PlanetConfig cfg;
-  cfg.hours = 1;
-  cfg.engine.prefix_cache_tokens = 24 * 256;
+  const auto w = conversation_world("ssd-tier.yaml");
+  auto cfg = tier_config();
   cfg.kv_host_gb_per_gpu = 0;
   cfg.kv_ssd_gb_per_gpu = 256;
   const auto r = ig::twin::PlanetSim(w, ig::model::Catalog::builtin(), cfg).run();
