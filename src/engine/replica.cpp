@@ -112,18 +112,13 @@ void Replica::cache_insert(std::span<const std::uint64_t> hashes, std::int64_t b
   }
   evicted_.clear();
   cache_->insert(hashes, block_tokens, &evicted_);
-  if (evicted_.empty()) return;
-  if (!host_cache_) {
-    ssd_cache_->insert(evicted_, block_tokens);
-    return;
+  const std::vector<std::uint64_t>* to_ssd = &evicted_;  // what reaches the SSD tier
+  if (host_cache_ && !evicted_.empty()) {
+    evicted_host_.clear();
+    host_cache_->insert(evicted_, block_tokens, ssd_cache_ ? &evicted_host_ : nullptr);
+    to_ssd = &evicted_host_;
   }
-  if (!ssd_cache_) {
-    host_cache_->insert(evicted_, block_tokens);
-    return;
-  }
-  evicted_host_.clear();
-  host_cache_->insert(evicted_, block_tokens, &evicted_host_);
-  if (!evicted_host_.empty()) ssd_cache_->insert(evicted_host_, block_tokens);
+  if (ssd_cache_ && !to_ssd->empty()) ssd_cache_->insert(*to_ssd, block_tokens);
 }
 
 int Replica::alloc_seq(workload::Request&& r) {

@@ -317,10 +317,11 @@ std::string planet_summary_json(const world::World& w, const PlanetConfig& cfg, 
     const double inference = r.inter_site_bytes - r.bulk_carried;
     b["inference_inter_site_bytes"] = inference;
     b["inference_inter_site_to_user_ratio"] = r.user_bytes > 0 ? inference / r.user_bytes : 0.0;
-    std::size_t worst = 0;
-    for (std::size_t l = 1; l < r.links.size(); ++l)
-      if (r.links[l].bulk_peak_backlog_s > r.links[worst].bulk_peak_backlog_s) worst = l;
-    if (!r.links.empty())
+    const auto it = std::max_element(r.links.begin(), r.links.end(), [](const LinkStats& x, const LinkStats& y) {
+      return x.bulk_peak_backlog_s < y.bulk_peak_backlog_s;
+    });
+    const auto worst = static_cast<std::size_t>(it - r.links.begin());
+    if (it != r.links.end())
       b["worst_backlog"] = {{"a", w.sites[static_cast<std::size_t>(w.links[worst].a)].id},
                             {"b", w.sites[static_cast<std::size_t>(w.links[worst].b)].id},
                             {"drain_s", r.links[worst].bulk_peak_backlog_s}};

@@ -94,19 +94,7 @@ PlanetSim::Impl::Impl(const world::World& world, const model::Catalog& catalog, 
     fleet.model_deploys[static_cast<std::size_t>(fleet.deploys[d].model)].push_back(static_cast<int>(d));
   fleet.replica_up.assign(fleet.replicas.size(), 1);
   for (std::size_t i = 0; i < fleet.replicas.size(); ++i) fleet.replica_up[i] = fleet.slots[i].phase == Phase::kReady;
-  fleet.load_tree.assign(fleet.deploys.size(), {});
-  for (std::size_t d = 0; d < fleet.deploys.size(); ++d) {
-    auto& dep = fleet.deploys[d];
-    dep.indexed = dep.count >= cfg.index_replicas_from;
-    if (!dep.indexed) continue;
-    std::size_t size = 1;
-    while (size < static_cast<std::size_t>(dep.count)) size *= 2;
-    auto& t = fleet.load_tree[d];
-    t.assign(2 * size, {Fleet::kDown, 0});
-    for (std::size_t j = 0; j < size; ++j) t[size + j].second = static_cast<int>(j);
-    for (std::size_t n = size - 1; n >= 1; --n) t[n] = std::min(t[2 * n], t[2 * n + 1]);
-  }
-  for (std::size_t i = 0; i < fleet.replicas.size(); ++i) fleet.reindex(i);
+  fleet.build_load_trees(cfg.index_replicas_from);
   fleet.scheduled.assign(fleet.replicas.size(), core::kNever);
   fleet.host_load_free.assign(fleet.replicas.size(), 0);
   fleet.generation.assign(fleet.replicas.size(), 0);

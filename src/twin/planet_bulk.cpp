@@ -17,10 +17,9 @@ namespace infergrid::twin {
 void PlanetSim::Impl::Bulk::init() {
   const std::size_t D = 2 * sim.w.links.size();
   rate.assign(D, 0);
-  mean_bytes.assign(D, 0);
   next_s.assign(D, 0);
   backlog.assign(D, 0);
-  const double copy_bytes = sim.w.bulk.copy_gb * 1e9 / sim.w.scale;
+  copy_bytes = sim.w.bulk.copy_gb * 1e9 / sim.w.scale;
   for (std::size_t l = 0; l < sim.w.links.size(); ++l) {
     const auto& lk = sim.w.links[l];
     const double load = sim.cfg.bulk_load >= 0 ? sim.cfg.bulk_load : lk.bulk_load >= 0 ? lk.bulk_load : sim.w.bulk.load;
@@ -29,7 +28,6 @@ void PlanetSim::Impl::Bulk::init() {
     for (std::size_t k = 0; k < 2; ++k) {
       const std::size_t dl = 2 * l + k;
       // Offered bytes/s = load x capacity = rate x mean size.
-      mean_bytes[dl] = copy_bytes;
       rate[dl] = load * sim.net.dlink_capacity[dl] / copy_bytes;
       next_s[dl] = -std::log(rng.uniform()) / rate[dl];
     }
@@ -40,7 +38,7 @@ double PlanetSim::Impl::Bulk::second(int dl, double t_s, double carried, double 
   const auto i = static_cast<std::size_t>(dl);
   if (rate[i] <= 0 && backlog[i] <= 0) return 0;
   while (next_s[i] < t_s) {
-    const double b = -std::log(rng.uniform()) * mean_bytes[i];
+    const double b = -std::log(rng.uniform()) * copy_bytes;
     backlog[i] += b;
     sim.res.bulk_offered += b;
     next_s[i] += -std::log(rng.uniform()) / rate[i];

@@ -386,6 +386,7 @@ void PlanetSim::Impl::Fleet::apply_schedule(int di, Ns now) {
 void PlanetSim::Impl::Fleet::fleet_clock(Ns now) {
   const Ns end = std::min(now, sim.horizon);
   while (sim.rec.next_second <= end) {
+    const double second_s = core::to_seconds(sim.rec.next_second);
     // Each way's bytes over the second that ends here, at its capacity now: the busier way.
     for (std::size_t l = 0; l < sim.w.links.size(); ++l) {
       double u = 0;
@@ -396,7 +397,7 @@ void PlanetSim::Impl::Fleet::fleet_clock(Ns now) {
         sim.net.dlink_seen[static_cast<std::size_t>(dl)] = bytes;
         const double cap = sim.net.fn.capacity(dl);
         // Background bulk copies take what the flows left of the second (planet_bulk.cpp).
-        const double bulk = sim.bulk.on ? sim.bulk.second(dl, core::to_seconds(sim.rec.next_second), carried, cap) : 0;
+        const double bulk = sim.bulk.on ? sim.bulk.second(dl, second_s, carried, cap) : 0;
         if (cap > 0) u = std::max(u, (carried + bulk) / cap);
       }
       ++sim.rec.link_hist[l][static_cast<std::size_t>(std::clamp(std::lround(u * 100), 0L, 100L))];
@@ -547,6 +548,22 @@ void PlanetSim::Impl::Fleet::drain(std::size_t i) {
   auto& done = replicas[i].completions();
   for (const auto& c : done) sim.demand.complete(c);
   done.clear();
+}
+
+void PlanetSim::Impl::Fleet::build_load_trees(int from) {
+  load_tree.assign(deploys.size(), {});
+  for (std::size_t d = 0; d < deploys.size(); ++d) {
+    auto& dep = deploys[d];
+    dep.indexed = dep.count >= from;
+    if (!dep.indexed) continue;
+    std::size_t size = 1;
+    while (size < static_cast<std::size_t>(dep.count)) size *= 2;
+    auto& t = load_tree[d];
+    t.assign(2 * size, {kDown, 0});
+    for (std::size_t j = 0; j < size; ++j) t[size + j].second = static_cast<int>(j);
+    for (std::size_t n = size - 1; n >= 1; --n) t[n] = std::min(t[2 * n], t[2 * n + 1]);
+  }
+  for (std::size_t i = 0; i < replicas.size(); ++i) reindex(i);
 }
 
 void PlanetSim::Impl::Fleet::reindex(std::size_t i) {

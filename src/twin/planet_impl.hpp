@@ -240,7 +240,7 @@ struct PlanetSim::Impl {
     // more keeps a min-tree over its slots of (outstanding, slot), a slot not ready counting as
     // kDown, updated wherever a replica's count or readiness changes (reindex), so that the pick
     // reads the root instead of growing with the fleet; a smaller one is scanned. Both give the
-    // same pick (Planet.TheIndexedBalancerPicksWhatTheScanPicks).
+    // same pick (Fleet.TheIndexedBalancerPicksWhatTheScanPicks).
     static constexpr int kDown = std::numeric_limits<int>::max();
     int least_loaded_replica(const Deploy& d) const {
       const auto k = static_cast<std::size_t>(d.first);
@@ -254,7 +254,9 @@ struct PlanetSim::Impl {
     }
     // Per indexed deployment: the min-tree, leaves at [size + slot] (size a power of two >= count).
     std::vector<std::vector<std::pair<int, int>>> load_tree;
-    // After a change to replica i's outstanding requests or readiness: its place in by_load.
+    // The trees of the deployments of at least `from` replica slots, every replica in its leaf.
+    void build_load_trees(int from);
+    // After a change to replica i's outstanding requests or readiness: its leaf in load_tree.
     void reindex(std::size_t i);
     void init_fleet(const model::Catalog& catalog);
     std::shared_ptr<const model::PerfModel> model_at(Deploy& d, int steps);
@@ -467,7 +469,8 @@ struct PlanetSim::Impl {
     Bulk(Impl& s, std::uint64_t seed) : sim(s), rng(seed, "planet-bulk") {}
     Impl& sim;
     core::Rng rng;
-    std::vector<double> rate, mean_bytes, next_s, backlog;  // per directed link: copies/s, bytes, s, bytes
+    double copy_bytes = 0;                     // a copy's mean size (world bulk.copy_gb / scale)
+    std::vector<double> rate, next_s, backlog;  // per directed link: copies/s, next arrival s, bytes waiting
     bool on = false;
     void init();
     // The second ending at t_s on directed link dl, whose flows carried `carried` of the `cap`
