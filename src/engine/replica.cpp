@@ -319,6 +319,7 @@ void Replica::reject_head(Ns now) {
   c.rejected = true;
   done_.push_back(c);
   s.req.block_hashes = {};
+  if (s.aborted) --aborted_;
   free_.push_back(seq);
 }
 
@@ -428,6 +429,7 @@ void Replica::complete(int seq, Ns t) {
   done_.push_back(c);
   used_blocks_ -= s.blocks;
   s.req.block_hashes = {};
+  if (s.aborted) --aborted_;
   free_.push_back(seq);
 }
 
@@ -438,6 +440,7 @@ bool Replica::abort(std::uint64_t id, Ns now) {
     used_blocks_ -= s.blocks;  // a preempted sequence holds none; kept exact anyway
     s.blocks = 0;
     s.req.block_hashes = {};
+    if (s.aborted) --aborted_;
     free_.push_back(*it);
     waiting_.erase(it);
     if (running_.empty() && waiting_.empty() && busy_until_ == core::kNever) idle_since_ = now;
@@ -446,6 +449,7 @@ bool Replica::abort(std::uint64_t id, Ns now) {
   for (int seq : running_) {
     Seq& s = pool_[static_cast<std::size_t>(seq)];
     if (s.req.id != id) continue;
+    if (!s.aborted) ++aborted_;
     s.aborted = true;
     cut_segment(now);
     return true;
@@ -455,6 +459,7 @@ bool Replica::abort(std::uint64_t id, Ns now) {
 
 // Running sequences whose client left give back their blocks (after the iteration they were in).
 void Replica::drop_aborted() {
+  if (aborted_ == 0) return;
   for (std::size_t i = 0; i < running_.size();) {
     const int seq = running_[i];
     Seq& s = pool_[static_cast<std::size_t>(seq)];
@@ -465,6 +470,7 @@ void Replica::drop_aborted() {
     used_blocks_ -= s.blocks;
     s.blocks = 0;
     s.req.block_hashes = {};
+    --aborted_;
     free_.push_back(seq);
     running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
   }
@@ -479,12 +485,10 @@ void Replica::advance(Ns now) {
   const std::int64_t steps = seg_steps_ > 0 ? seg_steps_ : 1;
   double tokens = 0;
   for (const Item& it : batch_) tokens += static_cast<double>(it.prefill ? it.tokens : steps);
-  for (const Item& it : batch_)
-    pool_[static_cast<std::size_t>(it.seq)].energy_j +=
-        energy * static_cast<double>(it.prefill ? it.tokens : steps) / tokens;
-  std::vector<int> finished;
+  finished_.clear();
   for (const Item& it : batch_) {
     Seq& s = pool_[static_cast<std::size_t>(it.seq)];
+    s.energy_j += energy * static_cast<double>(it.prefill ? it.tokens : steps) / tokens;
     if (it.prefill) {
       s.computed += it.tokens;
       if (s.computed < s.target) continue;  // more chunks to go
@@ -494,13 +498,11 @@ void Replica::advance(Ns now) {
       s.generated += static_cast<std::int32_t>(steps);
     }
     if (s.first_token < 0) s.first_token = now;
-    if (s.generated >= s.req.output_tokens) finished.push_back(it.seq);
+    if (s.generated >= s.req.output_tokens) finished_.push_back(it.seq);
   }
-  if (!finished.empty()) {
-    for (int seq : finished) {
-      running_.erase(std::find(running_.begin(), running_.end(), seq));
-      complete(seq, now);
-    }
+  for (int seq : finished_) {
+    running_.erase(std::find(running_.begin(), running_.end(), seq));
+    complete(seq, now);
   }
   drop_aborted();
   seg_steps_ = 0;
@@ -545,6 +547,7 @@ std::vector<workload::Request> Replica::evacuate(Ns now) {
     out.push_back(std::move(s.req));
     free_.push_back(seq);
   }
+  aborted_ = 0;
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   running_.clear();
   waiting_.clear();

@@ -217,6 +217,8 @@ class Replica {
   std::vector<int> running_;
   std::deque<int> waiting_;
   std::vector<Item> batch_;
+  std::vector<int> finished_;  // advance()'s scratch: the batch's sequences that finished
+  int aborted_ = 0;            // sequences marked aborted and not yet freed
   bool preempted_in_plan_ = false;
 
   // The work in progress: one iteration, or a decode segment of seg_steps_ iterations.

@@ -183,7 +183,9 @@ void PlanetSim::Impl::Demand::route_req(std::uint32_t slot, Ns now) {
     const Deploy& dep = sim.fleet.deploys[static_cast<std::size_t>(d)];
     if (!sim.fleet.site_up[static_cast<std::size_t>(dep.site)] || dep.up == 0) continue;
     if (pass == 0 && dep.route_weight <= 0) continue;
-    control::SiteView v;
+    // Built in place: a local copied in would be written field by field and read back whole,
+    // which stalls on every store it reads (this loop runs once per deployment per request).
+    control::SiteView& v = views.emplace_back();
     v.site = dep.site;
     v.rtt_ms = sim.net.user_rtt(r.metro, dep.site);
     v.outstanding = static_cast<int>(dep.outstanding);
@@ -209,7 +211,6 @@ void PlanetSim::Impl::Demand::route_req(std::uint32_t slot, Ns now) {
           v.prefix_hit = static_cast<double>(r.shared_tokens) / r.req.prompt_tokens;
       }
     }
-    views.push_back(v);
     view_deploy.push_back(d);
   }
   if (views.empty()) {
@@ -309,7 +310,7 @@ void PlanetSim::Impl::Demand::at_site(std::uint32_t slot, Ns now) {
     for (int i = dep.first; i < dep.first + dep.count; ++i) {
       if (!sim.fleet.replica_up[static_cast<std::size_t>(i)]) continue;
       const auto& rep = sim.fleet.replicas[static_cast<std::size_t>(i)];
-      control::SiteView v;
+      control::SiteView& v = pod_views.emplace_back();
       v.site = i;
       v.outstanding = rep.outstanding();
       v.waiting = rep.waiting();
@@ -318,7 +319,6 @@ void PlanetSim::Impl::Demand::at_site(std::uint32_t slot, Ns now) {
       v.prefix_hit = sr && sr->replica == i && r.shared_tokens > 0
                          ? static_cast<double>(r.shared_tokens) / r.req.prompt_tokens
                          : 0.0;
-      pod_views.push_back(v);
     }
     const control::GeoRequest gr{r.gid, r.req.prompt_tokens, static_cast<int>(r.req.priority), r.session};
     best = pod_views[router->pick(gr, pod_views).value_or(0)].site;
